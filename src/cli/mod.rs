@@ -1,0 +1,70 @@
+//! The `authd` command line: parsing (clap) and dispatch to the subcommands.
+//!
+//! Every subcommand loads the same layered [`Config`], so `authd user …` acts on the database
+//! `authd serve` uses. Errors print one line to stderr and exit non-zero.
+
+mod serve;
+mod user;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(name = "authd", version, about = "A small, fast token service")]
+pub struct Cli {
+    /// Configuration file (default: ./authd.toml when it exists)
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Database URL, e.g. sqlite://authd.db (overrides AUTHD_DATABASE_URL)
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service
+    Serve {
+        /// gRPC listen address (overrides AUTHD_GRPC_ADDR)
+        #[arg(long, value_name = "HOST:PORT")]
+        grpc_addr: Option<std::net::SocketAddr>,
+    },
+    /// Manage users
+    #[command(subcommand)]
+    User(user::UserCommand),
+}
+
+/// Runs the parsed command line to completion.
+pub fn run(cli: Cli) -> ExitCode {
+    let overrides = Overrides {
+        database_url: cli.database_url.clone(),
+        grpc_addr: match &cli.command {
+            Command::Serve { grpc_addr } => *grpc_addr,
+            Command::User(_) => None,
+        },
+    };
+    let result = Config::load(cli.config.as_deref(), &overrides)
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the runtime: {e}"))?;
+            match cli.command {
+                Command::Serve { .. } => runtime.block_on(serve::run(config)),
+                Command::User(cmd) => runtime.block_on(user::run(config, cmd)),
+            }
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! `authd user …`: add, list, change and remove users.
+
+use std::io::{BufRead, IsTerminal};
+use std::sync::Arc;
+
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::crypto::password::PasswordHasher;
+use crate::domain::{SystemClock, User};
+use crate::service::UserAdmin;
+use crate::store;
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user (prompts for the password twice unless --password-stdin)
+    Add {
+        username: String,
+        /// Grant a role (repeatable)
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// Read the password as one line from standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users (never shows password hashes)
+    List,
+    /// Set a new password; ends all of the user's sessions
+    SetPassword {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable a user; ends all of the user's sessions
+    Disable { username: String },
+    /// Enable a disabled user
+    Enable { username: String },
+    /// Delete a user and all of its sessions
+    Delete { username: String },
+    /// Add or remove roles
+    Roles {
+        username: String,
+        #[arg(long = "add", value_name = "ROLE")]
+        add: Vec<String>,
+        #[arg(long = "remove", value_name = "ROLE")]
+        remove: Vec<String>,
+    },
+}
+
+pub async fn run(config: Config, command: UserCommand) -> Result<(), String> {
+    let store = store::open(&config.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let hasher = PasswordHasher::new(config.argon2(), 1).map_err(|e| e.to_string())?;
+    let admin = UserAdmin::new(
+        store,
+        Arc::new(hasher),
+        Arc::new(SystemClock),
+        config.password_min_length,
+    );
+    let err = |e: crate::service::AdminError| e.to_string();
+    match command {
+        UserCommand::Add {
+            username,
+            roles,
+            password_stdin,
+        } => {
+            let password = read_new_password(password_stdin)?;
+            let user = admin.add(&username, &password, &roles).await.map_err(err)?;
+            println!("created user {} ({})", user.username, user.id);
+        }
+        UserCommand::List => {
+            let users = admin.list().await.map_err(err)?;
+            print_users(&users);
+        }
+        UserCommand::SetPassword {
+            username,
+            password_stdin,
+        } => {
+            let password = read_new_password(password_stdin)?;
+            let user = admin
+                .set_password(&username, &password)
+                .await
+                .map_err(err)?;
+            println!(
+                "password changed for {}; all of its sessions were ended",
+                user.username
+            );
+        }
+        UserCommand::Disable { username } => {
+            let user = admin.set_enabled(&username, false).await.map_err(err)?;
+            println!("disabled {}; all of its sessions were ended", user.username);
+        }
+        UserCommand::Enable { username } => {
+            let user = admin.set_enabled(&username, true).await.map_err(err)?;
+            println!("enabled {}", user.username);
+        }
+        UserCommand::Delete { username } => {
+            let user = admin.delete(&username).await.map_err(err)?;
+            println!("deleted {} ({})", user.username, user.id);
+        }
+        UserCommand::Roles {
+            username,
+            add,
+            remove,
+        } => {
+            if add.is_empty() && remove.is_empty() {
+                return Err("nothing to change: give --add ROLE and/or --remove ROLE".into());
+            }
+            let user = admin
+                .change_roles(&username, &add, &remove)
+                .await
+                .map_err(err)?;
+            println!("roles of {}: {}", user.username, roles_text(&user));
+        }
+    }
+    Ok(())
+}
+
+fn roles_text(user: &User) -> String {
+    if user.roles.is_empty() {
+        "-".into()
+    } else {
+        user.roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn print_users(users: &[User]) {
+    println!(
+        "{:<24} {:<36} {:<24} {:<8} CREATED",
+        "USERNAME", "ID", "ROLES", "ENABLED"
+    );
+    for u in users {
+        println!(
+            "{:<24} {:<36} {:<24} {:<8} {}",
+            u.username,
+            u.id,
+            roles_text(u),
+            if u.enabled { "yes" } else { "no" },
+            u.created_at
+        );
+    }
+}
+
+/// Reads a new password: one line from stdin, or twice from the terminal without echo.
+fn read_new_password(from_stdin: bool) -> Result<String, String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        let password = line.strip_suffix('\n').unwrap_or(&line);
+        let password = password.strip_suffix('\r').unwrap_or(password);
+        return Ok(password.to_owned());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err("no terminal to prompt for a password on; use --password-stdin".into());
+    }
+    let first = rpassword::prompt_password("New password: ")
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    let second = rpassword::prompt_password("Repeat password: ")
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    if first != second {
+        return Err("the passwords do not match".into());
+    }
+    Ok(first)
+}

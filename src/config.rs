@@ -1,0 +1,317 @@
+//! Configuration, layered: built-in defaults < TOML file < `AUTHD_*` environment < flags.
+//!
+//! The file is `--config PATH`, or `authd.toml` in the working directory when present. Every
+//! subcommand reads the same configuration, so the CLI acts on the same database as `serve`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::keys::SigningAlgorithm;
+use crate::crypto::password::Argon2Params;
+use crate::domain::RefreshPolicy;
+use crate::service::TokenSettings;
+
+/// Everything authd can be configured with. See README.md for the table of keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub database_url: String,
+    pub grpc_addr: SocketAddr,
+    pub issuer: String,
+    #[serde(with = "list")]
+    pub audience: Vec<String>,
+    #[serde(with = "duration")]
+    pub access_token_ttl: Duration,
+    /// Idle timeout: a refresh token unused this long expires.
+    #[serde(with = "duration")]
+    pub refresh_token_ttl: Duration,
+    /// Absolute lifetime of a refresh family, from login.
+    #[serde(with = "duration")]
+    pub refresh_token_max_lifetime: Duration,
+    #[serde(with = "duration")]
+    pub refresh_reuse_grace: Duration,
+    pub password_min_length: usize,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// How many password hashes may run at once; 0 means one per CPU core.
+    pub hash_permits: usize,
+    pub signing_algorithm: SigningAlgorithm,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let argon2 = Argon2Params::default();
+        Self {
+            database_url: "sqlite://authd.db".into(),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            issuer: "http://localhost:8080".into(),
+            audience: vec!["authd".into()],
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(14 * 24 * 3600),
+            refresh_token_max_lifetime: Duration::from_secs(30 * 24 * 3600),
+            refresh_reuse_grace: Duration::from_secs(10),
+            password_min_length: 15,
+            argon2_memory_kib: argon2.memory_kib,
+            argon2_iterations: argon2.iterations,
+            argon2_parallelism: argon2.parallelism,
+            hash_permits: 0,
+            signing_algorithm: SigningAlgorithm::ES256,
+        }
+    }
+}
+
+/// Values given as command-line flags; only those set override the other layers.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_addr: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        Self::Invalid(e.to_string())
+    }
+}
+
+impl Config {
+    /// Loads the layers described in the module docs, reading the environment of this process.
+    ///
+    /// # Errors
+    /// A named file that is missing, a value that does not parse, or values that make no sense
+    /// together (see [`Config::validate`]).
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        // Only variables naming a key are read: other AUTHD_* variables (test settings, for
+        // instance) are not configuration and must not be rejected as unknown keys.
+        let known = Self::keys();
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.into())),
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None if Path::new("authd.toml").exists() => {
+                figment = figment.merge(Toml::file("authd.toml"));
+            }
+            None => {}
+        }
+        let config: Config = figment
+            .merge(
+                Env::prefixed("AUTHD_").filter(move |key| known.iter().any(|k| key == k.as_str())),
+            )
+            .merge(Serialized::defaults(overrides))
+            .extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The names of all configuration keys.
+    fn keys() -> Vec<String> {
+        match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// # Errors
+    /// When a value is out of range or the values contradict each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.audience.is_empty() || self.audience.iter().any(String::is_empty) {
+            return invalid("audience must name at least one non-empty audience");
+        }
+        if self.issuer.is_empty() {
+            return invalid("issuer must not be empty");
+        }
+        if self.access_token_ttl.is_zero() || self.refresh_token_ttl.is_zero() {
+            return invalid("access_token_ttl and refresh_token_ttl must be positive");
+        }
+        if self.refresh_token_max_lifetime.is_zero() {
+            return invalid("refresh_token_max_lifetime must be positive");
+        }
+        if self.password_min_length == 0 || self.password_min_length > 64 {
+            return invalid("password_min_length must be between 1 and 64");
+        }
+        argon2::Params::new(
+            self.argon2_memory_kib,
+            self.argon2_iterations,
+            self.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| ConfigError::Invalid(format!("argon2 parameters: {e}")))?;
+        Ok(())
+    }
+
+    pub fn argon2(&self) -> Argon2Params {
+        Argon2Params {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        }
+    }
+
+    /// Permits for the hashing pool: the configured number, or the number of CPU cores.
+    pub fn hash_permits(&self) -> usize {
+        match self.hash_permits {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    pub fn token_settings(&self) -> TokenSettings {
+        TokenSettings {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            access_ttl: self.access_token_ttl,
+            refresh: RefreshPolicy {
+                idle_ttl: self.refresh_token_ttl,
+                max_lifetime: self.refresh_token_max_lifetime,
+                reuse_grace: self.refresh_reuse_grace,
+            },
+        }
+    }
+}
+
+/// Durations as humans write them: `15m`, `30d`, `0s`, `1h 30m`; a bare number is seconds.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
+                de::Error::custom(format!(
+                    "invalid duration {t:?} ({e}); use e.g. 15m, 14d, 0s"
+                ))
+            }),
+        }
+    }
+}
+
+/// A list given either as an array (TOML) or as a comma-separated string (environment).
+mod list {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(match Raw::deserialize(d)? {
+            Raw::List(v) => v,
+            Raw::Text(t) => t.split(',').map(|s| s.trim().to_owned()).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let c = Config::default();
+        assert_eq!(c.database_url, "sqlite://authd.db");
+        assert_eq!(c.grpc_addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.refresh_reuse_grace, Duration::from_secs(10));
+        assert_eq!(
+            (
+                c.argon2_memory_kib,
+                c.argon2_iterations,
+                c.argon2_parallelism
+            ),
+            (19456, 2, 1)
+        );
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "authd.toml",
+                "issuer = \"https://file\"\naccess_token_ttl = \"5m\"\naudience = [\"a\", \"b\"]\n",
+            )?;
+            jail.set_env("AUTHD_ACCESS_TOKEN_TTL", "1h 30m");
+            jail.set_env("AUTHD_DATABASE_URL", "sqlite://env.db");
+            jail.set_env("AUTHD_REFRESH_REUSE_GRACE", "0s");
+            let overrides = Overrides {
+                database_url: Some("sqlite://flag.db".into()),
+                grpc_addr: None,
+            };
+            let c = Config::load(None, &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(c.issuer, "https://file");
+            assert_eq!(c.audience, vec!["a", "b"]);
+            assert_eq!(c.access_token_ttl, Duration::from_secs(5400));
+            assert_eq!(c.refresh_reuse_grace, Duration::ZERO);
+            assert_eq!(c.database_url, "sqlite://flag.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_audience_is_a_comma_list() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AUTHD_AUDIENCE", "api, admin");
+            let c = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.audience, vec!["api", "admin"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AUTHD_ACCESS_TOKEN_TTL", "soon");
+            let e = Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("invalid duration"), "{e}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AUTHD_SIGNING_ALGORITHM", "RS256");
+            assert!(Config::load(None, &Overrides::default()).is_err());
+            Ok(())
+        });
+        let missing = Config::load(
+            Some(Path::new("/nonexistent/authd.toml")),
+            &Overrides::default(),
+        );
+        assert!(matches!(missing, Err(ConfigError::MissingFile(_))));
+    }
+}

@@ -1,0 +1,255 @@
+//! Argon2id password hashing on a bounded pool.
+//!
+//! Hashing is expensive on purpose, so it never runs on the async runtime's worker threads:
+//! each hash or verification takes one of `permits` semaphore permits and runs on a blocking
+//! thread. Memory under a login flood is therefore bounded by about `permits × m_cost`.
+
+use std::sync::Arc;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+
+use crate::domain::Password;
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Params {
+    /// OWASP's recommendation: m=19456 KiB, t=2, p=1.
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("invalid argon2 parameters: {0}")]
+    Params(argon2::Error),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error("password hashing pool is closed")]
+    PoolClosed,
+}
+
+/// The result of checking a password.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verification {
+    Mismatch,
+    Match,
+    /// The password matched and the stored hash used other parameters; here is a new hash
+    /// with the configured ones, to store.
+    MatchRehashed(String),
+}
+
+/// Hashes and verifies passwords off the async runtime, a bounded number at a time.
+pub struct PasswordHasher {
+    params: Params,
+    permits: Arc<Semaphore>,
+    /// A hash of a random password with the current parameters, verified against when a user
+    /// does not exist so that unknown users cost the same time as known ones.
+    dummy_hash: String,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("params", &self.params)
+            .field("available_permits", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+fn argon2(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+impl PasswordHasher {
+    /// # Errors
+    /// When the parameters are outside what argon2 accepts, or the dummy hash fails.
+    pub fn new(params: Argon2Params, permits: usize) -> Result<Self, HashError> {
+        let params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(HashError::Params)?;
+        let random = super::random_bytes::<32>().map_err(|e| HashError::Hash(e.to_string()))?;
+        let dummy_hash = argon2(&params)
+            .hash_password(&random)
+            .map_err(|e| HashError::Hash(e.to_string()))?
+            .to_string();
+        Ok(Self {
+            params,
+            permits: Arc::new(Semaphore::new(permits.max(1))),
+            dummy_hash,
+        })
+    }
+
+    /// Hashes a new password into a PHC string with a fresh random salt.
+    ///
+    /// # Errors
+    /// When hashing fails or the pool is shut down.
+    pub async fn hash(&self, password: Password) -> Result<String, HashError> {
+        let params = self.params.clone();
+        self.run(move || {
+            argon2(&params)
+                .hash_password(password.expose_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| HashError::Hash(e.to_string()))
+        })
+        .await
+    }
+
+    /// Verifies `password` against `stored`, or against a dummy hash when there is no user,
+    /// so both paths do the same work. A match on a hash with outdated parameters returns a
+    /// fresh hash to store.
+    ///
+    /// # Errors
+    /// When the pool is shut down. A malformed stored hash is a mismatch, not an error.
+    pub async fn verify(
+        &self,
+        password: Password,
+        stored: Option<String>,
+    ) -> Result<Verification, HashError> {
+        let params = self.params.clone();
+        let user_exists = stored.is_some();
+        let stored = stored.unwrap_or_else(|| self.dummy_hash.clone());
+        self.run(move || {
+            let Ok(parsed) = PasswordHash::new(&stored) else {
+                return Ok(Verification::Mismatch);
+            };
+            if argon2(&params)
+                .verify_password(password.expose_bytes(), &parsed)
+                .is_err()
+                || !user_exists
+            {
+                return Ok(Verification::Mismatch);
+            }
+            let current = Params::try_from(&parsed).ok();
+            let same_params = current.is_some_and(|p| {
+                p.m_cost() == params.m_cost()
+                    && p.t_cost() == params.t_cost()
+                    && p.p_cost() == params.p_cost()
+            }) && parsed.algorithm.as_str() == "argon2id";
+            if same_params {
+                return Ok(Verification::Match);
+            }
+            argon2(&params)
+                .hash_password(password.expose_bytes())
+                .map(|h| Verification::MatchRehashed(h.to_string()))
+                .map_err(|e| HashError::Hash(e.to_string()))
+        })
+        .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
+    ) -> Result<T, HashError> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| HashError::PoolClosed)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|_| HashError::PoolClosed)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> Argon2Params {
+        Argon2Params {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    fn pw(s: &str) -> Password {
+        Password::presented(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn hashes_verify_and_salts_differ() {
+        let hasher = PasswordHasher::new(cheap(), 2).unwrap();
+        let a = hasher.hash(pw("correct horse battery")).await.unwrap();
+        let b = hasher.hash(pw("correct horse battery")).await.unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert_ne!(a, b);
+        assert_eq!(
+            hasher
+                .verify(pw("correct horse battery"), Some(a.clone()))
+                .await
+                .unwrap(),
+            Verification::Match
+        );
+        assert_eq!(
+            hasher
+                .verify(pw("wrong horse battery"), Some(a))
+                .await
+                .unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_user_never_matches() {
+        let hasher = PasswordHasher::new(cheap(), 1).unwrap();
+        assert_eq!(
+            hasher.verify(pw("anything"), None).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn outdated_parameters_are_rehashed_on_match() {
+        let old = PasswordHasher::new(cheap(), 1).unwrap();
+        let hash = old.hash(pw("correct horse battery")).await.unwrap();
+        let new = PasswordHasher::new(
+            Argon2Params {
+                memory_kib: 128,
+                ..cheap()
+            },
+            1,
+        )
+        .unwrap();
+        match new
+            .verify(pw("correct horse battery"), Some(hash))
+            .await
+            .unwrap()
+        {
+            Verification::MatchRehashed(h) => assert!(h.starts_with("$argon2id$v=19$m=128,")),
+            other => panic!("expected a rehash, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_hash_is_a_mismatch() {
+        let hasher = PasswordHasher::new(cheap(), 1).unwrap();
+        assert_eq!(
+            hasher
+                .verify(pw("x"), Some("not a phc string".into()))
+                .await
+                .unwrap(),
+            Verification::Mismatch
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! authd: a small token service. Password login over gRPC, short-lived signed JWT access
+//! tokens, and opaque refresh tokens rotated on every use with reuse detection.
+//!
+//! See ARCHITECTURE.md for the map of the code and its invariants.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod grpc;
+pub mod service;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,13 @@
+//! Use cases: logging in, refreshing, and managing users and keys.
+//!
+//! Each use case parses its input into domain types, calls the store and the crypto helpers,
+//! and returns domain results. This layer knows no transport (no tonic) and no database
+//! (no sqlx): the gRPC handlers and the CLI are thin shells around it.
+
+mod auth;
+mod keys;
+mod users;
+
+pub use auth::{AuthError, IssuedTokens, TokenService, TokenSettings};
+pub use keys::load_or_create_keys;
+pub use users::{AdminError, UserAdmin};

@@ -1,0 +1,149 @@
+//! Storage: one trait shaped by what the domain needs, and the backends behind it.
+//!
+//! Only the backend modules know which database they talk to; everything above them sees
+//! [`Store`]. Each operation that must be atomic (rotation, password change, disabling a user)
+//! is one method, done in one transaction by the backend.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    FamilyId, NewFamily, NewToken, RefreshPolicy, Role, Rotation, Successor, Timestamp, TokenHash,
+    User, UserCredentials, UserId, Username,
+};
+
+pub use sqlite::SqliteStore;
+
+/// A storage failure. Everything but the first variants means "the database did not do what
+/// was asked": callers fail closed with it (UNAVAILABLE), never treat it as success.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a user with that name already exists")]
+    DuplicateUser,
+    #[error("no such user")]
+    UserNotFound,
+    #[error("unsupported database url {0:?}: use sqlite://PATH")]
+    UnsupportedUrl(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A signing key as stored: private key material in PKCS#8 DER.
+#[derive(Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    pub algorithm: String,
+    pub private_pkcs8: Vec<u8>,
+    pub created_at: Timestamp,
+    pub activates_at: Timestamp,
+    pub retires_at: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user row to create.
+#[derive(Debug)]
+pub struct NewUser {
+    pub user: User,
+    pub password_hash: String,
+}
+
+/// Changes to a user's roles.
+#[derive(Debug, Default)]
+pub struct RoleChange {
+    pub add: Vec<Role>,
+    pub remove: Vec<Role>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    // --- users
+
+    /// # Errors
+    /// [`StoreError::DuplicateUser`] when the (normalised) username is taken.
+    async fn create_user(&self, user: &NewUser) -> Result<(), StoreError>;
+    async fn find_credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<UserCredentials>, StoreError>;
+    async fn find_user(&self, username: &Username) -> Result<Option<User>, StoreError>;
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    /// Replaces a hash with a stronger one after a successful login, only if it is still
+    /// `old_hash` (a concurrent password change wins). Families are kept.
+    async fn upgrade_password_hash(
+        &self,
+        user: &UserId,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<(), StoreError>;
+    /// Sets a new password and revokes every family of the user, atomically.
+    async fn change_password(
+        &self,
+        username: &Username,
+        new_hash: &str,
+        now: Timestamp,
+    ) -> Result<User, StoreError>;
+    /// Enables or disables a user; disabling also revokes every family, atomically.
+    async fn set_enabled(
+        &self,
+        username: &Username,
+        enabled: bool,
+        now: Timestamp,
+    ) -> Result<User, StoreError>;
+    /// Deletes a user with all its families and tokens.
+    async fn delete_user(&self, username: &Username) -> Result<User, StoreError>;
+    async fn change_roles(
+        &self,
+        username: &Username,
+        change: &RoleChange,
+    ) -> Result<User, StoreError>;
+
+    // --- refresh families
+
+    /// Starts a family at login, with its first token.
+    async fn start_family(&self, family: &NewFamily, first: &NewToken) -> Result<(), StoreError>;
+
+    /// Looks up the presented token and applies [`crate::domain::decide`] atomically: of any
+    /// number of concurrent calls with one token, at most one rotates it.
+    async fn rotate_refresh(
+        &self,
+        presented: &TokenHash,
+        successor: &Successor,
+        now: Timestamp,
+        policy: &RefreshPolicy,
+    ) -> Result<Rotation, StoreError>;
+
+    /// Revokes one family. Idempotent.
+    async fn revoke_family(&self, family: &FamilyId, now: Timestamp) -> Result<(), StoreError>;
+
+    // --- signing keys
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+}
+
+/// Opens the store named by `url`, creating and migrating the database as needed.
+///
+/// # Errors
+/// When the URL names no supported backend, or the database cannot be opened or migrated.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}

@@ -1,0 +1,504 @@
+//! The SQLite backend: the embedded default.
+//!
+//! WAL mode with `synchronous=FULL`, so a rotation acknowledged to a client is on disk, and a
+//! busy timeout so the CLI can write while `serve` runs. Every read-modify-write runs in a
+//! `BEGIN IMMEDIATE` transaction: the write lock is taken up front, so concurrent rotations of
+//! one token serialise instead of failing on a lock upgrade.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{NewUser, RoleChange, Store, StoreError, StoredKey};
+use crate::domain::{
+    Decision, FamilyId, NewFamily, NewToken, PresentedToken, RefreshPolicy, Role, Rotation,
+    Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username, decide,
+    normalise_roles,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) and migrates the database at `url`
+    /// (`sqlite://relative/path` or `sqlite:///absolute/path`).
+    ///
+    /// # Errors
+    /// When the file cannot be opened or created, or a migration fails.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(unavailable)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        MIGRATOR.run(&pool).await.map_err(unavailable)?;
+        Ok(Self { pool })
+    }
+
+    async fn begin_immediate(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)
+    }
+}
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+fn user_write_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::DuplicateUser,
+        _ => unavailable(e),
+    }
+}
+
+fn encode_roles(roles: &[Role]) -> String {
+    roles.iter().map(Role::as_str).collect::<Vec<_>>().join(" ")
+}
+
+fn decode_roles(stored: &str) -> Result<Vec<Role>, StoreError> {
+    stored
+        .split_whitespace()
+        .map(|r| Role::parse(r).map_err(unavailable))
+        .collect()
+}
+
+/// Reads a user from a row with columns `id, username, roles, enabled, created_at`.
+fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
+    let username: String = row.try_get("username").map_err(unavailable)?;
+    Ok(User {
+        id: UserId::from_stored(row.try_get("id").map_err(unavailable)?),
+        username: Username::parse(&username).map_err(unavailable)?,
+        roles: decode_roles(row.try_get::<&str, _>("roles").map_err(unavailable)?)?,
+        enabled: row.try_get("enabled").map_err(unavailable)?,
+        created_at: Timestamp::from_unix_millis(row.try_get("created_at").map_err(unavailable)?),
+    })
+}
+
+async fn fetch_user(
+    tx: &mut Transaction<'static, Sqlite>,
+    username: &Username,
+) -> Result<User, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, username, roles, enabled, created_at FROM users WHERE username = ?",
+    )
+    .bind(username.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(unavailable)?
+    .ok_or(StoreError::UserNotFound)?;
+    user_from_row(&row)
+}
+
+async fn revoke_families_of(
+    tx: &mut Transaction<'static, Sqlite>,
+    user: &UserId,
+    now: Timestamp,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE refresh_families SET revoked_at = ?, revoked_reason = ? \
+         WHERE user_id = ? AND revoked_at IS NULL",
+    )
+    .bind(now.unix_millis())
+    .bind(reason)
+    .bind(user.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+async fn revoke_family_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    family: &FamilyId,
+    now: Timestamp,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE refresh_families SET revoked_at = ?, revoked_reason = ? \
+         WHERE id = ? AND revoked_at IS NULL",
+    )
+    .bind(now.unix_millis())
+    .bind(reason)
+    .bind(family.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    // A revoked family's sealed successors are useless; drop them.
+    sqlx::query("UPDATE refresh_tokens SET successor_sealed = NULL WHERE family_id = ?")
+        .bind(family.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+async fn insert_token(
+    tx: &mut Transaction<'static, Sqlite>,
+    family: &FamilyId,
+    token: &NewToken,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(&token.hash.0[..])
+    .bind(family.as_str())
+    .bind(token.issued_at.unix_millis())
+    .bind(token.expires_at.unix_millis())
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn create_user(&self, new: &NewUser) -> Result<(), StoreError> {
+        let user = &new.user;
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, roles, enabled, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(user.id.as_str())
+        .bind(user.username.as_str())
+        .bind(&new.password_hash)
+        .bind(encode_roles(&user.roles))
+        .bind(user.enabled)
+        .bind(user.created_at.unix_millis())
+        .bind(user.created_at.unix_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(user_write_error)?;
+        Ok(())
+    }
+
+    async fn find_credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<UserCredentials>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, username, roles, enabled, created_at, password_hash \
+             FROM users WHERE username = ?",
+        )
+        .bind(username.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.map(|row| {
+            Ok(UserCredentials {
+                user: user_from_row(&row)?,
+                password_hash: row.try_get("password_hash").map_err(unavailable)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn find_user(&self, username: &Username) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, username, roles, enabled, created_at FROM users WHERE username = ?",
+        )
+        .bind(username.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, username, roles, enabled, created_at FROM users ORDER BY username",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        user: &UserId,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?")
+            .bind(new_hash)
+            .bind(user.as_str())
+            .bind(old_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn change_password(
+        &self,
+        username: &Username,
+        new_hash: &str,
+        now: Timestamp,
+    ) -> Result<User, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let user = fetch_user(&mut tx, username).await?;
+        sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
+            .bind(new_hash)
+            .bind(now.unix_millis())
+            .bind(user.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        revoke_families_of(&mut tx, &user.id, now, "password changed").await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(user)
+    }
+
+    async fn set_enabled(
+        &self,
+        username: &Username,
+        enabled: bool,
+        now: Timestamp,
+    ) -> Result<User, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let mut user = fetch_user(&mut tx, username).await?;
+        sqlx::query("UPDATE users SET enabled = ?, updated_at = ? WHERE id = ?")
+            .bind(enabled)
+            .bind(now.unix_millis())
+            .bind(user.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if !enabled {
+            revoke_families_of(&mut tx, &user.id, now, "user disabled").await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        user.enabled = enabled;
+        Ok(user)
+    }
+
+    async fn delete_user(&self, username: &Username) -> Result<User, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let user = fetch_user(&mut tx, username).await?;
+        // Families and tokens go with it (ON DELETE CASCADE).
+        sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(user.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(user)
+    }
+
+    async fn change_roles(
+        &self,
+        username: &Username,
+        change: &RoleChange,
+    ) -> Result<User, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let mut user = fetch_user(&mut tx, username).await?;
+        let mut roles = user.roles.clone();
+        roles.retain(|r| !change.remove.contains(r));
+        roles.extend(change.add.iter().cloned());
+        user.roles = normalise_roles(roles);
+        sqlx::query("UPDATE users SET roles = ? WHERE id = ?")
+            .bind(encode_roles(&user.roles))
+            .bind(user.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(user)
+    }
+
+    async fn start_family(&self, family: &NewFamily, first: &NewToken) -> Result<(), StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        sqlx::query(
+            "INSERT INTO refresh_families (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(family.id.as_str())
+        .bind(family.user.id.as_str())
+        .bind(family.created_at.unix_millis())
+        .bind(family.expires_at.unix_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        insert_token(&mut tx, &family.id, first).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn rotate_refresh(
+        &self,
+        presented: &TokenHash,
+        successor: &Successor,
+        now: Timestamp,
+        policy: &RefreshPolicy,
+    ) -> Result<Rotation, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let row = sqlx::query(
+            "SELECT t.family_id, t.expires_at AS token_expires_at, t.used_at, t.successor_sealed, \
+                    (SELECT s.used_at IS NULL FROM refresh_tokens s WHERE s.hash = t.successor_hash) \
+                        AS successor_is_newest, \
+                    f.revoked_at, f.expires_at AS family_expires_at, \
+                    u.id, u.username, u.roles, u.enabled, u.created_at \
+             FROM refresh_tokens t \
+             JOIN refresh_families f ON f.id = t.family_id \
+             JOIN users u ON u.id = f.user_id \
+             WHERE t.hash = ?",
+        )
+        .bind(&presented.0[..])
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = row else {
+            return Ok(Rotation::Rejected(crate::domain::Rejection::Unknown));
+        };
+        let get_ts = |col: &str| -> Result<Option<Timestamp>, StoreError> {
+            Ok(row
+                .try_get::<Option<i64>, _>(col)
+                .map_err(unavailable)?
+                .map(Timestamp::from_unix_millis))
+        };
+        let state = PresentedToken {
+            user: user_from_row(&row)?,
+            family_id: FamilyId::from_stored(row.try_get("family_id").map_err(unavailable)?),
+            family_revoked: get_ts("revoked_at")?.is_some(),
+            family_expires_at: get_ts("family_expires_at")?.unwrap_or(now),
+            expires_at: get_ts("token_expires_at")?.unwrap_or(now),
+            used_at: get_ts("used_at")?,
+            successor_is_newest: row
+                .try_get::<Option<bool>, _>("successor_is_newest")
+                .map_err(unavailable)?
+                .unwrap_or(false),
+            sealed_successor: row.try_get("successor_sealed").map_err(unavailable)?,
+        };
+        let PresentedToken {
+            user, family_id, ..
+        } = state.clone();
+        let rotation = match decide(&state, now, policy) {
+            Decision::Reject(why) => return Ok(Rotation::Rejected(why)),
+            Decision::ReturnSuccessor(sealed_successor) => {
+                return Ok(Rotation::Replayed {
+                    user,
+                    family_id,
+                    sealed_successor,
+                });
+            }
+            Decision::RevokeFamily => {
+                revoke_family_in(&mut tx, &family_id, now, "refresh token reuse").await?;
+                Rotation::ReuseDetected { user, family_id }
+            }
+            Decision::Rotate => {
+                let marked = sqlx::query(
+                    "UPDATE refresh_tokens \
+                     SET used_at = ?, successor_hash = ?, successor_sealed = ? \
+                     WHERE hash = ? AND used_at IS NULL",
+                )
+                .bind(now.unix_millis())
+                .bind(&successor.token.hash.0[..])
+                .bind(&successor.sealed)
+                .bind(&presented.0[..])
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                // The write lock is held since BEGIN IMMEDIATE, so this cannot race; checking
+                // the count keeps the guarantee even if that ever changes.
+                if marked.rows_affected() != 1 {
+                    return Err(StoreError::Unavailable("concurrent rotation".into()));
+                }
+                // The previous token's sealed copy of *this* token is no longer needed: only
+                // the immediately previous token may use the grace window.
+                sqlx::query(
+                    "UPDATE refresh_tokens SET successor_sealed = NULL WHERE successor_hash = ?",
+                )
+                .bind(&presented.0[..])
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                insert_token(&mut tx, &family_id, &successor.token).await?;
+                Rotation::Rotated { user, family_id }
+            }
+        };
+        tx.commit().await.map_err(unavailable)?;
+        Ok(rotation)
+    }
+
+    async fn revoke_family(&self, family: &FamilyId, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        revoke_family_in(&mut tx, family, now, "revoked").await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kid, algorithm, private_key, created_at, activates_at, retires_at \
+             FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredKey {
+                    kid: row.try_get("kid").map_err(unavailable)?,
+                    algorithm: row.try_get("algorithm").map_err(unavailable)?,
+                    private_pkcs8: row.try_get("private_key").map_err(unavailable)?,
+                    created_at: Timestamp::from_unix_millis(
+                        row.try_get("created_at").map_err(unavailable)?,
+                    ),
+                    activates_at: Timestamp::from_unix_millis(
+                        row.try_get("activates_at").map_err(unavailable)?,
+                    ),
+                    retires_at: row
+                        .try_get::<Option<i64>, _>("retires_at")
+                        .map_err(unavailable)?
+                        .map(Timestamp::from_unix_millis),
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, private_key, created_at, activates_at, retires_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(&key.private_pkcs8)
+        .bind(key.created_at.unix_millis())
+        .bind(key.activates_at.unix_millis())
+        .bind(key.retires_at.map(Timestamp::unix_millis))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+}
