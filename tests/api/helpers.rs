@@ -1,0 +1,190 @@
+//! Spawning the real server on port 0 with a fresh SQLite file, and a gRPC client for it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use authd::app::Application;
+use authd::config::Config;
+use authd::crypto::access_token::AccessClaims;
+use authd::crypto::password::PasswordHasher;
+use authd::domain::SystemClock;
+use authd::grpc::AuthServiceClient;
+use authd::grpc::pb::{PasswordCredential, RefreshTokenRequest, TokenRequest, TokenResponse};
+use authd::service::{TokenService, UserAdmin};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A running authd on its own database.
+pub struct TestApp {
+    pub config: Config,
+    pub client: AuthServiceClient<Channel>,
+    pub service: Arc<TokenService>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    // Last, so the directory outlives the server using it.
+    pub dir: Arc<TempDir>,
+}
+
+/// Cheap hashing parameters so tests spend their time on behaviour, not on argon2.
+pub fn test_config(dir: &TempDir) -> Config {
+    Config {
+        database_url: format!("sqlite://{}", dir.path().join("authd.db").display()),
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        argon2_memory_kib: 256,
+        argon2_iterations: 1,
+        argon2_parallelism: 1,
+        ..Config::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    tweak(&mut config);
+    spawn_on(dir, config).await
+}
+
+/// Starts a server on an existing directory and configuration (e.g. after a restart).
+pub async fn spawn_on(dir: Arc<TempDir>, config: Config) -> TestApp {
+    let app = Application::build(config.clone())
+        .await
+        .expect("server builds");
+    let addr = app.grpc_addr();
+    let service = app.service();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        app.run_until_stopped(async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    let client = AuthServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connects");
+    TestApp {
+        config,
+        client,
+        service,
+        stop: Some(stop),
+        server: Some(server),
+        dir,
+    }
+}
+
+impl TestApp {
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("authd.db")
+    }
+
+    /// The CLI's user administration on this server's database.
+    pub async fn admin(&self) -> UserAdmin {
+        let store = authd::store::open(&self.config.database_url).await.unwrap();
+        let hasher = PasswordHasher::new(self.config.argon2(), 1).unwrap();
+        UserAdmin::new(
+            store,
+            Arc::new(hasher),
+            Arc::new(SystemClock),
+            self.config.password_min_length,
+        )
+    }
+
+    pub async fn add_user(&self, username: &str, roles: &[&str]) {
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        self.admin()
+            .await
+            .add(username, PASSWORD, &roles)
+            .await
+            .unwrap();
+    }
+
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<TokenResponse, tonic::Status> {
+        let request = TokenRequest {
+            credential: Some(
+                authd::grpc::pb::token_request::Credential::PasswordCredential(
+                    PasswordCredential {
+                        username: username.into(),
+                        password: password.into(),
+                    },
+                ),
+            ),
+        };
+        self.client
+            .clone()
+            .token(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn refresh(&self, token: &str) -> Result<TokenResponse, tonic::Status> {
+        let request = RefreshTokenRequest {
+            refresh_token: token.into(),
+        };
+        self.client
+            .clone()
+            .refresh_token(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Verifies an access token's signature with the server's own key ring and returns its
+    /// header and claims.
+    pub fn verify(&self, token: &str) -> (jsonwebtoken::Header, AccessClaims) {
+        let header = jsonwebtoken::decode_header(token).unwrap();
+        let kid = header.kid.clone().expect("kid");
+        let keys = self.service.keys();
+        let key = keys.find(&kid).expect("kid is one of ours");
+        let mut validation = jsonwebtoken::Validation::new(key.algorithm.jwt_algorithm());
+        validation.set_audience(&self.config.audience);
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub", "jti"]);
+        let data = jsonwebtoken::decode::<AccessClaims>(
+            token,
+            &key.public.decoding_key().unwrap(),
+            &validation,
+        )
+        .expect("valid signature and claims");
+        (header, data.claims)
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) -> (Arc<TempDir>, Config) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(10), server)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        (Arc::clone(&self.dir), self.config.clone())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn assert_unauthenticated(result: Result<TokenResponse, tonic::Status>, message: &str) {
+    let status = result.expect_err("must be refused");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), message);
+}
