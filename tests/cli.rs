@@ -1,6 +1,8 @@
 //! The built `authd` binary, run as an operator would: each subcommand, each bad input with
 //! its message and exit code, and `serve` started and stopped with a signal.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

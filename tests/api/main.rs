@@ -1,6 +1,8 @@
 //! End-to-end tests: the real server on a real socket with a real SQLite file, called with the
 //! generated gRPC client.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
+
 mod helpers;
 mod login;
 mod persistence;
