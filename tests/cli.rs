@@ -392,6 +392,52 @@ fn serve_logs_its_address_and_stops_on_sigterm() {
         client.token(request).await.unwrap();
     });
 
+    // The shell client gets a pair, and refreshes it, even when the token starts with '-'.
+    let url = format!("http://{addr}");
+    let pair = env.ok(
+        &[
+            "client",
+            "login",
+            "alice",
+            "--password-stdin",
+            "--addr",
+            &url,
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    let pair: serde_json::Value = serde_json::from_str(&pair).unwrap();
+    let refresh = pair["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh.len(), 43);
+    let altered = format!("-{}", &refresh[1..]);
+    let out = env.run(&["client", "refresh", &altered, "--addr", &url], "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: Unauthenticated: invalid refresh token",
+        "a token starting with '-' reaches the server"
+    );
+    let out = env.run(&["client", "refresh", refresh, "--addr", &url], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = env.run(
+        &[
+            "client",
+            "login",
+            "alice",
+            "--password-stdin",
+            "--addr",
+            &url,
+        ],
+        "wrong password here\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: Unauthenticated: invalid username or password"
+    );
+
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")

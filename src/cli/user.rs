@@ -65,7 +65,7 @@ pub async fn run(config: Config, command: UserCommand) -> Result<(), String> {
             roles,
             password_stdin,
         } => {
-            let password = read_new_password(password_stdin)?;
+            let password = read_password(password_stdin, true)?;
             let user = admin.add(&username, &password, &roles).await.map_err(err)?;
             println!("created user {} ({})", user.username, user.id);
         }
@@ -77,7 +77,7 @@ pub async fn run(config: Config, command: UserCommand) -> Result<(), String> {
             username,
             password_stdin,
         } => {
-            let password = read_new_password(password_stdin)?;
+            let password = read_password(password_stdin, true)?;
             let user = admin
                 .set_password(&username, &password)
                 .await
@@ -146,8 +146,9 @@ fn print_users(users: &[User]) {
     }
 }
 
-/// Reads a new password: one line from stdin, or twice from the terminal without echo.
-fn read_new_password(from_stdin: bool) -> Result<String, String> {
+/// Reads a password: one line from stdin (only the line ending is stripped), or from the
+/// terminal without echo, twice when `confirm` is set.
+pub(super) fn read_password(from_stdin: bool, confirm: bool) -> Result<String, String> {
     if from_stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -161,12 +162,19 @@ fn read_new_password(from_stdin: bool) -> Result<String, String> {
     if !std::io::stdin().is_terminal() {
         return Err("no terminal to prompt for a password on; use --password-stdin".into());
     }
-    let first = rpassword::prompt_password("New password: ")
-        .map_err(|e| format!("cannot read the password: {e}"))?;
-    let second = rpassword::prompt_password("Repeat password: ")
-        .map_err(|e| format!("cannot read the password: {e}"))?;
-    if first != second {
-        return Err("the passwords do not match".into());
+    let prompt = if confirm {
+        "New password: "
+    } else {
+        "Password: "
+    };
+    let first =
+        rpassword::prompt_password(prompt).map_err(|e| format!("cannot read the password: {e}"))?;
+    if confirm {
+        let second = rpassword::prompt_password("Repeat password: ")
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        if first != second {
+            return Err("the passwords do not match".into());
+        }
     }
     Ok(first)
 }
