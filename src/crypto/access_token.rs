@@ -1,6 +1,12 @@
-//! Access tokens: RFC 9068 JWTs (`typ: at+jwt`) signed with the active key.
+//! Access tokens: RFC 9068 JWTs (`typ: at+jwt`) signed with the active key, and
+//! [`verify`], the one function that checks a token this service issued (for Logout and
+//! Introspect). Offline verifiers do the same checks with the published keys.
 
+use jsonwebtoken::{Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
+
+use super::keys::KeyRing;
+use crate::domain::Timestamp;
 
 /// The `aud` claim: a single string when there is one audience, an array otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,7 +39,69 @@ pub struct AccessClaims {
     pub jti: String,
     pub roles: Vec<String>,
     pub preferred_username: String,
+    /// For tokens obtained with an API key: the key's id. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// The JOSE `typ` of an access token (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// Why a presented access token is not one of ours, or no longer valid. Callers treat every
+/// variant alike (inactive); the variants are for logs and tests.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("wrong typ header")]
+    WrongType,
+    #[error("unknown kid")]
+    UnknownKey,
+    #[error("expired")]
+    Expired,
+    #[error("not yet valid")]
+    NotYetValid,
+    #[error("invalid token: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+}
+
+/// Verifies an access token against the service's own keys: `kid` must name a key of `keys`
+/// (treated as untrusted input: only a lookup), the algorithm is pinned to that key's, `typ`
+/// must be `at+jwt`, `iss` and `aud` must match, and `exp` and `nbf` are checked against `now`
+/// (time is an input; no leeway).
+///
+/// This is deliberately one small function so it can be swapped for the shared verifier
+/// (issue 3) without touching its callers.
+///
+/// # Errors
+/// See [`VerifyError`].
+pub fn verify(
+    keys: &KeyRing,
+    token: &str,
+    issuer: &str,
+    audience: &[String],
+    now: Timestamp,
+) -> Result<AccessClaims, VerifyError> {
+    let header = decode_header(token).map_err(|_| VerifyError::Malformed)?;
+    if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
+        return Err(VerifyError::WrongType);
+    }
+    let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
+    let key = keys.find(&kid).ok_or(VerifyError::UnknownKey)?;
+    let mut validation = Validation::new(key.algorithm.jwt_algorithm());
+    // exp and nbf are checked below against the caller's clock, not the system's.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(audience);
+    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub", "jti"]);
+    let claims = decode::<AccessClaims>(token, &key.public.decoding_key()?, &validation)?.claims;
+    let now = now.unix_seconds();
+    if now >= claims.exp {
+        return Err(VerifyError::Expired);
+    }
+    if now < claims.nbf {
+        return Err(VerifyError::NotYetValid);
+    }
+    Ok(claims)
+}
