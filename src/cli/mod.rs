@@ -1,10 +1,13 @@
 //! The `authd` command line: parsing (clap) and dispatch to the subcommands.
 //!
-//! Every subcommand loads the same layered [`Config`], so `authd user …` acts on the database
-//! `authd serve` uses. Errors print one line to stderr and exit non-zero.
+//! Every subcommand loads the same layered [`Config`], so `authd user …`, `authd apikey …` and
+//! `authd session …` act on the database `authd serve` uses. Errors print one line to stderr
+//! and exit non-zero.
 
+mod apikey;
 mod client;
 mod serve;
+mod session;
 mod user;
 
 use std::path::PathBuf;
@@ -38,6 +41,12 @@ enum Command {
     /// Manage users
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Manage API keys
+    #[command(subcommand)]
+    Apikey(apikey::ApiKeyCommand),
+    /// List and end sessions (refresh families)
+    #[command(subcommand)]
+    Session(session::SessionCommand),
     /// Call a running server (for trying authd from the shell)
     #[command(subcommand)]
     Client(client::ClientCommand),
@@ -49,7 +58,9 @@ pub fn run(cli: Cli) -> ExitCode {
         database_url: cli.database_url.clone(),
         grpc_addr: match &cli.command {
             Command::Serve { grpc_addr } => *grpc_addr,
-            Command::User(_) | Command::Client(_) => None,
+            Command::User(_) | Command::Apikey(_) | Command::Session(_) | Command::Client(_) => {
+                None
+            }
         },
     };
     let result = Config::load(cli.config.as_deref(), &overrides)
@@ -62,6 +73,8 @@ pub fn run(cli: Cli) -> ExitCode {
             match cli.command {
                 Command::Serve { .. } => runtime.block_on(serve::run(config)),
                 Command::User(cmd) => runtime.block_on(user::run(config, cmd)),
+                Command::Apikey(cmd) => runtime.block_on(apikey::run(config, cmd)),
+                Command::Session(cmd) => runtime.block_on(session::run(config, cmd)),
                 Command::Client(cmd) => runtime.block_on(client::run(config, cmd)),
             }
         });
