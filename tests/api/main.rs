@@ -3,7 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
 
+mod api_keys;
 mod helpers;
+mod legacy;
 mod login;
+mod logout;
 mod persistence;
 mod refresh;
+mod sessions;
