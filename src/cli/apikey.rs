@@ -22,8 +22,8 @@ pub enum ApiKeyCommand {
         #[arg(long = "role", value_name = "ROLE")]
         roles: Vec<String>,
         /// Lifetime, e.g. 90d or 12h (default: no expiry)
-        #[arg(long, value_name = "DURATION", value_parser = parse_lifetime)]
-        expires: Option<Duration>,
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
     },
     /// List keys, of one user or of all (never shows secrets)
     List { username: Option<String> },
@@ -32,9 +32,10 @@ pub enum ApiKeyCommand {
 }
 
 fn parse_lifetime(raw: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(raw).map_err(|e| format!("{e} (use e.g. 90d or 12h)"))?;
+    let invalid = || format!("invalid --expires {raw:?}: use a positive duration, e.g. 90d or 12h");
+    let d = humantime::parse_duration(raw).map_err(|_| invalid())?;
     if d.is_zero() {
-        return Err("must be longer than zero".into());
+        return Err(invalid());
     }
     Ok(d)
 }
@@ -52,6 +53,7 @@ pub async fn run(config: Config, command: ApiKeyCommand) -> Result<(), String> {
             roles,
             expires,
         } => {
+            let expires = expires.as_deref().map(parse_lifetime).transpose()?;
             let created = admin
                 .create(&username, &name, &roles, expires)
                 .await
