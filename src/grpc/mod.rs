@@ -225,3 +225,67 @@ impl pb::auth_service_server::AuthService for AuthApi {
             .map_err(error::to_status)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::pb;
+
+    #[test]
+    fn messages_carrying_secrets_debug_without_them() {
+        let secret = "s3cr3t-value-that-must-not-print";
+        let shown = [
+            format!(
+                "{:?}",
+                pb::TokenRequest {
+                    credential: Some(pb::token_request::Credential::ApiKeyCredential(
+                        pb::ApiKeyCredential {
+                            api_key: secret.into(),
+                        },
+                    )),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::TokenRequest {
+                    credential: Some(pb::token_request::Credential::PasswordCredential(
+                        pb::PasswordCredential {
+                            username: "alice".into(),
+                            password: secret.into(),
+                        },
+                    )),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::LogoutRequest {
+                    refresh_token: secret.into(),
+                    access_token: secret.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::IntrospectRequest {
+                    token: secret.into(),
+                    token_type_hint: "access_token".into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::RefreshTokenRequest {
+                    refresh_token: secret.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::TokenResponse {
+                    access_token: secret.into(),
+                    refresh_token: secret.into(),
+                }
+            ),
+        ];
+        for s in &shown {
+            assert!(!s.contains(secret), "{s}");
+            assert!(s.contains("<redacted>"), "{s}");
+        }
+    }
+}

@@ -121,7 +121,7 @@ impl ApiKeyAdmin {
             .map_err(AdminError::Store)?
             .ok_or_else(|| AdminError::UnknownUser(username.to_string()))?;
         let roles = roles_for_new_key(&owner, normalise_roles(requested))?;
-        let secret = ApiKeySecret::generate().map_err(|e| AdminError::Store(unavailable(e)))?;
+        let secret = ApiKeySecret::generate()?;
         let now = self.clock.now();
         let key = ApiKey {
             id: secret.id().clone(),
@@ -176,8 +176,4 @@ impl ApiKeyAdmin {
             Err(unknown())
         }
     }
-}
-
-fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Unavailable(Box::new(e))
 }

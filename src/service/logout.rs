@@ -13,7 +13,7 @@ use tracing::info;
 use super::auth::{AuthError, TokenService};
 use crate::crypto::access_token::{self, AccessClaims};
 use crate::crypto::refresh_token::RefreshToken;
-use crate::domain::{FamilyId, Timestamp, User, is_live};
+use crate::domain::{ApiKeyId, FamilyId, Timestamp, User, check_api_key, is_live};
 
 /// What `Introspect` learnt about a token.
 #[derive(Debug)]
@@ -106,6 +106,22 @@ impl TokenService {
         };
         if self.store.is_access_token_revoked(&claims.jti).await? {
             return Ok(Introspection::Inactive);
+        }
+        // A token bought with an API key lives no longer than the key: online, a revoked or
+        // expired key, or a disabled owner, makes its tokens inactive at once.
+        if let Some(key_id) = &claims.key_id {
+            let key = match ApiKeyId::parse(key_id) {
+                Some(id) => self.store.find_api_key(&id).await?,
+                None => None,
+            };
+            let Some(key) = key else {
+                return Ok(Introspection::Inactive);
+            };
+            if key.owner.id.as_str() != claims.sub
+                || check_api_key(&key.key, &key.owner, now).is_err()
+            {
+                return Ok(Introspection::Inactive);
+            }
         }
         Ok(Introspection::Access(claims))
     }

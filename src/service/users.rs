@@ -34,6 +34,8 @@ pub enum AdminError {
     #[error("{0}")]
     Store(StoreError),
     #[error("{0}")]
+    Randomness(#[from] crate::crypto::refresh_token::RandomnessError),
+    #[error("{0}")]
     Hash(#[from] HashError),
 }
 

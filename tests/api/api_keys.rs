@@ -46,6 +46,24 @@ async fn api_key_logs_in_with_the_keys_roles_and_id_and_no_refresh_token() {
 }
 
 #[tokio::test]
+async fn revoking_a_key_or_disabling_its_owner_makes_its_tokens_inactive_online() {
+    let app = spawn_app().await;
+    app.add_user("alice", &[]).await;
+    let (id, key) = app.create_api_key("alice", &[], None).await;
+    let (_, other) = app.create_api_key("alice", &[], None).await;
+    let token = app.api_key_login(&key).await.unwrap().access_token;
+    let other_token = app.api_key_login(&other).await.unwrap().access_token;
+    assert!(app.is_active(&token).await);
+    app.api_keys().await.revoke(&id).await.unwrap();
+    assert!(!app.is_active(&token).await);
+    // Offline verification cannot know until exp: the documented trade-off.
+    app.verify(&token);
+    assert!(app.is_active(&other_token).await);
+    app.admin().await.set_enabled("alice", false).await.unwrap();
+    assert!(!app.is_active(&other_token).await);
+}
+
+#[tokio::test]
 async fn a_role_taken_from_the_user_is_taken_from_the_key() {
     let app = spawn_app().await;
     app.add_user("alice", &["admin", "ops"]).await;
