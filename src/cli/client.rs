@@ -142,7 +142,8 @@ pub async fn run(config: Config, command: ClientCommand) -> Result<(), String> {
         Request::Introspect(r) => {
             let i = client.introspect(r).await.map_err(failed)?.into_inner();
             if i.active {
-                serde_json::json!({
+                // Only what applies to this kind of token.
+                let mut answer = serde_json::json!({
                     "active": true,
                     "token_type": i.token_type,
                     "sub": i.sub,
@@ -150,10 +151,17 @@ pub async fn run(config: Config, command: ClientCommand) -> Result<(), String> {
                     "exp": i.exp,
                     "iat": i.iat,
                     "roles": i.roles,
-                    "jti": i.jti,
-                    "key_id": i.key_id,
-                    "session_id": i.session_id,
-                })
+                });
+                for (name, value) in [
+                    ("jti", i.jti),
+                    ("key_id", i.key_id),
+                    ("session_id", i.session_id),
+                ] {
+                    if !value.is_empty() {
+                        answer[name] = value.into();
+                    }
+                }
+                answer
             } else {
                 serde_json::json!({ "active": false })
             }

@@ -41,7 +41,7 @@ impl TokenService {
         }
         let peer = peer.map(|p| p.ip().to_string()).unwrap_or_default();
         let refuse = |reason: &str, key: Option<&ApiKeyId>| {
-            info!(target: "authd::login", credential = "api_key", key_id = ?key.map(ApiKeyId::as_str),
+            info!(target: "authd::login", credential = "api_key", key_id = key.map_or("-", ApiKeyId::as_str),
                 %peer, outcome = "invalid_credentials", reason, "api key login refused");
             AuthError::InvalidCredentials
         };

@@ -69,7 +69,7 @@ impl TokenService {
                 .await?;
             revoked_jti = Some(claims.jti);
         }
-        info!(target: "authd::logout", %peer, session = ?session.as_ref().map(FamilyId::as_str),
+        info!(target: "authd::logout", %peer, session = session.as_ref().map_or("-", FamilyId::as_str),
             access_token_revoked = revoked_jti.is_some(), "logout");
         Ok(())
     }

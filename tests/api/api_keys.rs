@@ -149,7 +149,8 @@ async fn revoked_expired_malformed_and_disabled_owner_keys_fail_like_a_wrong_pas
     assert_unauthenticated(app.api_key_login(&revoked).await, BAD_LOGIN);
 }
 
-#[tokio::test]
+// Multi-threaded: the test thread blocks on the CLI process while the server runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_shows_use_but_never_the_secret() {
     let app = spawn_app().await;
     app.add_user("alice", &[]).await;
@@ -171,7 +172,8 @@ async fn listing_shows_use_but_never_the_secret() {
     assert!(!stdout.contains(&key[31..]), "the secret is never listed");
 }
 
-#[tokio::test]
+// Multi-threaded: the test thread blocks on the CLI process while the server runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_creates_a_key_shown_once_that_logs_in_until_revoked() {
     let app = spawn_app().await;
     app.add_user("alice", &["deploy", "admin"]).await;

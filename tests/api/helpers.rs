@@ -186,7 +186,8 @@ impl TestApp {
     }
 
     /// Runs the built `authd` binary on this server's database; returns (exit ok, stdout,
-    /// stderr).
+    /// stderr). It blocks the calling thread: use it from a multi-threaded test runtime, so the
+    /// server keeps answering meanwhile.
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
             .args(args)

@@ -163,3 +163,53 @@ async fn logout_racing_a_refresh_of_the_same_family_leaves_no_live_token() {
         "logout/refresh race: refresh committed first {refresh_won}×, logout first {logout_first}×"
     );
 }
+
+// Multi-threaded: the test thread blocks on the CLI process while the server answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_client_logs_out_and_introspects() {
+    let app = spawn_app().await;
+    app.add_user("alice", &[]).await;
+    let tokens = app.login("alice", PASSWORD).await.unwrap();
+    let addr = format!("http://{}", app.addr);
+    let introspect = |token: &str| {
+        let (ok, out, err) = app.cli(&["client", "introspect", token, "--addr", &addr]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let before = introspect(&tokens.access_token);
+    assert_eq!(before["active"], true);
+    assert_eq!(before["token_type"], "access_token");
+    assert!(before.get("session_id").is_none(), "{before}");
+    assert_eq!(
+        introspect(&tokens.refresh_token)["token_type"],
+        "refresh_token"
+    );
+
+    let (ok, out, err) = app.cli(&[
+        "client",
+        "logout",
+        "--refresh-token",
+        &tokens.refresh_token,
+        "--access-token",
+        &tokens.access_token,
+        "--addr",
+        &addr,
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), r#"{"logged_out":true}"#);
+    assert_eq!(
+        introspect(&tokens.access_token),
+        serde_json::json!({"active": false})
+    );
+    assert_eq!(
+        introspect(&tokens.refresh_token),
+        serde_json::json!({"active": false})
+    );
+
+    let (ok, _, err) = app.cli(&["client", "logout", "--addr", &addr]);
+    assert!(!ok);
+    assert_eq!(
+        err,
+        "error: InvalidArgument: refresh_token or access_token is required\n"
+    );
+}

@@ -4,7 +4,8 @@ use tonic::transport::Endpoint;
 
 use crate::helpers::{PASSWORD, spawn_app};
 
-#[tokio::test]
+// Multi-threaded: the test thread blocks on the CLI process while the server runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_listed_and_revoked_through_the_cli() {
     let app = spawn_app().await;
     app.add_user("alice", &[]).await;
