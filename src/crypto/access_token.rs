@@ -105,3 +105,123 @@ pub fn verify(
     }
     Ok(claims)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::keys::{SigningAlgorithm, SigningKey};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn ring() -> KeyRing {
+        let stored =
+            SigningKey::generate(SigningAlgorithm::ES256, Timestamp::from_unix_millis(0)).unwrap();
+        KeyRing::from_stored(&[stored]).unwrap()
+    }
+
+    fn claims() -> AccessClaims {
+        AccessClaims {
+            iss: "https://issuer".into(),
+            sub: "user-1".into(),
+            aud: Audience::One("api".into()),
+            exp: NOW + 60,
+            iat: NOW,
+            nbf: NOW,
+            jti: "j1".into(),
+            roles: vec![],
+            preferred_username: "alice".into(),
+            key_id: None,
+        }
+    }
+
+    fn check(ring: &KeyRing, token: &str, now_s: i64) -> Result<AccessClaims, VerifyError> {
+        verify(
+            ring,
+            token,
+            "https://issuer",
+            &["api".into()],
+            Timestamp::from_unix_millis(now_s * 1000),
+        )
+    }
+
+    #[test]
+    fn accepts_our_tokens_until_exp() {
+        let ring = ring();
+        let key = &ring.keys()[0];
+        let token = key.sign(ACCESS_TOKEN_TYP, &claims()).unwrap();
+        assert_eq!(check(&ring, &token, NOW).unwrap(), claims());
+        assert!(matches!(
+            check(&ring, &token, NOW + 60),
+            Err(VerifyError::Expired)
+        ));
+        assert!(matches!(
+            check(&ring, &token, NOW - 1),
+            Err(VerifyError::NotYetValid)
+        ));
+    }
+
+    #[test]
+    fn refuses_wrong_typ_issuer_audience_and_unknown_keys() {
+        let ring = ring();
+        let key = &ring.keys()[0];
+        let jwt = key.sign("JWT", &claims()).unwrap();
+        assert!(matches!(
+            check(&ring, &jwt, NOW),
+            Err(VerifyError::WrongType)
+        ));
+        let other_iss = AccessClaims {
+            iss: "https://elsewhere".into(),
+            ..claims()
+        };
+        let token = key.sign(ACCESS_TOKEN_TYP, &other_iss).unwrap();
+        assert!(matches!(
+            check(&ring, &token, NOW),
+            Err(VerifyError::Invalid(_))
+        ));
+        let other_aud = AccessClaims {
+            aud: Audience::One("other".into()),
+            ..claims()
+        };
+        let token = key.sign(ACCESS_TOKEN_TYP, &other_aud).unwrap();
+        assert!(matches!(
+            check(&ring, &token, NOW),
+            Err(VerifyError::Invalid(_))
+        ));
+        let token = key.sign(ACCESS_TOKEN_TYP, &claims()).unwrap();
+        assert!(matches!(
+            check(&self::ring(), &token, NOW),
+            Err(VerifyError::UnknownKey)
+        ));
+    }
+
+    #[test]
+    fn refuses_none_and_hmac_with_the_public_key() {
+        let ring = ring();
+        let key = &ring.keys()[0];
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap());
+        for alg in ["none", "NONE", "nOnE"] {
+            let header = URL_SAFE_NO_PAD.encode(format!(
+                r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{}"}}"#,
+                key.kid
+            ));
+            assert!(check(&ring, &format!("{header}.{payload}."), NOW).is_err());
+        }
+        // HS256 keyed with the public key's coordinates: the algorithm is pinned per key.
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.typ = Some(ACCESS_TOKEN_TYP.into());
+        header.kid = Some(key.kid.clone());
+        let secret = serde_json::to_vec(&key.public.to_jwk(&key.kid, key.algorithm)).unwrap();
+        let forged = jsonwebtoken::encode(
+            &header,
+            &claims(),
+            &jsonwebtoken::EncodingKey::from_secret(&secret),
+        )
+        .unwrap();
+        assert!(matches!(
+            check(&ring, &forged, NOW),
+            Err(VerifyError::Invalid(_))
+        ));
+    }
+}
