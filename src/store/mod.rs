@@ -70,7 +70,9 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 10 }
+        Self {
+            max_connections: 10,
+        }
     }
 }
 
@@ -185,6 +187,8 @@ pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Arc<dyn Stor
         Ok(Arc::new(PostgresStore::open(url, options).await?))
     } else {
         // Not the URL itself: it may carry a password.
-        Err(StoreError::UnsupportedUrl(url.split(':').next().unwrap_or_default().to_owned()))
+        Err(StoreError::UnsupportedUrl(
+            url.split(':').next().unwrap_or_default().to_owned(),
+        ))
     }
 }

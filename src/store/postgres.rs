@@ -325,7 +325,11 @@ impl PostgresStore {
         Ok(rotation)
     }
 
-    async fn revoke_family_once(&self, family: &FamilyId, now: Timestamp) -> Result<(), StoreError> {
+    async fn revoke_family_once(
+        &self,
+        family: &FamilyId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         revoke_family_in(&mut tx, family, now, "revoked").await?;
         tx.commit().await.map_err(unavailable)?;
@@ -334,7 +338,12 @@ impl PostgresStore {
 
     /// Deletes one batch with `sql` (which takes `$1` = now, `$2` = batch size); returns the
     /// number of rows deleted.
-    async fn delete_batch(&self, sql: &'static str, now: Timestamp, batch: u32) -> Result<u64, StoreError> {
+    async fn delete_batch(
+        &self,
+        sql: &'static str,
+        now: Timestamp,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
         let done = sqlx::query(sql)
             .bind(now.unix_millis())
             .bind(i64::from(batch))
@@ -362,17 +371,24 @@ impl PostgresStore {
     }
 }
 
+// The purge statements. `SKIP LOCKED` makes concurrent purgers (other replicas) take disjoint
+// rows, so a batch shorter than its size means "nothing left that nobody else is deleting",
+// and skips tokens a rotation holds. PostgreSQL has no `DELETE … LIMIT`; the subquery bounds it.
+
 /// Tokens of families that ended (absolute lifetime) or were revoked: nothing can use them.
 const PURGE_TOKENS_OF_ENDED_FAMILIES: &str = "DELETE FROM refresh_tokens WHERE hash IN ( \
        SELECT t.hash FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
-       WHERE f.expires_at <= $1 OR f.revoked_at IS NOT NULL LIMIT $2)";
+       WHERE f.expires_at <= $1 OR f.revoked_at IS NOT NULL \
+       LIMIT $2 FOR UPDATE OF t SKIP LOCKED)";
 /// Unused tokens past their idle timeout. Used tokens stay while their family lives: they are
 /// what reuse detection recognises.
 const PURGE_IDLE_TOKENS: &str = "DELETE FROM refresh_tokens WHERE hash IN ( \
-       SELECT hash FROM refresh_tokens WHERE expires_at <= $1 AND used_at IS NULL LIMIT $2)";
+       SELECT hash FROM refresh_tokens WHERE expires_at <= $1 AND used_at IS NULL \
+       LIMIT $2 FOR UPDATE SKIP LOCKED)";
 /// Ended or revoked families (their tokens are gone by now; any left go by cascade).
 const PURGE_ENDED_FAMILIES: &str = "DELETE FROM refresh_families WHERE id IN ( \
-       SELECT id FROM refresh_families WHERE expires_at <= $1 OR revoked_at IS NOT NULL LIMIT $2)";
+       SELECT id FROM refresh_families WHERE expires_at <= $1 OR revoked_at IS NOT NULL \
+       LIMIT $2 FOR UPDATE SKIP LOCKED)";
 
 /// Runs `op` under [`OPERATION_TIMEOUT`].
 async fn within_deadline<T>(
@@ -626,15 +642,13 @@ impl Store for PostgresStore {
         new_hash: &str,
     ) -> Result<(), StoreError> {
         within_deadline(async {
-            sqlx::query(
-                "UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3",
-            )
-            .bind(new_hash)
-            .bind(user.as_str())
-            .bind(old_hash)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+                .bind(new_hash)
+                .bind(user.as_str())
+                .bind(old_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
             Ok(())
         })
         .await
@@ -696,7 +710,9 @@ impl Store for PostgresStore {
                 .await?,
             families: 0,
         };
-        purged.tokens += self.delete_all_batches(PURGE_IDLE_TOKENS, now, batch).await?;
+        purged.tokens += self
+            .delete_all_batches(PURGE_IDLE_TOKENS, now, batch)
+            .await?;
         purged.families = self
             .delete_all_batches(PURGE_ENDED_FAMILIES, now, batch)
             .await?;
