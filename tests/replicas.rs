@@ -281,105 +281,141 @@ async fn killing_a_replica_mid_load_loses_no_acknowledged_rotation() {
     );
 }
 
-/// A TCP proxy to PostgreSQL that the test can cut: when down, it closes every relayed
-/// connection and holds new ones without answering; when up again, it drops the held ones
-/// and relays new connections.
+/// What the proxy between a replica and PostgreSQL does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Relays bytes both ways.
+    Up,
+    /// The server went away: every relayed connection is closed, new ones are accepted and
+    /// left unanswered (and dropped once the link is up again).
+    Closed,
+    /// A network partition: nothing is forwarded and nothing is closed; bytes already sent
+    /// are delivered once the link is up again.
+    Silent,
+}
+
+/// A TCP proxy to PostgreSQL that the test can cut.
 struct Proxy {
     port: u16,
-    up: watch::Sender<bool>,
+    link: watch::Sender<Link>,
 }
 
 impl Proxy {
     async fn start(upstream: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (up, _) = watch::channel(true);
-        let state = up.clone();
+        let (link, _) = watch::channel(Link::Up);
+        let state = link.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
-                let mut state = state.subscribe();
+                let mut link = state.subscribe();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
-                    if !*state.borrow_and_update() {
-                        // Hold it unanswered until the database "returns", then drop it.
-                        let _ = state.wait_for(|up| *up).await;
-                        return;
+                    // A connection arriving while the link is down waits, unanswered.
+                    let at_accept = *link.borrow_and_update();
+                    if at_accept != Link::Up {
+                        let _ = link.wait_for(|l| *l == Link::Up).await;
+                        if at_accept == Link::Closed {
+                            return;
+                        }
                     }
-                    let Ok(mut outbound) = TcpStream::connect(&upstream).await else {
+                    let Ok(outbound) = TcpStream::connect(&upstream).await else {
                         return;
                     };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = state.wait_for(|up| !*up) => {}
-                    }
+                    let (in_read, in_write) = inbound.into_split();
+                    let (out_read, out_write) = outbound.into_split();
+                    tokio::join!(
+                        pump(in_read, out_write, link.clone()),
+                        pump(out_read, in_write, link),
+                    );
                 });
             }
         });
-        Self { port, up }
+        Self { port, link }
     }
 
-    fn set_up(&self, up: bool) {
-        self.up.send_replace(up);
+    fn set(&self, link: Link) {
+        self.link.send_replace(link);
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn database_outage_fails_unavailable_and_recovers_without_restart() {
-    let Some(db) =
-        pg::TestDatabase::create("database_outage_fails_unavailable_and_recovers_without_restart")
-            .await
-    else {
+/// Copies one direction while the link allows it; returns (dropping both halves) when either
+/// side closes or the link is `Closed`.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut link: watch::Receiver<Link>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            _ = link.wait_for(|l| *l == Link::Closed) => return,
+        };
+        match link.wait_for(|l| *l != Link::Silent).await.map(|l| *l) {
+            Ok(Link::Up) => {}
+            _ => return,
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn outage(test: &str, down: Link) {
+    let Some(db) = pg::TestDatabase::create(test).await else {
         return;
     };
     add_user(&db.url, "alice");
-    let upstream = {
-        let opts: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
-        format!("{}:{}", opts.get_host(), opts.get_port())
-    };
+    let options: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
+    let upstream = format!("{}:{}", options.get_host(), options.get_port());
     let proxy = Proxy::start(upstream).await;
     let via_proxy = db.url.replacen(
-        &format!(
-            ":{}/",
-            db.url
-                .parse::<sqlx::postgres::PgConnectOptions>()
-                .unwrap()
-                .get_port()
-        ),
+        &format!(":{}/", options.get_port()),
         &format!(":{}/", proxy.port),
         1,
     );
     assert_ne!(via_proxy, db.url, "the URL names the port explicitly");
-    // A long grace window: a rotation committed just as the connection was cut, whose
-    // response never arrived, is recovered by presenting the same token again.
+    // A long grace window: a rotation committed just as the link went down, whose response
+    // never arrived, is recovered by presenting the same token again.
     let replica = Replica::start(&via_proxy, &[("AUTHD_REFRESH_REUSE_GRACE", "5m")]).await;
     let mut current = replica.login("alice").await.refresh_token;
     for _ in 0..5 {
         current = replica.refresh(&current).await.unwrap();
     }
 
-    proxy.set_up(false);
+    proxy.set(down);
     // Every call fails UNAVAILABLE, and does so within 2 s (the client's deadline: a server
-    // that took longer would show as DEADLINE_EXCEEDED or CANCELLED instead).
-    for _ in 0..5 {
+    // that took longer would show as DEADLINE_EXCEEDED or CANCELLED instead). Concurrent
+    // calls too, more than the pool has connections.
+    for _ in 0..3 {
         let started = Instant::now();
-        let mut request = tonic::Request::new(RefreshTokenRequest {
-            refresh_token: current.clone(),
+        let calls = (0..12).map(|_| {
+            let mut request = tonic::Request::new(RefreshTokenRequest {
+                refresh_token: current.clone(),
+            });
+            request.set_timeout(Duration::from_secs(2));
+            let mut client = replica.client.clone();
+            async move { client.refresh_token(request).await }
         });
-        request.set_timeout(Duration::from_secs(2));
-        let status = replica
-            .client
-            .clone()
-            .refresh_token(request)
-            .await
-            .expect_err("no success while the database is unreachable");
-        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-        eprintln!("outage: UNAVAILABLE after {:?}", started.elapsed());
+        for result in futures::future::join_all(calls).await {
+            let status = result.expect_err("no success while the database is unreachable");
+            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        }
+        eprintln!(
+            "{down:?}: 12 calls UNAVAILABLE after {:?}",
+            started.elapsed()
+        );
     }
 
-    proxy.set_up(true);
+    proxy.set(Link::Up);
     let reopened = Instant::now();
     // Recovers by itself, without a restart, within 30 s; the token held across the outage
     // still works (or yields the successor committed just before the cut).
@@ -395,9 +431,27 @@ async fn database_outage_fails_unavailable_and_recovers_without_restart() {
         }
     };
     eprintln!(
-        "recovered {:?} after the database returned",
+        "{down:?}: recovered {:?} after the database returned",
         reopened.elapsed()
     );
     replica.refresh(&recovered).await.unwrap();
     let _ = replica.login("alice").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_going_away_fails_unavailable_and_recovers_without_restart() {
+    outage(
+        "database_going_away_fails_unavailable_and_recovers_without_restart",
+        Link::Closed,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_partition_fails_unavailable_and_recovers_without_restart() {
+    outage(
+        "network_partition_fails_unavailable_and_recovers_without_restart",
+        Link::Silent,
+    )
+    .await;
 }

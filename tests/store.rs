@@ -653,3 +653,29 @@ fn both_backends_have_the_same_migrations() {
         "one file per migration number"
     );
 }
+
+#[tokio::test]
+async fn postgres_url_with_sslmode_require_connects_over_tls() {
+    let Some(db) =
+        pg::TestDatabase::create("postgres_url_with_sslmode_require_connects_over_tls").await
+    else {
+        return;
+    };
+    let url = format!(
+        "{}{}sslmode=require",
+        db.url,
+        if db.url.contains('?') { '&' } else { '?' }
+    );
+    let store = authd::store::open(&url).await.unwrap();
+    add_user(store.as_ref(), "alice").await;
+    // The same URL, as the store's pool reads it, gives an encrypted session (rustls).
+    let mut conn = <sqlx::postgres::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let (ssl,): (bool,) =
+        sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(ssl, "sslmode=require must use TLS");
+}
