@@ -269,6 +269,8 @@ mod tests {
         assert_eq!(c.grpc_addr.to_string(), "127.0.0.1:50051");
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert_eq!(c.refresh_reuse_grace, Duration::from_secs(10));
+        assert_eq!(c.database_max_connections, 10);
+        assert_eq!(c.purge_interval, Duration::from_secs(600));
         assert_eq!(
             (
                 c.argon2_memory_kib,

@@ -6,4 +6,5 @@
 mod helpers;
 mod login;
 mod persistence;
+mod purge;
 mod refresh;
