@@ -679,3 +679,31 @@ async fn postgres_url_with_sslmode_require_connects_over_tls() {
             .unwrap();
     assert!(ssl, "sslmode=require must use TLS");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_processes_migrating_a_fresh_database_at_once_apply_each_migration_once() {
+    let Some(db) = pg::TestDatabase::create(
+        "postgres_processes_migrating_a_fresh_database_at_once_apply_each_migration_once",
+    )
+    .await
+    else {
+        return;
+    };
+    // Four "replicas" start together on an empty database; sqlx's advisory lock serialises
+    // their migrators.
+    let opened = futures::future::join_all((0..4).map(|_| authd::store::open(&db.url))).await;
+    for store in opened {
+        store.unwrap().ping().await.unwrap();
+    }
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count();
+    let mut conn = <sqlx::postgres::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let (applied,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(applied, i64::try_from(migrations).unwrap());
+}

@@ -16,6 +16,9 @@
 //! CockroachDB also accepts (`FOR UPDATE`, `$n` parameters, `LIMIT` in subqueries), though
 //! CockroachDB itself is not tested.
 //!
+//! Adding a method: write `x_once`, one transaction doing the work once, and call it from the
+//! trait impl through `retrying!` (single statements that need no retry: `within_deadline`).
+//!
 //! This module does not know the rotation rules (see `crate::domain::refresh`) and is the only
 //! code that knows it talks to PostgreSQL.
 
@@ -279,14 +282,12 @@ impl PostgresStore {
         } = state.clone();
         // 3. Apply the rules.
         let rotation = match decide(&state, now, policy) {
-            Decision::Reject(why) => return Ok(Rotation::Rejected(why)),
-            Decision::ReturnSuccessor(sealed_successor) => {
-                return Ok(Rotation::Replayed {
-                    user,
-                    family_id,
-                    sealed_successor,
-                });
-            }
+            Decision::Reject(why) => Rotation::Rejected(why),
+            Decision::ReturnSuccessor(sealed_successor) => Rotation::Replayed {
+                user,
+                family_id,
+                sealed_successor,
+            },
             Decision::RevokeFamily => {
                 revoke_family_in(&mut tx, &family_id, now, "refresh token reuse").await?;
                 Rotation::ReuseDetected { user, family_id }
@@ -321,6 +322,8 @@ impl PostgresStore {
                 Rotation::Rotated { user, family_id }
             }
         };
+        // Also when nothing was written: ends the transaction, and releases the family lock,
+        // now rather than when the connection goes back to the pool.
         tx.commit().await.map_err(unavailable)?;
         Ok(rotation)
     }
