@@ -707,3 +707,36 @@ async fn postgres_processes_migrating_a_fresh_database_at_once_apply_each_migrat
         .unwrap();
     assert_eq!(applied, i64::try_from(migrations).unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_serialization_failures_are_retried_and_rotation_stays_exclusive() {
+    let Some(db) = pg::TestDatabase::create(
+        "postgres_serialization_failures_are_retried_and_rotation_stays_exclusive",
+    )
+    .await
+    else {
+        return;
+    };
+    // Under SERIALIZABLE (CockroachDB's only level) concurrent rotations of one token make
+    // PostgreSQL abort all but one with SQLSTATE 40001; the store must retry them, and the
+    // retries must see the token used.
+    let mut conn = <sqlx::postgres::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {} SET default_transaction_isolation TO 'serializable'",
+        db.url.rsplit('/').next().unwrap()
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    drop(conn);
+    let store = authd::store::open(&db.url).await.unwrap();
+    concurrent_rotations_of_one_token_have_exactly_one_winner(Backend {
+        store,
+        url: db.url.clone(),
+        _sqlite: None,
+        _postgres: None,
+    })
+    .await;
+}
