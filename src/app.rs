@@ -13,8 +13,10 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
@@ -22,7 +24,7 @@ use crate::config::Config;
 use crate::crypto::password::{HashError, PasswordHasher};
 use crate::domain::{Clock, SystemClock};
 use crate::grpc::AuthApi;
-use crate::service::{TokenService, load_or_create_keys};
+use crate::service::{TokenService, load_or_create_keys, run_purge_job};
 use crate::store::{self, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,9 @@ pub struct Application {
     listener: TcpListener,
     grpc_addr: SocketAddr,
     service: Arc<TokenService>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    purge_interval: Duration,
 }
 
 impl Application {
@@ -67,16 +72,17 @@ impl Application {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let store: Arc<dyn Store> = store::open(&config.database_url).await?;
+        let store: Arc<dyn Store> =
+            store::open_with(&config.database_url, &config.store_options()).await?;
         let keys = load_or_create_keys(store.as_ref(), config.signing_algorithm, clock.now())
             .await
             .map_err(|e| StartupError::Keys(e.to_string()))?;
         let hasher = Arc::new(PasswordHasher::new(config.argon2(), config.hash_permits())?);
         let service = Arc::new(TokenService::new(
-            store,
+            Arc::clone(&store),
             hasher,
             keys,
-            clock,
+            Arc::clone(&clock),
             config.token_settings(),
         ));
         let listener = TcpListener::bind(config.grpc_addr)
@@ -93,6 +99,9 @@ impl Application {
             listener,
             grpc_addr,
             service,
+            store,
+            clock,
+            purge_interval: config.purge_interval,
         })
     }
 
@@ -106,8 +115,8 @@ impl Application {
         Arc::clone(&self.service)
     }
 
-    /// Serves until `shutdown` completes, then stops accepting connections and finishes the
-    /// requests in flight.
+    /// Serves, and runs the background jobs (the purge job), until `shutdown` completes; then
+    /// stops accepting connections, finishes the requests in flight and stops the jobs.
     ///
     /// # Errors
     /// When the server fails.
@@ -116,11 +125,28 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartupError> {
         tracing::info!(grpc_addr = %self.grpc_addr, "authd serving");
+        let stop = CancellationToken::new();
+        let purge = tokio::spawn(run_purge_job(
+            self.store,
+            self.clock,
+            self.purge_interval,
+            stop.child_token(),
+        ));
+        // The jobs stop on the same signal as the server, even when the server fails.
+        let _stop_jobs = stop.clone().drop_guard();
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        Server::builder()
+        let served = Server::builder()
             .add_service(AuthApi::new(self.service).into_server())
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await?;
+            .serve_with_incoming_shutdown(incoming, async {
+                shutdown.await;
+                stop.cancel();
+            })
+            .await;
+        stop.cancel();
+        if let Err(e) = purge.await {
+            tracing::warn!(error = %e, "purge job ended abnormally");
+        }
+        served?;
         tracing::info!("authd stopped");
         Ok(())
     }

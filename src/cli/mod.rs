@@ -6,6 +6,7 @@
 
 mod apikey;
 mod client;
+mod migrate;
 mod serve;
 mod session;
 mod user;
@@ -23,7 +24,7 @@ pub struct Cli {
     /// Configuration file (default: ./authd.toml when it exists)
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Database URL, e.g. sqlite://authd.db (overrides AUTHD_DATABASE_URL)
+    /// Database URL, e.g. sqlite://authd.db or postgres://host/db (overrides AUTHD_DATABASE_URL)
     #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
     #[command(subcommand)]
@@ -38,6 +39,8 @@ enum Command {
         #[arg(long, value_name = "HOST:PORT")]
         grpc_addr: Option<std::net::SocketAddr>,
     },
+    /// Apply pending database migrations and exit
+    Migrate,
     /// Manage users
     #[command(subcommand)]
     User(user::UserCommand),
@@ -58,9 +61,11 @@ pub fn run(cli: Cli) -> ExitCode {
         database_url: cli.database_url.clone(),
         grpc_addr: match &cli.command {
             Command::Serve { grpc_addr } => *grpc_addr,
-            Command::User(_) | Command::Apikey(_) | Command::Session(_) | Command::Client(_) => {
-                None
-            }
+            Command::Migrate
+            | Command::User(_)
+            | Command::Apikey(_)
+            | Command::Session(_)
+            | Command::Client(_) => None,
         },
     };
     let result = Config::load(cli.config.as_deref(), &overrides)
@@ -72,6 +77,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 .map_err(|e| format!("cannot start the runtime: {e}"))?;
             match cli.command {
                 Command::Serve { .. } => runtime.block_on(serve::run(config)),
+                Command::Migrate => runtime.block_on(migrate::run(config)),
                 Command::User(cmd) => runtime.block_on(user::run(config, cmd)),
                 Command::Apikey(cmd) => runtime.block_on(apikey::run(config, cmd)),
                 Command::Session(cmd) => runtime.block_on(session::run(config, cmd)),

@@ -9,6 +9,7 @@ mod api_keys;
 mod auth;
 mod keys;
 mod logout;
+mod purge;
 mod sessions;
 mod users;
 
@@ -16,5 +17,6 @@ pub use api_keys::{ApiKeyAdmin, CreatedApiKey, MAX_KEY_NAME_CHARS};
 pub use auth::{AuthError, IssuedTokens, TokenService, TokenSettings};
 pub use keys::load_or_create_keys;
 pub use logout::Introspection;
+pub use purge::{PURGE_BATCH, run_purge_job};
 pub use sessions::SessionAdmin;
 pub use users::{AdminError, UserAdmin};

@@ -9,5 +9,6 @@ mod legacy;
 mod login;
 mod logout;
 mod persistence;
+mod purge;
 mod refresh;
 mod sessions;
