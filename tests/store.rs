@@ -850,7 +850,10 @@ async fn sessions_are_listed_with_their_origin_and_revoked(b: Backend) {
     assert_eq!(listed[0].user.id, alice.id);
     // Idle-expired sessions are not listed (idle timeout: one day).
     assert_eq!(
-        s.list_sessions(&name("alice"), at(1441)).await.unwrap().len(),
+        s.list_sessions(&name("alice"), at(1441))
+            .await
+            .unwrap()
+            .len(),
         1
     );
 
