@@ -1,6 +1,9 @@
 //! Startup as a library: build everything (binding the port first), then serve until a
 //! shutdown future completes.
 //!
+//! One shutdown for everything: when the future completes, the gRPC server stops accepting
+//! and drains, and the background tasks (housekeeping, TLS reload) stop with it.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), authd::app::StartupError> {
 //! let config = authd::config::Config::default();
@@ -15,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
@@ -24,6 +28,7 @@ use crate::domain::{Clock, SystemClock};
 use crate::grpc::AuthApi;
 use crate::service::{TokenService, load_or_create_keys};
 use crate::store::{self, Store, StoreError};
+use crate::tls::{ReloadingTls, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -38,6 +43,8 @@ pub enum StartupError {
     Keys(String),
     #[error("password hashing: {0}")]
     Hash(#[from] HashError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -47,6 +54,8 @@ pub struct Application {
     listener: TcpListener,
     grpc_addr: SocketAddr,
     service: Arc<TokenService>,
+    tls: Option<Arc<ReloadingTls>>,
+    config: Config,
 }
 
 impl Application {
@@ -59,10 +68,11 @@ impl Application {
     }
 
     /// Opens and migrates the database, loads (or creates) the signing key, prepares the
-    /// hashing pool and binds the gRPC port (port 0 picks a free one).
+    /// hashing pool, loads the TLS files and binds the gRPC port (port 0 picks a free one).
     ///
     /// # Errors
-    /// When the database cannot be opened, the port cannot be bound or keys cannot be loaded.
+    /// When the database cannot be opened, the port cannot be bound, keys cannot be loaded
+    /// or the TLS files are unusable.
     pub async fn build_with_clock(
         config: Config,
         clock: Arc<dyn Clock>,
@@ -71,7 +81,11 @@ impl Application {
         let keys = load_or_create_keys(store.as_ref(), config.signing_algorithm, clock.now())
             .await
             .map_err(|e| StartupError::Keys(e.to_string()))?;
-        let hasher = Arc::new(PasswordHasher::new(config.argon2(), config.hash_permits())?);
+        let hasher = Arc::new(PasswordHasher::with_queue(
+            config.argon2(),
+            config.hash_permits(),
+            config.hash_queue(),
+        )?);
         let service = Arc::new(TokenService::new(
             store,
             hasher,
@@ -79,6 +93,10 @@ impl Application {
             clock,
             config.token_settings(),
         ));
+        let tls = config
+            .tls()
+            .map(|files| ReloadingTls::load(files, vec![b"h2".to_vec()]).map(Arc::new))
+            .transpose()?;
         let listener = TcpListener::bind(config.grpc_addr)
             .await
             .map_err(|source| StartupError::Bind {
@@ -93,6 +111,8 @@ impl Application {
             listener,
             grpc_addr,
             service,
+            tls,
+            config,
         })
     }
 
@@ -106,22 +126,99 @@ impl Application {
         Arc::clone(&self.service)
     }
 
-    /// Serves until `shutdown` completes, then stops accepting connections and finishes the
-    /// requests in flight.
+    /// The reloadable TLS config, when TLS is on.
+    pub fn tls(&self) -> Option<Arc<ReloadingTls>> {
+        self.tls.clone()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections, finishes the
+    /// requests in flight and stops the background tasks.
     ///
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(
         self,
-        shutdown: impl Future<Output = ()> + Send,
+        shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        tracing::info!(grpc_addr = %self.grpc_addr, "authd serving");
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        Server::builder()
-            .add_service(AuthApi::new(self.service).into_server())
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await?;
+        let config = self.config;
+        let stop = CancellationToken::new();
+        let stopper = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown => stopper.cancel(),
+                () = stopper.cancelled() => {},
+            }
+        });
+        let housekeeping = tokio::spawn(housekeeping(
+            Arc::clone(&self.service),
+            config.clone(),
+            stop.clone(),
+        ));
+        let server = Server::builder()
+            .timeout(config.request_timeout)
+            .http2_keepalive_interval(Some(config.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
+            .max_concurrent_streams(config.max_concurrent_streams)
+            .max_connection_age(config.max_connection_age)
+            .add_service(
+                AuthApi::new(self.service)
+                    .trusting_proxies(config.trusted_proxies.clone())
+                    .max_message_bytes(config.max_message_bytes)
+                    .into_server(),
+            );
+        let served = match self.tls {
+            Some(tls) => {
+                tracing::info!(grpc_addr = %self.grpc_addr,
+                    mtls = config.tls_client_ca.is_some(), "authd serving (TLS)");
+                let watcher = tokio::spawn(
+                    Arc::clone(&tls).watch(config.tls_reload_interval, stop.clone()),
+                );
+                let incoming = crate::tls::incoming(self.listener, tls, stop.clone());
+                let served = server
+                    .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned())
+                    .await;
+                stop.cancel();
+                let _ = watcher.await;
+                served
+            }
+            None => {
+                if !self.grpc_addr.ip().is_loopback() {
+                    tracing::warn!(grpc_addr = %self.grpc_addr,
+                        "serving without TLS on a non-loopback address: passwords and tokens \
+                         cross the network in the clear; set tls_cert and tls_key");
+                }
+                tracing::info!(grpc_addr = %self.grpc_addr, "authd serving");
+                let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+                server
+                    .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned())
+                    .await
+            }
+        };
+        stop.cancel();
+        let _ = housekeeping.await;
+        served?;
         tracing::info!("authd stopped");
         Ok(())
+    }
+}
+
+/// Every `maintenance_interval`: forget idle per-source buckets, purge forgotten throttle
+/// counters and expired audit events (in bounded batches). Stops with the server.
+async fn housekeeping(service: Arc<TokenService>, config: Config, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(config.maintenance_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {},
+        }
+        service.limiter().retain_recent();
+        match service.purge_expired(config.audit_retention).await {
+            Ok(p) if p.login_counters + p.audit_events > 0 => tracing::info!(
+                login_counters = p.login_counters, audit_events = p.audit_events,
+                "purged expired records"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed; will retry"),
+        }
     }
 }

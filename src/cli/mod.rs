@@ -3,6 +3,7 @@
 //! Every subcommand loads the same layered [`Config`], so `authd user …` acts on the database
 //! `authd serve` uses. Errors print one line to stderr and exit non-zero.
 
+mod audit;
 mod client;
 mod serve;
 mod user;
@@ -38,6 +39,9 @@ enum Command {
     /// Manage users
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Read the audit trail
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Call a running server (for trying authd from the shell)
     #[command(subcommand)]
     Client(client::ClientCommand),
@@ -49,7 +53,7 @@ pub fn run(cli: Cli) -> ExitCode {
         database_url: cli.database_url.clone(),
         grpc_addr: match &cli.command {
             Command::Serve { grpc_addr } => *grpc_addr,
-            Command::User(_) | Command::Client(_) => None,
+            Command::User(_) | Command::Audit(_) | Command::Client(_) => None,
         },
     };
     let result = Config::load(cli.config.as_deref(), &overrides)
@@ -62,6 +66,7 @@ pub fn run(cli: Cli) -> ExitCode {
             match cli.command {
                 Command::Serve { .. } => runtime.block_on(serve::run(config)),
                 Command::User(cmd) => runtime.block_on(user::run(config, cmd)),
+                Command::Audit(cmd) => runtime.block_on(audit::run(config, cmd)),
                 Command::Client(cmd) => runtime.block_on(client::run(config, cmd)),
             }
         });

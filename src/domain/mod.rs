@@ -3,19 +3,23 @@
 //! Everything here is plain data and pure functions. It does no I/O, reads no clock and knows
 //! no transport or database: no tonic, sqlx or argon2 in this module tree.
 
+mod audit;
 mod password;
 mod refresh;
 mod role;
+mod throttle;
 mod time;
 mod user;
 mod username;
 
+pub use audit::{AuditEvent, AuditKind};
 pub use password::{MAX_PASSWORD_BYTES, Password, PasswordError};
 pub use refresh::{
     Decision, FamilyId, NewFamily, NewToken, PresentedToken, RefreshPolicy, Rejection, Rotation,
     Successor, TokenHash, decide,
 };
 pub use role::{Role, RoleError};
+pub use throttle::{Admission, FailureCount, ThrottlePolicy};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use user::{User, UserCredentials, UserId, normalise_roles};
 pub use username::{MAX_USERNAME_CHARS, Username, UsernameError};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    FamilyId, NewFamily, NewToken, RefreshPolicy, Role, Rotation, Successor, Timestamp, TokenHash,
+    AuditEvent, FailureCount, FamilyId, NewFamily, NewToken, RefreshPolicy, Role, Rotation, Successor, Timestamp, TokenHash,
     User, UserCredentials, UserId, Username,
 };
 
@@ -134,6 +134,38 @@ pub trait Store: Send + Sync + 'static {
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
     async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+
+    // --- login throttling (counters per normalised username, existing or not)
+
+    /// The failure counter of `username`, if any.
+    async fn login_failures(&self, username: &Username)
+    -> Result<Option<FailureCount>, StoreError>;
+    /// Counts one more failure in a single atomic upsert and returns the new counter. A
+    /// counter whose last failure is before `forget_before` starts again at 1.
+    async fn record_login_failure(
+        &self,
+        username: &Username,
+        now: Timestamp,
+        forget_before: Timestamp,
+    ) -> Result<FailureCount, StoreError>;
+    /// Removes the counter (a successful login, or `authd user unlock`). Returns whether one
+    /// existed.
+    async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError>;
+    /// Deletes up to `limit` counters whose last failure is before `before`; returns how many.
+    async fn purge_login_failures(&self, before: Timestamp, limit: u32)
+    -> Result<u64, StoreError>;
+
+    // --- audit trail
+
+    async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// The newest `limit` events (of `username` only, when given), oldest first.
+    async fn audit_events(
+        &self,
+        username: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Deletes up to `limit` events older than `before`; returns how many.
+    async fn purge_audit_events(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
 }
 
 /// Opens the store named by `url`, creating and migrating the database as needed.
