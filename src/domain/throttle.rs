@@ -61,10 +61,11 @@ impl ThrottlePolicy {
         now.since(last_failure_at) >= self.forget_after
     }
 
-    /// The oldest `last_failure_at` a counter may have at `now` and still count.
+    /// The oldest `last_failure_at` a counter may have at `now` and still count: a counter
+    /// last touched strictly before this is forgotten (agrees with [`Self::is_forgotten`]).
     pub fn forget_before(&self, now: Timestamp) -> Timestamp {
         let ms = i64::try_from(self.forget_after.as_millis()).unwrap_or(i64::MAX);
-        Timestamp::from_unix_millis(now.unix_millis().saturating_sub(ms))
+        Timestamp::from_unix_millis(now.unix_millis().saturating_sub(ms).saturating_add(1))
     }
 
     /// Decides whether an attempt at `now` may check a password.
@@ -166,7 +167,9 @@ mod tests {
             Admission::Throttled { .. }
         ));
         assert_eq!(p.admit(count(20), at(60_000)), Admission::Allowed);
-        assert_eq!(p.forget_before(at(60_000)), at(0));
+        assert_eq!(p.forget_before(at(60_000)), at(1));
+        assert!(p.is_forgotten(at(0), at(60_000)));
+        assert!(!p.is_forgotten(at(1), at(60_000)));
     }
 
     #[test]

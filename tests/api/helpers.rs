@@ -8,20 +8,21 @@ use authd::app::Application;
 use authd::config::Config;
 use authd::crypto::access_token::AccessClaims;
 use authd::crypto::password::PasswordHasher;
-use authd::domain::SystemClock;
+use authd::domain::{Clock, SystemClock};
 use authd::grpc::AuthServiceClient;
 use authd::grpc::pb::{PasswordCredential, RefreshTokenRequest, TokenRequest, TokenResponse};
 use authd::service::{TokenService, UserAdmin};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A running authd on its own database.
 pub struct TestApp {
     pub config: Config,
+    pub addr: std::net::SocketAddr,
     pub client: AuthServiceClient<Channel>,
     pub service: Arc<TokenService>,
     stop: Option<oneshot::Sender<()>>,
@@ -57,7 +58,16 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 
 /// Starts a server on an existing directory and configuration (e.g. after a restart).
 pub async fn spawn_on(dir: Arc<TempDir>, config: Config) -> TestApp {
-    let app = Application::build(config.clone())
+    spawn_on_with_clock(dir, config, Arc::new(SystemClock)).await
+}
+
+/// Starts a server whose notion of "now" is `clock`.
+pub async fn spawn_on_with_clock(
+    dir: Arc<TempDir>,
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> TestApp {
+    let app = Application::build_with_clock(config.clone(), clock)
         .await
         .expect("server builds");
     let addr = app.grpc_addr();
@@ -70,11 +80,15 @@ pub async fn spawn_on(dir: Arc<TempDir>, config: Config) -> TestApp {
         .await
         .expect("server runs");
     });
-    let client = AuthServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connects");
+    // Lazy, so a TLS server (which a plaintext client cannot talk to) starts just the same.
+    let client = AuthServiceClient::new(
+        Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy(),
+    );
     TestApp {
         config,
+        addr,
         client,
         service,
         stop: Some(stop),

@@ -7,3 +7,4 @@ mod helpers;
 mod login;
 mod persistence;
 mod refresh;
+mod throttling;
