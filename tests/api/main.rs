@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
 
 mod helpers;
+mod limits;
 mod login;
 mod persistence;
 mod refresh;
