@@ -23,6 +23,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub struct TestApp {
     pub config: Config,
     pub addr: std::net::SocketAddr,
+    pub tls: Option<Arc<authd::tls::ReloadingTls>>,
     pub client: AuthServiceClient<Channel>,
     pub service: Arc<TokenService>,
     stop: Option<oneshot::Sender<()>>,
@@ -72,6 +73,7 @@ pub async fn spawn_on_with_clock(
         .expect("server builds");
     let addr = app.grpc_addr();
     let service = app.service();
+    let tls = app.tls();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run_until_stopped(async {
@@ -89,6 +91,7 @@ pub async fn spawn_on_with_clock(
     TestApp {
         config,
         addr,
+        tls,
         client,
         service,
         stop: Some(stop),

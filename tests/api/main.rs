@@ -3,9 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
 
+mod audit;
 mod helpers;
 mod limits;
 mod login;
 mod persistence;
 mod refresh;
 mod throttling;
+mod tls;
