@@ -17,13 +17,17 @@ pub enum AuditCommand {
         /// Only events about this username
         #[arg(long = "user", value_name = "USERNAME")]
         user: Option<String>,
-        /// How many events
-        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        /// How many events (1 to 100000)
+        #[arg(long, default_value_t = 50)]
         limit: u32,
     },
 }
 
 pub async fn run(config: Config, command: AuditCommand) -> Result<(), String> {
+    let AuditCommand::Tail { limit, .. } = &command;
+    if !(1..=100_000).contains(limit) {
+        return Err("--limit must be between 1 and 100000".into());
+    }
     let store = store::open(&config.database_url)
         .await
         .map_err(|e| e.to_string())?;
