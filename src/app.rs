@@ -170,9 +170,8 @@ impl Application {
             Some(tls) => {
                 tracing::info!(grpc_addr = %self.grpc_addr,
                     mtls = config.tls_client_ca.is_some(), "authd serving (TLS)");
-                let watcher = tokio::spawn(
-                    Arc::clone(&tls).watch(config.tls_reload_interval, stop.clone()),
-                );
+                let watcher =
+                    tokio::spawn(Arc::clone(&tls).watch(config.tls_reload_interval, stop.clone()));
                 let incoming = crate::tls::incoming(self.listener, tls, stop.clone());
                 let served = server
                     .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned())
@@ -215,8 +214,10 @@ async fn housekeeping(service: Arc<TokenService>, config: Config, stop: Cancella
         service.limiter().retain_recent();
         match service.purge_expired(config.audit_retention).await {
             Ok(p) if p.login_counters + p.audit_events > 0 => tracing::info!(
-                login_counters = p.login_counters, audit_events = p.audit_events,
-                "purged expired records"),
+                login_counters = p.login_counters,
+                audit_events = p.audit_events,
+                "purged expired records"
+            ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "housekeeping failed; will retry"),
         }

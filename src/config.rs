@@ -384,7 +384,11 @@ mod net_list {
             .map(|s| {
                 s.parse::<IpNet>()
                     .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| de::Error::custom(format!("invalid network {s:?}; use a CIDR such as 10.0.0.0/8")))
+                    .map_err(|_| {
+                        de::Error::custom(format!(
+                            "invalid network {s:?}; use a CIDR such as 10.0.0.0/8"
+                        ))
+                    })
             })
             .collect()
     }
@@ -488,7 +492,9 @@ mod tests {
         });
         figment::Jail::expect_with(|jail| {
             jail.set_env("AUTHD_TLS_CERT", "/etc/authd/cert.pem");
-            let e = Config::load(None, &Overrides::default()).unwrap_err().to_string();
+            let e = Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("together"), "{e}");
             Ok(())
         });

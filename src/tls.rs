@@ -117,37 +117,45 @@ impl ReloadingTls {
         Ok(true)
     }
 
-    /// Polls the files every `interval` and re-reads them on SIGHUP, until `stop`.
-    pub async fn watch(self: Arc<Self>, interval: Duration, stop: CancellationToken) {
+    /// Polls the files every `interval` and re-reads them on SIGHUP, until `stop`. The
+    /// SIGHUP handler is installed before this returns, so a signal sent once serving has
+    /// started never falls through to the default action (terminating the process).
+    pub fn watch(
+        self: Arc<Self>,
+        interval: Duration,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         #[cfg(unix)]
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            #[cfg(unix)]
-            let sighup = async {
-                match hangup.as_mut() {
-                    Some(h) => {
-                        h.recv().await;
+        async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                #[cfg(unix)]
+                let sighup = async {
+                    match hangup.as_mut() {
+                        Some(h) => {
+                            h.recv().await;
+                        }
+                        None => std::future::pending().await,
                     }
-                    None => std::future::pending().await,
+                };
+                #[cfg(not(unix))]
+                let sighup = std::future::pending::<()>();
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = tick.tick() => {},
+                    () = sighup => tracing::info!("SIGHUP: re-reading TLS files"),
                 }
-            };
-            #[cfg(not(unix))]
-            let sighup = std::future::pending::<()>();
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => {},
-                () = sighup => tracing::info!("SIGHUP: re-reading TLS files"),
-            }
-            match self.reload_if_changed() {
-                Ok(true) => tracing::info!(cert = %self.files.cert.display(),
-                    "TLS certificate reloaded"),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e,
-                    "TLS files changed but cannot be used; keeping the current certificate"),
+                match self.reload_if_changed() {
+                    Ok(true) => tracing::info!(cert = %self.files.cert.display(),
+                        "TLS certificate reloaded"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e,
+                        "TLS files changed but cannot be used; keeping the current certificate"),
+                }
             }
         }
     }
@@ -211,9 +219,7 @@ fn build_config(
         }
         _ => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(config_error)?;
+    let mut config = builder.with_single_cert(chain, key).map_err(config_error)?;
     config.alpn_protocols = alpn.to_vec();
     Ok(config)
 }

@@ -546,9 +546,20 @@ fn no_password_token_or_hash_reaches_any_log_even_at_trace_level() {
     let canary_wrong = "canary-wrong-9e2f41aa-do-not-log";
     let captured = std::cell::RefCell::new(String::new());
     let run = |args: &[&str], stdin: &str| {
-        let out = env.command(args).env("RUST_LOG", "trace").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let out = env
+            .command(args)
+            .env("RUST_LOG", "trace")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let mut out = out;
-        out.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        out.stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         let out = out.wait_with_output().unwrap();
         captured
             .borrow_mut()
@@ -559,10 +570,20 @@ fn no_password_token_or_hash_reaches_any_log_even_at_trace_level() {
         &["user", "add", "carol", "--password-stdin"],
         &format!("{canary_password}\n"),
     );
-    let server = Server::start(&env, &[("RUST_LOG", "trace"), ("AUTHD_THROTTLE_FREE_FAILURES", "1")]);
+    let server = Server::start(
+        &env,
+        &[("RUST_LOG", "trace"), ("AUTHD_THROTTLE_FREE_FAILURES", "1")],
+    );
     let url = format!("http://{}", server.addr);
     let pair = run(
-        &["client", "login", "carol", "--password-stdin", "--addr", &url],
+        &[
+            "client",
+            "login",
+            "carol",
+            "--password-stdin",
+            "--addr",
+            &url,
+        ],
         &format!("{canary_password}\n"),
     );
     let pair: serde_json::Value = serde_json::from_str(&pair).unwrap();
@@ -590,8 +611,12 @@ fn no_password_token_or_hash_reaches_any_log_even_at_trace_level() {
     assert!(all_output.contains("carol"));
     let stored_hash = {
         let db = env.dir.path().join("authd.db");
-        let out = Command::new("sqlite3").arg(&db).arg("SELECT password_hash FROM users").output();
-        out.ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        let out = Command::new("sqlite3")
+            .arg(&db)
+            .arg("SELECT password_hash FROM users")
+            .output();
+        out.ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
     let mut secrets = vec![
         canary_password.to_owned(),
@@ -604,9 +629,16 @@ fn no_password_token_or_hash_reaches_any_log_even_at_trace_level() {
     // The signature part alone would be a leak too.
     secrets.extend([first_access, second_access].map(|t| t.rsplit('.').next().unwrap().to_owned()));
     for secret in &secrets {
-        assert!(!all_output.contains(secret.as_str()), "a secret reached the log: {}…", &secret[..8]);
+        assert!(
+            !all_output.contains(secret.as_str()),
+            "a secret reached the log: {}…",
+            &secret[..8]
+        );
     }
-    assert!(!all_output.contains("$argon2"), "a password hash reached the log");
+    assert!(
+        !all_output.contains("$argon2"),
+        "a password hash reached the log"
+    );
     if let Some(hash) = stored_hash.filter(|h| !h.is_empty()) {
         assert!(!all_output.contains(&hash));
     }
@@ -620,7 +652,14 @@ fn user_unlock_and_audit_tail() {
     let url = format!("http://{}", server.addr);
     let login = |password: &str| {
         env.run(
-            &["client", "login", "alice", "--password-stdin", "--addr", &url],
+            &[
+                "client",
+                "login",
+                "alice",
+                "--password-stdin",
+                "--addr",
+                &url,
+            ],
             &format!("{password}\n"),
         )
     };
@@ -658,7 +697,11 @@ fn user_unlock_and_audit_tail() {
 fn serve_warns_when_exposed_without_tls() {
     let env = Env::new();
     let mut cmd = env.command(&["serve", "--grpc-addr", "0.0.0.0:0"]);
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
     let mut line = String::new();
@@ -669,12 +712,90 @@ fn serve_warns_when_exposed_without_tls() {
         }
         seen.push_str(&line);
     }
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     child.wait().unwrap();
-    assert!(seen.contains("serving without TLS on a non-loopback address"), "{seen}");
+    assert!(
+        seen.contains("serving without TLS on a non-loopback address"),
+        "{seen}"
+    );
 
     // On loopback there is no warning.
     let server = Server::start(&env, &[]);
     let log = server.stop();
     assert!(!log.contains("without TLS"), "{log}");
+}
+
+/// A self-signed certificate for `localhost` and its key, in PEM.
+fn self_signed_localhost() -> (String, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    (certified.cert.pem(), certified.signing_key.serialize_pem())
+}
+
+#[test]
+fn sighup_reloads_the_tls_certificate_without_a_restart() {
+    let env = Env::new();
+    env.add("alice");
+    let cert_path = env.dir.path().join("cert.pem");
+    let key_path = env.dir.path().join("key.pem");
+    let (first_cert, first_key) = self_signed_localhost();
+    std::fs::write(&cert_path, &first_cert).unwrap();
+    std::fs::write(&key_path, &first_key).unwrap();
+    let server = Server::start(
+        &env,
+        &[
+            ("AUTHD_TLS_CERT", cert_path.to_str().unwrap()),
+            ("AUTHD_TLS_KEY", key_path.to_str().unwrap()),
+            // Only the signal can trigger the reload within this test.
+            ("AUTHD_TLS_RELOAD_INTERVAL", "1h"),
+        ],
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let addr = server.addr.clone();
+    let works_with = |ca: &str| {
+        runtime.block_on(async {
+            let tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                .domain_name("localhost");
+            let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+                .unwrap()
+                .tls_config(tls)
+                .unwrap()
+                .connect()
+                .await
+            else {
+                return false;
+            };
+            let mut client = authd::grpc::AuthServiceClient::new(channel);
+            client
+                .token(authd::grpc::pb::TokenRequest {
+                    credential: Some(
+                        authd::grpc::pb::token_request::Credential::PasswordCredential(
+                            authd::grpc::pb::PasswordCredential {
+                                username: "alice".into(),
+                                password: PASSWORD.into(),
+                            },
+                        ),
+                    ),
+                })
+                .await
+                .is_ok()
+        })
+    };
+    assert!(works_with(&first_cert));
+
+    let (second_cert, second_key) = self_signed_localhost();
+    std::fs::write(&key_path, &second_key).unwrap();
+    std::fs::write(&cert_path, &second_cert).unwrap();
+    assert!(!works_with(&second_cert), "no reload before the signal");
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.log().contains("TLS certificate reloaded") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(works_with(&second_cert), "{}", server.log());
+    assert!(!works_with(&first_cert));
+    let log = server.stop();
+    assert!(log.contains("SIGHUP"), "{log}");
 }

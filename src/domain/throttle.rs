@@ -41,7 +41,9 @@ pub struct FailureCount {
 pub enum Admission {
     Allowed,
     /// Refused without checking the password; retry after this many whole seconds (≥ 1).
-    Throttled { retry_after_secs: u64 },
+    Throttled {
+        retry_after_secs: u64,
+    },
 }
 
 impl ThrottlePolicy {

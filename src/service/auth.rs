@@ -219,9 +219,10 @@ impl TokenService {
             self.settings.throttle.admit(failures, now)
         {
             self.audit
-                .record(event(AuditKind::LoginThrottled).detail(format!(
-                    "retry_after_secs={retry_after_secs}"
-                )))
+                .record(
+                    event(AuditKind::LoginThrottled)
+                        .detail(format!("retry_after_secs={retry_after_secs}")),
+                )
                 .await;
             return Err(AuthError::Throttled { retry_after_secs });
         }

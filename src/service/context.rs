@@ -46,7 +46,10 @@ mod tests {
 
     #[test]
     fn plain_request_ids_are_kept_others_replaced() {
-        assert_eq!(RequestContext::new(None, Some("abc-123")).request_id, "abc-123");
+        assert_eq!(
+            RequestContext::new(None, Some("abc-123")).request_id,
+            "abc-123"
+        );
         for bad in ["", "a b", "x\ny", "ünï", &"a".repeat(65)] {
             let id = RequestContext::new(None, Some(bad)).request_id;
             assert_ne!(id, bad);

@@ -29,7 +29,9 @@ pub async fn purge_expired(
     let mut purged = Purged::default();
     let forget_before = throttle.forget_before(now);
     loop {
-        let n = store.purge_login_failures(forget_before, PURGE_BATCH).await?;
+        let n = store
+            .purge_login_failures(forget_before, PURGE_BATCH)
+            .await?;
         purged.login_counters += n;
         if n < u64::from(PURGE_BATCH) {
             break;

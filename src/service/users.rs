@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::crypto::password::{HashError, PasswordHasher};
 use crate::domain::{
-    AuditEvent, AuditKind, Clock, Password, PasswordError, Role, RoleError, User, UserId, Username, UsernameError,
-    normalise_roles,
+    AuditEvent, AuditKind, Clock, Password, PasswordError, Role, RoleError, User, UserId, Username,
+    UsernameError, normalise_roles,
 };
 use crate::store::{NewUser, RoleChange, Store, StoreError};
 
@@ -226,8 +226,12 @@ impl UserAdmin {
         if enabled {
             self.audit(AuditKind::UserEnabled, &user, None).await;
         } else {
-            self.audit(AuditKind::UserDisabled, &user, Some("sessions ended".into()))
-                .await;
+            self.audit(
+                AuditKind::UserDisabled,
+                &user,
+                Some("sessions ended".into()),
+            )
+            .await;
         }
         Ok(user)
     }

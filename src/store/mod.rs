@@ -11,8 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AuditEvent, FailureCount, FamilyId, NewFamily, NewToken, RefreshPolicy, Role, Rotation, Successor, Timestamp, TokenHash,
-    User, UserCredentials, UserId, Username,
+    AuditEvent, FailureCount, FamilyId, NewFamily, NewToken, RefreshPolicy, Role, Rotation,
+    Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username,
 };
 
 pub use sqlite::SqliteStore;
@@ -152,8 +152,7 @@ pub trait Store: Send + Sync + 'static {
     /// existed.
     async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError>;
     /// Deletes up to `limit` counters whose last failure is before `before`; returns how many.
-    async fn purge_login_failures(&self, before: Timestamp, limit: u32)
-    -> Result<u64, StoreError>;
+    async fn purge_login_failures(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
 
     // --- audit trail
 

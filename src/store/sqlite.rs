@@ -17,9 +17,9 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::{NewUser, RoleChange, Store, StoreError, StoredKey};
 use crate::domain::{
-    AuditEvent, AuditKind, Decision, FailureCount, FamilyId, NewFamily, NewToken, PresentedToken, RefreshPolicy, Role, Rotation,
-    Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username, decide,
-    normalise_roles,
+    AuditEvent, AuditKind, Decision, FailureCount, FamilyId, NewFamily, NewToken, PresentedToken,
+    RefreshPolicy, Role, Rotation, Successor, Timestamp, TokenHash, User, UserCredentials, UserId,
+    Username, decide, normalise_roles,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -506,13 +506,12 @@ impl Store for SqliteStore {
         &self,
         username: &Username,
     ) -> Result<Option<FailureCount>, StoreError> {
-        let row = sqlx::query(
-            "SELECT failures, last_failure_at FROM login_throttle WHERE username = ?",
-        )
-        .bind(username.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let row =
+            sqlx::query("SELECT failures, last_failure_at FROM login_throttle WHERE username = ?")
+                .bind(username.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
         row.as_ref().map(failure_count_from_row).transpose()
     }
 

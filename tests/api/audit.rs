@@ -15,8 +15,14 @@ use crate::helpers::{PASSWORD, spawn_app_with, spawn_on_with_clock, test_config}
 async fn every_event_type_is_recorded_without_secrets() {
     let app = spawn_app_with(|c| c.throttle_free_failures = 1).await;
     let admin = app.admin().await;
-    admin.add("alice", PASSWORD, &["reader".into()]).await.unwrap(); // user_created
-    admin.change_roles("alice", &["writer".into()], &[]).await.unwrap(); // user_changed
+    admin
+        .add("alice", PASSWORD, &["reader".into()])
+        .await
+        .unwrap(); // user_created
+    admin
+        .change_roles("alice", &["writer".into()], &[])
+        .await
+        .unwrap(); // user_changed
 
     // login_succeeded, with the client's request id.
     let mut request = tonic::Request::new(TokenRequest {
@@ -30,21 +36,37 @@ async fn every_event_type_is_recorded_without_secrets() {
     request
         .metadata_mut()
         .insert("x-request-id", "req-canary-42".parse().unwrap());
-    let tokens = app.client.clone().token(request).await.unwrap().into_inner();
+    let tokens = app
+        .client
+        .clone()
+        .token(request)
+        .await
+        .unwrap()
+        .into_inner();
     let rotated = app.refresh(&tokens.refresh_token).await.unwrap(); // token_refreshed
     app.refresh(&rotated.refresh_token).await.unwrap();
     // Reusing the first token after the grace of its successor: reuse + family revoked.
     app.refresh(&tokens.refresh_token).await.unwrap_err();
 
-    app.login("alice", "a wrong password here").await.unwrap_err(); // login_failed
+    app.login("alice", "a wrong password here")
+        .await
+        .unwrap_err(); // login_failed
     app.login("alice", PASSWORD).await.unwrap_err(); // login_throttled
     admin.unlock("alice").await.unwrap(); // user_unlocked
-    admin.set_password("alice", "another long password").await.unwrap(); // password_changed
+    admin
+        .set_password("alice", "another long password")
+        .await
+        .unwrap(); // password_changed
     admin.set_enabled("alice", false).await.unwrap(); // user_disabled
     admin.set_enabled("alice", true).await.unwrap(); // user_enabled
     app.service
         .auditor()
-        .key_rotated("kid-123", Timestamp::from_unix_millis(1), Some("cli".into()), "r1")
+        .key_rotated(
+            "kid-123",
+            Timestamp::from_unix_millis(1),
+            Some("cli".into()),
+            "r1",
+        )
         .await; // key_rotated
     admin.delete("alice").await.unwrap(); // user_deleted
 
@@ -61,7 +83,10 @@ async fn every_event_type_is_recorded_without_secrets() {
     assert_eq!(success.source.as_deref(), Some("127.0.0.1"));
     assert_eq!(success.username.as_deref(), Some("alice"));
     assert!(success.user_id.is_some());
-    let created = events.iter().find(|e| e.kind == AuditKind::UserCreated).unwrap();
+    let created = events
+        .iter()
+        .find(|e| e.kind == AuditKind::UserCreated)
+        .unwrap();
     assert_eq!(created.source.as_deref(), Some("cli"));
     assert!(events.iter().all(|e| e.request_id.is_some()));
 
@@ -93,15 +118,25 @@ async fn audit_events_past_the_retention_are_purged() {
     };
     let app = spawn_on_with_clock(dir, config, Arc::new(clock.clone())).await;
     for i in 0..3 {
-        app.login(&format!("nobody-{i}"), "a wrong password").await.unwrap_err();
+        app.login(&format!("nobody-{i}"), "a wrong password")
+            .await
+            .unwrap_err();
     }
     let admin = app.admin().await;
     assert_eq!(admin.audit_tail(None, 100).await.unwrap().len(), 3);
     clock.advance(Duration::from_secs(3599));
-    let purged = app.service.purge_expired(Duration::from_secs(3600)).await.unwrap();
+    let purged = app
+        .service
+        .purge_expired(Duration::from_secs(3600))
+        .await
+        .unwrap();
     assert_eq!(purged.audit_events, 0);
     clock.advance(Duration::from_secs(2));
-    let purged = app.service.purge_expired(Duration::from_secs(3600)).await.unwrap();
+    let purged = app
+        .service
+        .purge_expired(Duration::from_secs(3600))
+        .await
+        .unwrap();
     assert_eq!(purged.audit_events, 3);
     assert!(admin.audit_tail(None, 100).await.unwrap().is_empty());
 }

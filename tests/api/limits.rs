@@ -4,7 +4,7 @@
 use authd::grpc::pb::{PasswordCredential, RefreshTokenRequest, TokenRequest};
 use tonic::Code;
 
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::{TestApp, spawn_app_with};
 
 async fn refresh_from(app: &TestApp, forwarded_for: Option<&str>) -> tonic::Status {
     let mut request = tonic::Request::new(RefreshTokenRequest {
@@ -29,7 +29,10 @@ async fn per_source_limit_refuses_past_the_burst_on_token_and_refresh() {
         assert_eq!(refresh_from(&app, None).await.code(), Code::Unauthenticated);
     }
     assert_eq!(
-        app.login("alice", "whatever password").await.unwrap_err().code(),
+        app.login("alice", "whatever password")
+            .await
+            .unwrap_err()
+            .code(),
         Code::Unauthenticated
     );
     // The bucket is empty: both RPCs are refused, with a retry hint.
@@ -39,7 +42,14 @@ async fn per_source_limit_refuses_past_the_burst_on_token_and_refresh() {
     ] {
         assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
         assert_eq!(status.message(), "too many requests; retry later");
-        let wait: u64 = status.metadata().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+        let wait: u64 = status
+            .metadata()
+            .get("retry-after")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(wait >= 1);
     }
 }
@@ -52,7 +62,10 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
         c.per_source_burst = 1;
     })
     .await;
-    assert_eq!(refresh_from(&app, Some("192.0.2.1")).await.code(), Code::Unauthenticated);
+    assert_eq!(
+        refresh_from(&app, Some("192.0.2.1")).await.code(),
+        Code::Unauthenticated
+    );
     assert_eq!(
         refresh_from(&app, Some("192.0.2.2")).await.code(),
         Code::ResourceExhausted
@@ -65,19 +78,29 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
         c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     })
     .await;
-    assert_eq!(refresh_from(&app, Some("192.0.2.1")).await.code(), Code::Unauthenticated);
-    assert_eq!(refresh_from(&app, Some("192.0.2.2")).await.code(), Code::Unauthenticated);
+    assert_eq!(
+        refresh_from(&app, Some("192.0.2.1")).await.code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        refresh_from(&app, Some("192.0.2.2")).await.code(),
+        Code::Unauthenticated
+    );
     assert_eq!(
         refresh_from(&app, Some("192.0.2.1")).await.code(),
         Code::ResourceExhausted
     );
     // A client cannot escape its bucket by prepending addresses of its own.
     assert_eq!(
-        refresh_from(&app, Some("198.51.100.7, 192.0.2.2")).await.code(),
+        refresh_from(&app, Some("198.51.100.7, 192.0.2.2"))
+            .await
+            .code(),
         Code::ResourceExhausted
     );
     // The resolved address is what the audit trail records.
-    app.login("nobody", "some wrong password").await.unwrap_err();
+    app.login("nobody", "some wrong password")
+        .await
+        .unwrap_err();
     let mut request = tonic::Request::new(TokenRequest {
         credential: Some(
             authd::grpc::pb::token_request::Credential::PasswordCredential(PasswordCredential {
@@ -90,7 +113,12 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
         .metadata_mut()
         .insert("x-forwarded-for", "203.0.113.5".parse().unwrap());
     app.client.clone().token(request).await.unwrap_err();
-    let events = app.admin().await.audit_tail(Some("nobody"), 10).await.unwrap();
+    let events = app
+        .admin()
+        .await
+        .audit_tail(Some("nobody"), 10)
+        .await
+        .unwrap();
     let sources: Vec<_> = events.iter().map(|e| e.source.clone().unwrap()).collect();
     assert_eq!(sources, ["127.0.0.1", "203.0.113.5"]);
 }
@@ -110,7 +138,10 @@ async fn login_flood_is_shed_with_unavailable_instead_of_queueing() {
     let attempts = (0..LOGINS).map(|i| {
         let app = &app;
         // Distinct names, so per-username throttling plays no part.
-        async move { app.login(&format!("flood-{i}"), "some wrong password").await }
+        async move {
+            app.login(&format!("flood-{i}"), "some wrong password")
+                .await
+        }
     });
     let results = futures::future::join_all(attempts).await;
     let mut checked = 0;

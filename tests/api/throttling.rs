@@ -126,15 +126,15 @@ async fn unknown_and_existing_usernames_get_byte_identical_answers_at_every_step
     app.add_user("alice", &[]).await;
     // The same script against an existing and an unknown name, one step at a time.
     let steps: &[(Duration, &str)] = &[
-        (Duration::ZERO, WRONG),              // failure 1
-        (Duration::ZERO, WRONG),              // failure 2
-        (Duration::ZERO, WRONG),              // throttled, retry after 1 s
-        (Duration::from_millis(400), WRONG),  // still throttled
-        (Duration::from_millis(600), WRONG),  // failure 3
-        (Duration::ZERO, PASSWORD),           // throttled, retry after 2 s
-        (Duration::from_secs(1), WRONG),      // throttled, retry after 1 s
-        (Duration::from_secs(1), WRONG),      // failure 4
-        (Duration::ZERO, WRONG),              // throttled, retry after 4 s
+        (Duration::ZERO, WRONG),             // failure 1
+        (Duration::ZERO, WRONG),             // failure 2
+        (Duration::ZERO, WRONG),             // throttled, retry after 1 s
+        (Duration::from_millis(400), WRONG), // still throttled
+        (Duration::from_millis(600), WRONG), // failure 3
+        (Duration::ZERO, PASSWORD),          // throttled, retry after 2 s
+        (Duration::from_secs(1), WRONG),     // throttled, retry after 1 s
+        (Duration::from_secs(1), WRONG),     // failure 4
+        (Duration::ZERO, WRONG),             // throttled, retry after 4 s
     ];
     let mut codes = Vec::new();
     for (advance, password) in steps {

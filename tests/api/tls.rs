@@ -210,6 +210,9 @@ async fn a_broken_replacement_keeps_the_current_certificate() {
     write(files.path(), "cert.pem", &replacement.cert);
     write(files.path(), "key.pem", &replacement.key);
     assert!(tls.reload_if_changed().unwrap());
-    assert!(!tls.reload_if_changed().unwrap(), "unchanged files are not reloaded");
+    assert!(
+        !tls.reload_if_changed().unwrap(),
+        "unchanged files are not reloaded"
+    );
     assert!(fresh_login_works(&app, &ca.pem(), None).await);
 }
