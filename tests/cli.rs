@@ -493,12 +493,13 @@ impl Server {
                     return;
                 }
                 sink.lock().unwrap().push_str(&line);
-                if !sent && line.contains("authd serving") {
-                    if let Some(rest) = line.split("grpc_addr=").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap().to_owned();
-                        let _ = tx.send(addr);
-                        sent = true;
-                    }
+                if !sent
+                    && line.contains("authd serving")
+                    && let Some(rest) = line.split("grpc_addr=").nth(1)
+                {
+                    let addr = rest.split_whitespace().next().unwrap().to_owned();
+                    let _ = tx.send(addr);
+                    sent = true;
                 }
             }
         });

@@ -135,6 +135,14 @@ async fn tls_serves_logins_and_refuses_plaintext_and_untrusted_clients() {
     let app = spawn_tls(files.path(), &ca.server(), None, Duration::from_secs(60)).await;
 
     assert!(fresh_login_works(&app, &ca.pem(), None).await);
+    // The client address is known behind TLS too.
+    let events = app
+        .admin()
+        .await
+        .audit_tail(Some("alice"), 1)
+        .await
+        .unwrap();
+    assert_eq!(events[0].source.as_deref(), Some("127.0.0.1"));
     // Plaintext HTTP/2 to the TLS port fails.
     assert!(app.login("alice", PASSWORD).await.is_err());
     // A client that trusts another CA refuses the server.
