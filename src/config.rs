@@ -437,6 +437,19 @@ mod tests {
             ),
             (19456, 2, 1)
         );
+        assert_eq!(
+            (c.throttle_free_failures, c.throttle_max_delay),
+            (5, Duration::from_secs(900))
+        );
+        assert_eq!(
+            (c.hash_queue_max, c.hash_queue_timeout),
+            (64, Duration::from_secs(2))
+        );
+        assert_eq!((c.per_source_rate, c.per_source_burst), (10, 20));
+        assert_eq!(c.max_message_bytes, 16 * 1024);
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.audit_retention, Duration::from_secs(90 * 24 * 3600));
+        assert!(c.tls().is_none() && c.trusted_proxies.is_empty());
         c.validate().unwrap();
     }
 

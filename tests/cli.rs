@@ -602,6 +602,20 @@ fn no_password_token_or_hash_reaches_any_log_even_at_trace_level() {
         );
     }
     let log = server.stop();
+    // Audit events are JSON lines of their own in the server's log.
+    let audit_line = log
+        .lines()
+        .find(|l| l.contains("\"event_type\":\"login_succeeded\""))
+        .expect("an audit line for the login");
+    let audit: serde_json::Value = serde_json::from_str(audit_line).unwrap();
+    assert_eq!(audit["target"], "authd::audit");
+    assert_eq!(audit["username"], "carol");
+    assert_eq!(audit["source"], "127.0.0.1");
+    assert!(
+        audit["request_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 36)
+    );
     let tail = run(&["audit", "tail", "--limit", "100"], "");
     let all_output = format!("{}{log}{tail}", captured.borrow());
 
