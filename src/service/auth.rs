@@ -80,6 +80,9 @@ impl From<HashError> for AuthError {
     }
 }
 
+/// How often an attempt re-reads a counter that concurrent attempts keep changing.
+const MAX_CHARGE_ATTEMPTS: usize = 8;
+
 /// The outcome of checking a password, before throttling bookkeeping.
 enum PasswordCheck {
     Accepted(User),
@@ -214,37 +217,49 @@ impl TokenService {
                 .source(ctx.source_label())
                 .request_id(ctx.request_id.as_str())
         };
-        let failures = self.store.login_failures(&username).await?;
-        if let Admission::Throttled { retry_after_secs } =
-            self.settings.throttle.admit(failures, now)
-        {
-            self.audit
-                .record(
-                    event(AuditKind::LoginThrottled)
-                        .detail(format!("retry_after_secs={retry_after_secs}")),
-                )
-                .await;
-            return Err(AuthError::Throttled { retry_after_secs });
+        let forget_before = self.settings.throttle.forget_before(now);
+        // Admit, then charge the attempt as a failure before checking the password; if a
+        // concurrent attempt changed the counter first, look again. Contention is per name,
+        // existing or not, so giving up under it says nothing about the user.
+        let mut charged = None;
+        for _ in 0..MAX_CHARGE_ATTEMPTS {
+            let seen = self.store.login_failures(&username).await?;
+            if let Admission::Throttled { retry_after_secs } =
+                self.settings.throttle.admit(seen, now)
+            {
+                return Err(self
+                    .throttled(event(AuditKind::LoginThrottled), retry_after_secs)
+                    .await);
+            }
+            if self
+                .store
+                .charge_login_attempt(&username, seen, now, forget_before)
+                .await?
+            {
+                charged = Some(seen);
+                break;
+            }
         }
+        let Some(seen) = charged else {
+            return Err(self.throttled(event(AuditKind::LoginThrottled), 1).await);
+        };
         match self.check_password(&username, password).await? {
             PasswordCheck::Accepted(user) => {
-                if failures.is_some() {
-                    self.store.clear_login_failures(&username).await?;
-                }
+                self.store.clear_login_failures(&username).await?;
                 self.audit
                     .record(event(AuditKind::LoginSucceeded).user(&user))
                     .await;
                 Ok(user)
             }
             PasswordCheck::Refused(user, reason) => {
-                let count = self
-                    .store
-                    .record_login_failure(&username, now, self.settings.throttle.forget_before(now))
-                    .await?;
-                let mut e = event(AuditKind::LoginFailed).detail(format!(
-                    "{reason}; consecutive_failures={}",
-                    count.consecutive_failures
-                ));
+                let failures = match seen {
+                    Some(c) if !self.settings.throttle.is_forgotten(c.last_failure_at, now) => {
+                        c.consecutive_failures.saturating_add(1)
+                    }
+                    _ => 1,
+                };
+                let mut e = event(AuditKind::LoginFailed)
+                    .detail(format!("{reason}; consecutive_failures={failures}"));
                 if let Some(user) = &user {
                     e = e.user(user);
                 }
@@ -252,6 +267,13 @@ impl TokenService {
                 Err(AuthError::InvalidCredentials)
             }
         }
+    }
+
+    async fn throttled(&self, event: AuditEvent, retry_after_secs: u64) -> AuthError {
+        self.audit
+            .record(event.detail(format!("retry_after_secs={retry_after_secs}")))
+            .await;
+        AuthError::Throttled { retry_after_secs }
     }
 
     async fn check_password(

@@ -140,14 +140,19 @@ pub trait Store: Send + Sync + 'static {
     /// The failure counter of `username`, if any.
     async fn login_failures(&self, username: &Username)
     -> Result<Option<FailureCount>, StoreError>;
-    /// Counts one more failure in a single atomic upsert and returns the new counter. A
-    /// counter whose last failure is before `forget_before` starts again at 1.
-    async fn record_login_failure(
+    /// Counts an admitted attempt as a failure *before* its password is checked, in one
+    /// atomic upsert that only applies while the counter is still `seen` (compare-and-swap):
+    /// of concurrent attempts admitted on the same counter, exactly one is charged and the
+    /// others must re-read and be admitted again, so parallel guesses cannot slip past the
+    /// throttle. A counter whose last failure is before `forget_before` restarts at 1.
+    /// Returns whether this attempt was charged.
+    async fn charge_login_attempt(
         &self,
         username: &Username,
+        seen: Option<FailureCount>,
         now: Timestamp,
         forget_before: Timestamp,
-    ) -> Result<FailureCount, StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Removes the counter (a successful login, or `authd user unlock`). Returns whether one
     /// existed.
     async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError>;

@@ -515,27 +515,32 @@ impl Store for SqliteStore {
         row.as_ref().map(failure_count_from_row).transpose()
     }
 
-    async fn record_login_failure(
+    async fn charge_login_attempt(
         &self,
         username: &Username,
+        seen: Option<FailureCount>,
         now: Timestamp,
         forget_before: Timestamp,
-    ) -> Result<FailureCount, StoreError> {
-        let row = sqlx::query(
+    ) -> Result<bool, StoreError> {
+        // With `seen` = None the WHERE is never true, so an existing row (created by a
+        // concurrent attempt) is left alone and this attempt is not charged.
+        let done = sqlx::query(
             "INSERT INTO login_throttle (username, failures, last_failure_at) VALUES (?, 1, ?) \
              ON CONFLICT (username) DO UPDATE SET \
                  failures = CASE WHEN login_throttle.last_failure_at < ? THEN 1 \
                                  ELSE login_throttle.failures + 1 END, \
                  last_failure_at = excluded.last_failure_at \
-             RETURNING failures, last_failure_at",
+             WHERE login_throttle.failures = ? AND login_throttle.last_failure_at = ?",
         )
         .bind(username.as_str())
         .bind(now.unix_millis())
         .bind(forget_before.unix_millis())
-        .fetch_one(&self.pool)
+        .bind(seen.map(|c| i64::from(c.consecutive_failures)))
+        .bind(seen.map(|c| c.last_failure_at.unix_millis()))
+        .execute(&self.pool)
         .await
         .map_err(unavailable)?;
-        failure_count_from_row(&row)
+        Ok(done.rows_affected() == 1)
     }
 
     async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError> {

@@ -213,3 +213,23 @@ async fn counters_are_forgotten_and_purged_so_sprayed_names_do_not_accumulate() 
     assert_eq!(purged.unwrap().login_counters, 25);
     assert_eq!(rows().await, 0);
 }
+
+#[tokio::test]
+async fn concurrent_guesses_cannot_slip_past_the_throttle() {
+    let (app, _clock) = spawn_throttled(3).await;
+    app.add_user("alice", &[]).await;
+    // The clock stands still: once three failures are counted, every other attempt must be
+    // refused, however many were in flight together.
+    let attempts = (0..20).map(|_| app.login("alice", WRONG));
+    let results = futures::future::join_all(attempts).await;
+    let codes: Vec<Code> = results.into_iter().map(|r| r.unwrap_err().code()).collect();
+    let checked = codes
+        .iter()
+        .filter(|c| **c == Code::Unauthenticated)
+        .count();
+    let throttled = codes
+        .iter()
+        .filter(|c| **c == Code::ResourceExhausted)
+        .count();
+    assert_eq!((checked, throttled), (3, 17), "{codes:?}");
+}
