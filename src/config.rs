@@ -3,7 +3,7 @@
 //! The file is `--config PATH`, or `authd.toml` in the working directory when present. Every
 //! subcommand reads the same configuration, so the CLI acts on the same database as `serve`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,8 +12,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::keys::SigningAlgorithm;
-use crate::crypto::password::Argon2Params;
-use crate::domain::RefreshPolicy;
+use crate::crypto::password::{Argon2Params, QueueLimits};
+use crate::domain::{RefreshPolicy, ThrottlePolicy};
 use crate::service::TokenSettings;
 use crate::store::StoreOptions;
 
@@ -48,6 +48,66 @@ pub struct Config {
     /// How often the purge job deletes expired tokens and ended families.
     #[serde(with = "duration")]
     pub purge_interval: Duration,
+
+    // --- abuse resistance
+    /// Consecutive login failures per username allowed before delays start.
+    pub throttle_free_failures: u32,
+    /// The longest delay between login attempts of one username.
+    #[serde(with = "duration")]
+    pub throttle_max_delay: Duration,
+    /// A failure counter untouched this long is forgotten and purged.
+    #[serde(with = "duration")]
+    pub throttle_forget_after: Duration,
+    /// Logins that may wait for a hashing permit; more are refused with UNAVAILABLE.
+    pub hash_queue_max: usize,
+    /// The longest a login waits for a hashing permit before being refused.
+    #[serde(with = "duration")]
+    pub hash_queue_timeout: Duration,
+    /// Token and RefreshToken requests per second per source address (0 disables).
+    pub per_source_rate: u32,
+    /// Burst allowed above the rate per source address.
+    pub per_source_burst: u32,
+    /// Proxies (CIDRs) whose `x-forwarded-for` is believed.
+    #[serde(with = "net_list")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    // --- server limits
+    /// Largest gRPC message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Deadline for handling one request.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    #[serde(with = "duration")]
+    pub http2_keepalive_interval: Duration,
+    #[serde(with = "duration")]
+    pub http2_keepalive_timeout: Duration,
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Connections are closed (gracefully) after this long.
+    #[serde(with = "duration")]
+    pub max_connection_age: Duration,
+
+    // --- TLS
+    /// PEM certificate chain; with `tls_key`, enables TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates; when set, clients must present a certificate signed by one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// How often the TLS files are checked for changes.
+    #[serde(with = "duration")]
+    pub tls_reload_interval: Duration,
+
+    // --- audit trail and housekeeping
+    /// How long audit events are kept.
+    #[serde(with = "duration")]
+    pub audit_retention: Duration,
+    /// How often expired counters and audit events are purged.
+    #[serde(with = "duration")]
+    pub maintenance_interval: Duration,
 }
 
 impl Default for Config {
@@ -70,6 +130,26 @@ impl Default for Config {
             signing_algorithm: SigningAlgorithm::ES256,
             database_max_connections: 10,
             purge_interval: Duration::from_secs(10 * 60),
+            throttle_free_failures: 5,
+            throttle_max_delay: Duration::from_secs(15 * 60),
+            throttle_forget_after: Duration::from_secs(24 * 3600),
+            hash_queue_max: 64,
+            hash_queue_timeout: Duration::from_secs(2),
+            per_source_rate: 10,
+            per_source_burst: 20,
+            trusted_proxies: Vec::new(),
+            max_message_bytes: 16 * 1024,
+            request_timeout: Duration::from_secs(10),
+            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_timeout: Duration::from_secs(10),
+            max_concurrent_streams: 64,
+            max_connection_age: Duration::from_secs(3600),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_reload_interval: Duration::from_secs(10),
+            audit_retention: Duration::from_secs(90 * 24 * 3600),
+            maintenance_interval: Duration::from_secs(60),
         }
     }
 }
@@ -128,10 +208,13 @@ impl Config {
 
     /// The names of all configuration keys.
     fn keys() -> Vec<String> {
-        match serde_json::to_value(Config::default()) {
+        let mut keys = match serde_json::to_value(Config::default()) {
             Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
             _ => Vec::new(),
-        }
+        };
+        // Optional keys are absent from the serialised defaults.
+        keys.extend(["tls_cert", "tls_key", "tls_client_ca"].map(String::from));
+        keys
     }
 
     /// # Errors
@@ -166,7 +249,75 @@ impl Config {
             None,
         )
         .map_err(|e| ConfigError::Invalid(format!("argon2 parameters: {e}")))?;
+        if self.throttle_max_delay.is_zero() || self.throttle_forget_after.is_zero() {
+            return invalid("throttle_max_delay and throttle_forget_after must be positive");
+        }
+        if self.hash_queue_timeout.is_zero() {
+            return invalid("hash_queue_timeout must be positive");
+        }
+        if self.per_source_rate > 0 && self.per_source_burst == 0 {
+            return invalid("per_source_burst must be positive when per_source_rate is set");
+        }
+        if !(1024..=4 * 1024 * 1024).contains(&self.max_message_bytes) {
+            return invalid("max_message_bytes must be between 1024 and 4194304");
+        }
+        if self.request_timeout.is_zero()
+            || self.http2_keepalive_interval.is_zero()
+            || self.http2_keepalive_timeout.is_zero()
+            || self.max_connection_age.is_zero()
+            || self.tls_reload_interval.is_zero()
+            || self.audit_retention.is_zero()
+            || self.maintenance_interval.is_zero()
+        {
+            return invalid(
+                "request_timeout, keep-alive, connection age, reload, retention and maintenance intervals must be positive",
+            );
+        }
+        if self.max_concurrent_streams == 0 {
+            return invalid("max_concurrent_streams must be positive");
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return invalid("tls_cert and tls_key must be given together");
+            }
+            (None, None) if self.tls_client_ca.is_some() => {
+                return invalid("tls_client_ca needs tls_cert and tls_key");
+            }
+            _ => {}
+        }
         Ok(())
+    }
+
+    pub fn throttle_policy(&self) -> ThrottlePolicy {
+        ThrottlePolicy {
+            free_failures: self.throttle_free_failures,
+            max_delay: self.throttle_max_delay,
+            forget_after: self.throttle_forget_after,
+        }
+    }
+
+    pub fn hash_queue(&self) -> QueueLimits {
+        QueueLimits {
+            max_waiting: self.hash_queue_max,
+            timeout: self.hash_queue_timeout,
+        }
+    }
+
+    /// The TLS files, when TLS is configured.
+    pub fn tls(&self) -> Option<crate::tls::TlsFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether `trusted_proxies` contains `ip`.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
     pub fn argon2(&self) -> Argon2Params {
@@ -201,6 +352,9 @@ impl Config {
                 max_lifetime: self.refresh_token_max_lifetime,
                 reuse_grace: self.refresh_reuse_grace,
             },
+            throttle: self.throttle_policy(),
+            per_source_rate: self.per_source_rate,
+            per_source_burst: self.per_source_burst,
         }
     }
 }
@@ -231,6 +385,32 @@ mod duration {
                 ))
             }),
         }
+    }
+}
+
+/// Networks as CIDRs (`10.0.0.0/8`) or bare addresses, in an array or a comma-separated string.
+mod net_list {
+    use ipnet::IpNet;
+    use serde::{Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(v: &[IpNet], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(ToString::to_string))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+        super::list::deserialize(d)?
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        de::Error::custom(format!(
+                            "invalid network {s:?}; use a CIDR such as 10.0.0.0/8"
+                        ))
+                    })
+            })
+            .collect()
     }
 }
 
@@ -279,6 +459,19 @@ mod tests {
             ),
             (19456, 2, 1)
         );
+        assert_eq!(
+            (c.throttle_free_failures, c.throttle_max_delay),
+            (5, Duration::from_secs(900))
+        );
+        assert_eq!(
+            (c.hash_queue_max, c.hash_queue_timeout),
+            (64, Duration::from_secs(2))
+        );
+        assert_eq!((c.per_source_rate, c.per_source_burst), (10, 20));
+        assert_eq!(c.max_message_bytes, 16 * 1024);
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.audit_retention, Duration::from_secs(90 * 24 * 3600));
+        assert!(c.tls().is_none() && c.trusted_proxies.is_empty());
         c.validate().unwrap();
     }
 
@@ -316,6 +509,32 @@ mod tests {
             jail.set_env("AUTHD_AUDIENCE", "api, admin");
             let c = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
             assert_eq!(c.audience, vec!["api", "admin"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn abuse_settings_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AUTHD_PER_SOURCE_RATE", "0");
+            jail.set_env("AUTHD_PER_SOURCE_BURST", "7");
+            jail.set_env("AUTHD_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1");
+            jail.set_env("AUTHD_TLS_CERT", "/etc/authd/cert.pem");
+            jail.set_env("AUTHD_TLS_KEY", "/etc/authd/key.pem");
+            let c = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!((c.per_source_rate, c.per_source_burst), (0, 7));
+            assert!(c.is_trusted_proxy("10.1.2.3".parse().unwrap()));
+            assert!(c.is_trusted_proxy("192.0.2.1".parse().unwrap()));
+            assert!(!c.is_trusted_proxy("192.0.2.2".parse().unwrap()));
+            assert!(c.tls().is_some());
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AUTHD_TLS_CERT", "/etc/authd/cert.pem");
+            let e = Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("together"), "{e}");
             Ok(())
         });
     }

@@ -9,6 +9,8 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod grpc;
+pub mod limits;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

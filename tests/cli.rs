@@ -558,3 +558,364 @@ fn serve_logs_its_address_and_stops_on_sigterm() {
     assert!(rest.contains("authd stopped"), "{rest}");
     assert!(!rest.contains(PASSWORD), "no password in the log");
 }
+
+/// `authd serve` running as a child process, its stderr collected in the background.
+struct Server {
+    child: std::process::Child,
+    addr: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(env: &Env, extra_env: &[(&str, &str)]) -> Self {
+        let mut cmd = env.command(&["serve", "--grpc-addr", "127.0.0.1:0"]);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(90));
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        });
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let sink = std::sync::Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            let mut line = String::new();
+            let mut sent = false;
+            loop {
+                line.clear();
+                if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                sink.lock().unwrap().push_str(&line);
+                if !sent
+                    && line.contains("authd serving")
+                    && let Some(rest) = line.split("grpc_addr=").nth(1)
+                {
+                    let addr = rest.split_whitespace().next().unwrap().to_owned();
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serve logs the bound address");
+        Self {
+            child,
+            addr,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{name}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, wait, and return everything the server wrote to stderr.
+    fn stop(mut self) -> String {
+        self.signal("TERM");
+        assert!(self.child.wait().unwrap().success());
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.log()
+    }
+}
+
+#[test]
+fn no_password_token_or_hash_reaches_any_log_even_at_trace_level() {
+    let env = Env::new();
+    let canary_password = "canary-pw-5b1d0c7e-do-not-log";
+    let canary_wrong = "canary-wrong-9e2f41aa-do-not-log";
+    let captured = std::cell::RefCell::new(String::new());
+    let run = |args: &[&str], stdin: &str| {
+        let out = env
+            .command(args)
+            .env("RUST_LOG", "trace")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = out;
+        out.stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = out.wait_with_output().unwrap();
+        captured
+            .borrow_mut()
+            .push_str(&String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(
+        &["user", "add", "carol", "--password-stdin"],
+        &format!("{canary_password}\n"),
+    );
+    let server = Server::start(
+        &env,
+        &[("RUST_LOG", "trace"), ("AUTHD_THROTTLE_FREE_FAILURES", "1")],
+    );
+    let url = format!("http://{}", server.addr);
+    let pair = run(
+        &[
+            "client",
+            "login",
+            "carol",
+            "--password-stdin",
+            "--addr",
+            &url,
+        ],
+        &format!("{canary_password}\n"),
+    );
+    let pair: serde_json::Value = serde_json::from_str(&pair).unwrap();
+    let first_refresh = pair["refresh_token"].as_str().unwrap().to_owned();
+    let first_access = pair["access_token"].as_str().unwrap().to_owned();
+    let next = run(&["client", "refresh", &first_refresh, "--addr", &url], "");
+    let next: serde_json::Value = serde_json::from_str(&next).unwrap();
+    let second_refresh = next["refresh_token"].as_str().unwrap().to_owned();
+    let second_access = next["access_token"].as_str().unwrap().to_owned();
+    // Failures, throttling and an unknown user, each with a planted password.
+    for user in ["carol", "carol", "nobody-here"] {
+        run(
+            &["client", "login", user, "--password-stdin", "--addr", &url],
+            &format!("{canary_wrong}\n"),
+        );
+    }
+    let log = server.stop();
+    // Audit events are JSON lines of their own in the server's log.
+    let audit_line = log
+        .lines()
+        .find(|l| l.contains("\"event_type\":\"login_succeeded\""))
+        .expect("an audit line for the login");
+    let audit: serde_json::Value = serde_json::from_str(audit_line).unwrap();
+    assert_eq!(audit["target"], "authd::audit");
+    assert_eq!(audit["username"], "carol");
+    assert_eq!(audit["source"], "127.0.0.1");
+    assert!(
+        audit["request_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 36)
+    );
+    let tail = run(&["audit", "tail", "--limit", "100"], "");
+    let all_output = format!("{}{log}{tail}", captured.borrow());
+
+    // The capture is real: it holds the trace-level chatter and the audit lines.
+    assert!(all_output.contains("TRACE"), "trace output captured");
+    assert!(all_output.contains("\"event_type\":\"login_succeeded\""));
+    assert!(all_output.contains("\"event_type\":\"login_throttled\""));
+    assert!(all_output.contains("carol"));
+    let stored_hash = {
+        let db = env.dir.path().join("authd.db");
+        let out = Command::new("sqlite3")
+            .arg(&db)
+            .arg("SELECT password_hash FROM users")
+            .output();
+        out.ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let mut secrets = vec![
+        canary_password.to_owned(),
+        canary_wrong.to_owned(),
+        first_refresh,
+        second_refresh,
+        first_access.clone(),
+        second_access.clone(),
+    ];
+    // The signature part alone would be a leak too.
+    secrets.extend([first_access, second_access].map(|t| t.rsplit('.').next().unwrap().to_owned()));
+    for secret in &secrets {
+        assert!(
+            !all_output.contains(secret.as_str()),
+            "a secret reached the log: {}…",
+            &secret[..8]
+        );
+    }
+    assert!(
+        !all_output.contains("$argon2"),
+        "a password hash reached the log"
+    );
+    if let Some(hash) = stored_hash.filter(|h| !h.is_empty()) {
+        assert!(!all_output.contains(&hash));
+    }
+}
+
+#[test]
+fn user_unlock_and_audit_tail() {
+    let env = Env::new();
+    env.add("alice");
+    let server = Server::start(&env, &[("AUTHD_THROTTLE_FREE_FAILURES", "1")]);
+    let url = format!("http://{}", server.addr);
+    let login = |password: &str| {
+        env.run(
+            &[
+                "client",
+                "login",
+                "alice",
+                "--password-stdin",
+                "--addr",
+                &url,
+            ],
+            &format!("{password}\n"),
+        )
+    };
+    assert_eq!(login("a wrong password!").status.code(), Some(1));
+    let out = login(PASSWORD);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: ResourceExhausted: too many failed attempts; retry later"
+    );
+    assert_eq!(
+        env.ok(&["user", "unlock", "Alice"], "").trim_end(),
+        "unlocked Alice: failed-login counter cleared"
+    );
+    assert!(login(PASSWORD).status.success());
+    assert!(
+        env.ok(&["user", "unlock", "alice"], "")
+            .contains("nothing to clear")
+    );
+    server.stop();
+
+    let tail = env.ok(&["audit", "tail", "--user", "alice", "--limit", "3"], "");
+    let kinds: Vec<String> = tail
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["event_type"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, ["user_unlocked", "login_succeeded", "user_unlocked"]);
+    let err = env.fails(&["audit", "tail", "--limit", "0"], "");
+    assert!(err.contains("--limit"), "{err}");
+}
+
+#[test]
+fn serve_warns_when_exposed_without_tls() {
+    let env = Env::new();
+    let mut cmd = env.command(&["serve", "--grpc-addr", "0.0.0.0:0"]);
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while !seen.contains("authd serving") {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait().unwrap();
+    assert!(
+        seen.contains("serving without TLS on a non-loopback address"),
+        "{seen}"
+    );
+
+    // On loopback there is no warning.
+    let server = Server::start(&env, &[]);
+    let log = server.stop();
+    assert!(!log.contains("without TLS"), "{log}");
+}
+
+/// A self-signed certificate for `localhost` and its key, in PEM.
+fn self_signed_localhost() -> (String, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    (certified.cert.pem(), certified.signing_key.serialize_pem())
+}
+
+#[test]
+fn sighup_reloads_the_tls_certificate_without_a_restart() {
+    let env = Env::new();
+    env.add("alice");
+    let cert_path = env.dir.path().join("cert.pem");
+    let key_path = env.dir.path().join("key.pem");
+    let (first_cert, first_key) = self_signed_localhost();
+    std::fs::write(&cert_path, &first_cert).unwrap();
+    std::fs::write(&key_path, &first_key).unwrap();
+    let server = Server::start(
+        &env,
+        &[
+            ("AUTHD_TLS_CERT", cert_path.to_str().unwrap()),
+            ("AUTHD_TLS_KEY", key_path.to_str().unwrap()),
+            // Only the signal can trigger the reload within this test.
+            ("AUTHD_TLS_RELOAD_INTERVAL", "1h"),
+        ],
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let addr = server.addr.clone();
+    let works_with = |ca: &str| {
+        runtime.block_on(async {
+            let tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                .domain_name("localhost");
+            let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+                .unwrap()
+                .tls_config(tls)
+                .unwrap()
+                .connect()
+                .await
+            else {
+                return false;
+            };
+            let mut client = authd::grpc::AuthServiceClient::new(channel);
+            client
+                .token(authd::grpc::pb::TokenRequest {
+                    credential: Some(
+                        authd::grpc::pb::token_request::Credential::PasswordCredential(
+                            authd::grpc::pb::PasswordCredential {
+                                username: "alice".into(),
+                                password: PASSWORD.into(),
+                            },
+                        ),
+                    ),
+                })
+                .await
+                .is_ok()
+        })
+    };
+    assert!(works_with(&first_cert));
+
+    let (second_cert, second_key) = self_signed_localhost();
+    std::fs::write(&key_path, &second_key).unwrap();
+    std::fs::write(&cert_path, &second_cert).unwrap();
+    assert!(!works_with(&second_cert), "no reload before the signal");
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.log().contains("TLS certificate reloaded") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(works_with(&second_cert), "{}", server.log());
+    assert!(!works_with(&first_cert));
+    let log = server.stop();
+    assert!(log.contains("SIGHUP"), "{log}");
+}

@@ -5,6 +5,7 @@
 //! and exit non-zero.
 
 mod apikey;
+mod audit;
 mod client;
 mod migrate;
 mod serve;
@@ -50,6 +51,9 @@ enum Command {
     /// List and end sessions (refresh families)
     #[command(subcommand)]
     Session(session::SessionCommand),
+    /// Read the audit trail
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Call a running server (for trying authd from the shell)
     #[command(subcommand)]
     Client(client::ClientCommand),
@@ -65,6 +69,7 @@ pub fn run(cli: Cli) -> ExitCode {
             | Command::User(_)
             | Command::Apikey(_)
             | Command::Session(_)
+            | Command::Audit(_)
             | Command::Client(_) => None,
         },
     };
@@ -81,6 +86,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::User(cmd) => runtime.block_on(user::run(config, cmd)),
                 Command::Apikey(cmd) => runtime.block_on(apikey::run(config, cmd)),
                 Command::Session(cmd) => runtime.block_on(session::run(config, cmd)),
+                Command::Audit(cmd) => runtime.block_on(audit::run(config, cmd)),
                 Command::Client(cmd) => runtime.block_on(client::run(config, cmd)),
             }
         });

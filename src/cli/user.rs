@@ -37,6 +37,8 @@ pub enum UserCommand {
     Enable { username: String },
     /// Delete a user and all of its sessions
     Delete { username: String },
+    /// Clear the user's login-failure counter (ends login throttling for that name)
+    Unlock { username: String },
     /// Add or remove roles
     Roles {
         username: String,
@@ -98,6 +100,14 @@ pub async fn run(config: Config, command: UserCommand) -> Result<(), String> {
         UserCommand::Delete { username } => {
             let user = admin.delete(&username).await.map_err(err)?;
             println!("deleted {} ({})", user.username, user.id);
+        }
+        UserCommand::Unlock { username } => {
+            let cleared = admin.unlock(&username).await.map_err(err)?;
+            if cleared {
+                println!("unlocked {username}: failed-login counter cleared");
+            } else {
+                println!("{username} had no failed-login counter; nothing to clear");
+            }
         }
         UserCommand::Roles {
             username,

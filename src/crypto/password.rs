@@ -3,8 +3,14 @@
 //! Hashing is expensive on purpose, so it never runs on the async runtime's worker threads:
 //! each hash or verification takes one of `permits` semaphore permits and runs on a blocking
 //! thread. Memory under a login flood is therefore bounded by about `permits × m_cost`.
+//!
+//! The queue in front of the permits is bounded too: when `queue_max` callers are already
+//! waiting, or a caller has waited `queue_timeout` for a permit, it is refused with
+//! [`HashError::Overloaded`] (shed) rather than queued without bound.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
@@ -40,6 +46,24 @@ pub enum HashError {
     Hash(String),
     #[error("password hashing pool is closed")]
     PoolClosed,
+    #[error("password hashing queue is full")]
+    Overloaded,
+}
+
+/// How many callers may wait for a hashing permit, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    pub max_waiting: usize,
+    pub timeout: Duration,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self {
+            max_waiting: 64,
+            timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 /// The result of checking a password.
@@ -56,6 +80,9 @@ pub enum Verification {
 pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
+    queue: QueueLimits,
+    waiting: AtomicUsize,
+    shed: AtomicU64,
     /// A hash of a random password with the current parameters, verified against when a user
     /// does not exist so that unknown users cost the same time as known ones.
     dummy_hash: String,
@@ -66,6 +93,7 @@ impl std::fmt::Debug for PasswordHasher {
         f.debug_struct("PasswordHasher")
             .field("params", &self.params)
             .field("available_permits", &self.permits.available_permits())
+            .field("queue", &self.queue)
             .finish_non_exhaustive()
     }
 }
@@ -74,10 +102,31 @@ fn argon2(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
+/// Counts a waiter for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl PasswordHasher {
+    /// A hasher with the default queue limits.
+    ///
     /// # Errors
     /// When the parameters are outside what argon2 accepts, or the dummy hash fails.
     pub fn new(params: Argon2Params, permits: usize) -> Result<Self, HashError> {
+        Self::with_queue(params, permits, QueueLimits::default())
+    }
+
+    /// # Errors
+    /// When the parameters are outside what argon2 accepts, or the dummy hash fails.
+    pub fn with_queue(
+        params: Argon2Params,
+        permits: usize,
+        queue: QueueLimits,
+    ) -> Result<Self, HashError> {
         let params = Params::new(
             params.memory_kib,
             params.iterations,
@@ -93,6 +142,9 @@ impl PasswordHasher {
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(permits.max(1))),
+            queue,
+            waiting: AtomicUsize::new(0),
+            shed: AtomicU64::new(0),
             dummy_hash,
         })
     }
@@ -158,16 +210,48 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| HashError::PoolClosed)?;
+        let permit = match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(HashError::PoolClosed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => self.wait_for_permit().await?,
+        };
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             work()
         })
         .await
         .map_err(|_| HashError::PoolClosed)?
+    }
+}
+
+impl PasswordHasher {
+    /// Queues for a permit, within the queue limits.
+    async fn wait_for_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, HashError> {
+        let before = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        if before >= self.queue.max_waiting {
+            return Err(self.shed());
+        }
+        match tokio::time::timeout(
+            self.queue.timeout,
+            Arc::clone(&self.permits).acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(HashError::PoolClosed),
+            Err(_) => Err(self.shed()),
+        }
+    }
+
+    fn shed(&self) -> HashError {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+        HashError::Overloaded
+    }
+
+    /// How many hash requests were shed since start.
+    pub fn shed_total(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed)
     }
 }
 
@@ -239,6 +323,48 @@ mod tests {
             Verification::MatchRehashed(h) => assert!(h.starts_with("$argon2id$v=19$m=128,")),
             other => panic!("expected a rehash, got {other:?}"),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queue_sheds_beyond_its_length_and_after_its_timeout() {
+        let hasher = Arc::new(
+            PasswordHasher::with_queue(
+                cheap(),
+                1,
+                QueueLimits {
+                    max_waiting: 2,
+                    timeout: Duration::from_secs(2),
+                },
+            )
+            .unwrap(),
+        );
+        // Hold the only permit so every caller has to queue.
+        let held = Arc::clone(&hasher.permits).acquire_owned().await.unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let h = Arc::clone(&hasher);
+                tokio::spawn(async move { h.verify(pw("x"), None).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        while hasher.waiting.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        // The queue is full: shed at once.
+        assert!(matches!(
+            hasher.verify(pw("x"), None).await,
+            Err(HashError::Overloaded)
+        ));
+        // The waiters time out (paused time advances by itself).
+        for w in waiters {
+            assert!(matches!(w.await.unwrap(), Err(HashError::Overloaded)));
+        }
+        assert_eq!(hasher.shed_total(), 3);
+        drop(held);
+        assert_eq!(
+            hasher.verify(pw("x"), None).await.unwrap(),
+            Verification::Mismatch
+        );
     }
 
     #[tokio::test]

@@ -4,9 +4,11 @@
 //! no transport or database: no tonic, sqlx or argon2 in this module tree.
 
 mod api_key;
+mod audit;
 mod password;
 mod refresh;
 mod role;
+mod throttle;
 mod time;
 mod user;
 mod username;
@@ -15,12 +17,14 @@ pub use api_key::{
     API_KEY_ID_CHARS, ApiKey, ApiKeyId, ApiKeyListing, ApiKeyRejection, RoleNotHeld, check_api_key,
     roles_for_new_key,
 };
+pub use audit::{AuditEvent, AuditKind};
 pub use password::{MAX_PASSWORD_BYTES, Password, PasswordError};
 pub use refresh::{
     Decision, FamilyId, MAX_USER_AGENT_CHARS, NewFamily, NewToken, PresentedToken, RefreshPolicy,
     Rejection, Rotation, Session, SessionOrigin, Successor, TokenHash, decide, is_live,
 };
 pub use role::{Role, RoleError};
+pub use throttle::{Admission, FailureCount, ThrottlePolicy};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use user::{User, UserCredentials, UserId, normalise_roles};
 pub use username::{MAX_USERNAME_CHARS, Username, UsernameError};

@@ -1,10 +1,15 @@
 //! The one place where domain errors become gRPC statuses.
 //!
 //! Clients get a fixed, safe message per status; internal detail goes to the log only.
+//! Throttled and rate-limited requests carry a `retry-after` metadata entry in whole seconds.
 
 use tonic::Status;
+use tonic::metadata::MetadataValue;
 
 use crate::service::AuthError;
+
+/// The metadata key of the retry hint on `RESOURCE_EXHAUSTED`.
+pub const RETRY_AFTER: &str = "retry-after";
 
 pub fn to_status(e: AuthError) -> Status {
     match e {
@@ -12,6 +17,14 @@ pub fn to_status(e: AuthError) -> Status {
         AuthError::InvalidCredentials | AuthError::InvalidRefreshToken => {
             Status::unauthenticated(e.to_string())
         }
+        AuthError::Throttled { retry_after_secs } | AuthError::RateLimited { retry_after_secs } => {
+            let mut status = Status::resource_exhausted(e.to_string());
+            status
+                .metadata_mut()
+                .insert(RETRY_AFTER, MetadataValue::from(retry_after_secs));
+            status
+        }
+        AuthError::Overloaded => Status::unavailable(e.to_string()),
         AuthError::Unavailable(source) => {
             tracing::error!(error = %source, "request failed: dependency unavailable");
             Status::unavailable("service temporarily unavailable")

@@ -6,12 +6,14 @@
 
 mod error;
 
+pub use error::RETRY_AFTER;
+
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
 use crate::crypto::access_token::Audience;
-use crate::service::{Introspection, IssuedTokens, TokenService};
+use crate::service::{Introspection, IssuedTokens, RequestContext, TokenService};
 
 /// Generated protobuf and gRPC code for `proto/auth/v1/auth.proto`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -86,28 +88,55 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 /// The `auth.v1.AuthService` implementation.
 pub struct AuthApi {
     service: Arc<TokenService>,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    max_message_bytes: usize,
 }
 
 impl AuthApi {
     pub fn new(service: Arc<TokenService>) -> Self {
-        Self { service }
+        Self {
+            service,
+            trusted_proxies: Vec::new(),
+            max_message_bytes: MAX_MESSAGE_BYTES,
+        }
+    }
+
+    /// Believe `x-forwarded-for` from peers in these networks.
+    #[must_use]
+    pub fn trusting_proxies(mut self, trusted: Vec<ipnet::IpNet>) -> Self {
+        self.trusted_proxies = trusted;
+        self
+    }
+
+    #[must_use]
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
     }
 
     /// The tonic service, with the message-size limit applied.
     pub fn into_server(self) -> AuthServiceServer<Self> {
+        let max = self.max_message_bytes;
         AuthServiceServer::new(self)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max)
     }
-}
 
-/// The client's `user-agent` metadata, if it is valid text.
-fn user_agent<T>(request: &Request<T>) -> Option<String> {
-    request
-        .metadata()
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    /// The client address (see [`crate::limits::client_address`]), request id and user agent.
+    fn context<T>(&self, request: &Request<T>) -> RequestContext {
+        let metadata = request.metadata();
+        let forwarded = metadata
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let source = crate::limits::client_address(
+            request.remote_addr().map(|a| a.ip()),
+            forwarded,
+            &self.trusted_proxies,
+        );
+        let request_id = metadata.get("x-request-id").and_then(|v| v.to_str().ok());
+        let user_agent = metadata.get("user-agent").and_then(|v| v.to_str().ok());
+        RequestContext::new(source, request_id).with_user_agent(user_agent)
+    }
 }
 
 fn introspection(found: Introspection) -> pb::IntrospectResponse {
@@ -162,19 +191,18 @@ impl pb::auth_service_server::AuthService for AuthApi {
         &self,
         request: Request<pb::TokenRequest>,
     ) -> Result<Response<pb::TokenResponse>, Status> {
-        let peer = request.remote_addr();
-        let user_agent = user_agent(&request);
+        let ctx = self.context(&request);
         match request.into_inner().credential {
             Some(pb::token_request::Credential::PasswordCredential(c)) => self
                 .service
-                .login(&c.username, &c.password, peer, user_agent.as_deref())
+                .login(&c.username, &c.password, &ctx)
                 .await
                 .map(respond)
                 .map_err(error::to_status),
             // The key is the long-lived credential: no refresh token.
             Some(pb::token_request::Credential::ApiKeyCredential(c)) => self
                 .service
-                .login_with_api_key(&c.api_key, peer)
+                .login_with_api_key(&c.api_key, &ctx)
                 .await
                 .map(|access_token| {
                     Response::new(pb::TokenResponse {
@@ -191,10 +219,10 @@ impl pb::auth_service_server::AuthService for AuthApi {
         &self,
         request: Request<pb::RefreshTokenRequest>,
     ) -> Result<Response<pb::TokenResponse>, Status> {
-        let peer = request.remote_addr();
+        let ctx = self.context(&request);
         let presented = request.into_inner().refresh_token;
         self.service
-            .refresh(&presented, peer)
+            .refresh(&presented, &ctx)
             .await
             .map(respond)
             .map_err(error::to_status)
@@ -204,10 +232,10 @@ impl pb::auth_service_server::AuthService for AuthApi {
         &self,
         request: Request<pb::LogoutRequest>,
     ) -> Result<Response<pb::LogoutResponse>, Status> {
-        let peer = request.remote_addr();
+        let ctx = self.context(&request);
         let r = request.into_inner();
         self.service
-            .logout(&r.refresh_token, &r.access_token, peer)
+            .logout(&r.refresh_token, &r.access_token, &ctx)
             .await
             .map(|()| Response::new(pb::LogoutResponse {}))
             .map_err(error::to_status)

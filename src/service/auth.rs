@@ -1,6 +1,9 @@
 //! Login and refresh: the two things clients ask of authd.
+//!
+//! Both are limited per source address first ([`SourceLimiter`]); a login is then throttled
+//! per normalised username ([`ThrottlePolicy`]) before any password is checked, identically
+//! for existing and unknown names. Every outcome is an audit event.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +14,14 @@ use crate::crypto::keys::{KeyError, KeyRing};
 use crate::crypto::password::{HashError, PasswordHasher, Verification};
 use crate::crypto::refresh_token::{RandomnessError, RefreshToken};
 use crate::domain::{
-    ApiKeyId, Clock, FamilyId, NewFamily, NewToken, Password, PasswordError, RefreshPolicy, Role,
-    Rotation, SessionOrigin, Successor, Timestamp, User, Username,
+    Admission, ApiKeyId, AuditEvent, AuditKind, Clock, FamilyId, NewFamily, NewToken, Password,
+    PasswordError, RefreshPolicy, Role, Rotation, SessionOrigin, Successor, ThrottlePolicy,
+    Timestamp, User, Username,
 };
+use crate::limits::SourceLimiter;
 use crate::store::{Store, StoreError};
+
+use super::{Auditor, RequestContext};
 
 /// What every issued token carries, from configuration.
 #[derive(Debug, Clone)]
@@ -23,6 +30,10 @@ pub struct TokenSettings {
     pub audience: Vec<String>,
     pub access_ttl: Duration,
     pub refresh: RefreshPolicy,
+    pub throttle: ThrottlePolicy,
+    /// Token and RefreshToken requests per second per source (0 disables).
+    pub per_source_rate: u32,
+    pub per_source_burst: u32,
 }
 
 /// A fresh pair of tokens.
@@ -42,6 +53,15 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("invalid refresh token")]
     InvalidRefreshToken,
+    /// Too many failed logins for this username; the password was not checked.
+    #[error("too many failed attempts; retry later")]
+    Throttled { retry_after_secs: u64 },
+    /// Too many requests from this source address.
+    #[error("too many requests; retry later")]
+    RateLimited { retry_after_secs: u64 },
+    /// The password-hashing queue is full; the request was shed.
+    #[error("service overloaded; retry later")]
+    Overloaded,
     #[error("service temporarily unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -54,8 +74,21 @@ impl From<StoreError> for AuthError {
 
 impl From<HashError> for AuthError {
     fn from(e: HashError) -> Self {
-        Self::Unavailable(Box::new(e))
+        match e {
+            HashError::Overloaded => Self::Overloaded,
+            other => Self::Unavailable(Box::new(other)),
+        }
     }
+}
+
+/// How often an attempt re-reads a counter that concurrent attempts keep changing.
+const MAX_CHARGE_ATTEMPTS: usize = 8;
+
+/// The outcome of checking a password, before throttling bookkeeping.
+enum PasswordCheck {
+    Accepted(User),
+    /// Refused; the user when one exists, and the reason for the audit trail.
+    Refused(Option<User>, &'static str),
 }
 
 impl From<KeyError> for AuthError {
@@ -77,6 +110,8 @@ pub struct TokenService {
     keys: KeyRing,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) settings: TokenSettings,
+    limiter: SourceLimiter,
+    pub(super) audit: Auditor,
 }
 
 impl TokenService {
@@ -87,53 +122,80 @@ impl TokenService {
         clock: Arc<dyn Clock>,
         settings: TokenSettings,
     ) -> Self {
+        let limiter = SourceLimiter::new(settings.per_source_rate, settings.per_source_burst);
+        let audit = Auditor::new(Arc::clone(&store));
         Self {
             store,
             hasher,
             keys,
             clock,
             settings,
+            limiter,
+            audit,
         }
     }
 
     /// Exchanges a username and password for a new token pair, starting a new refresh family.
     ///
     /// # Errors
+    /// - [`AuthError::RateLimited`] when the source is over its rate;
     /// - [`AuthError::InvalidArgument`] for an empty username or password, or a password over
     ///   [`crate::domain::MAX_PASSWORD_BYTES`] (refused before any hashing);
+    /// - [`AuthError::Throttled`] while the username is in its delay after repeated
+    ///   failures (the password is not checked), whether or not the user exists;
     /// - [`AuthError::InvalidCredentials`] for an unknown user, a wrong password or a disabled
     ///   user alike, after the same amount of hashing work;
+    /// - [`AuthError::Overloaded`] when the hashing queue is full;
     /// - [`AuthError::Unavailable`] when storage or hashing fails.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
-        peer: Option<SocketAddr>,
-        user_agent: Option<&str>,
+        ctx: &RequestContext,
     ) -> Result<IssuedTokens, AuthError> {
-        let origin = SessionOrigin::new(peer.map(|p| p.ip().to_string()), user_agent);
-        let peer = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        let origin = SessionOrigin::new(ctx.source_label(), ctx.user_agent.as_deref());
+        let source = ctx.source_label().unwrap_or_default();
+        self.limit(ctx, "login")?;
         let shown_name: String = username.chars().take(64).collect();
-        let outcome = self.check_password(username, password).await;
+        let outcome = self.authenticate(username, password, ctx).await;
         match &outcome {
             Ok(user) => info!(
-                target: "authd::login", username = %user.username, user_id = %user.id, %peer,
-                outcome = "success", "login succeeded"
+                target: "authd::login", username = %user.username, user_id = %user.id, %source,
+                request_id = %ctx.request_id, outcome = "success", "login succeeded"
             ),
             Err(AuthError::Unavailable(e)) => warn!(
-                target: "authd::login", username = %shown_name, %peer, outcome = "error",
-                error = %e, "login failed: service unavailable"
+                target: "authd::login", username = %shown_name, %source,
+                request_id = %ctx.request_id, outcome = "error", error = %e,
+                "login failed: service unavailable"
             ),
             Err(e) => info!(
-                target: "authd::login", username = %shown_name, %peer,
-                outcome = "invalid_credentials", reason = %e, "login refused"
+                target: "authd::login", username = %shown_name, %source,
+                request_id = %ctx.request_id, outcome = "refused", reason = %e, "login refused"
             ),
         }
         let user = outcome?;
         self.start_family(&user, origin).await
     }
 
-    async fn check_password(&self, username: &str, password: &str) -> Result<User, AuthError> {
+    /// Takes a token from the source's bucket.
+    pub(super) fn limit(&self, ctx: &RequestContext, what: &'static str) -> Result<(), AuthError> {
+        self.limiter.check(ctx.source).map_err(|limited| {
+            info!(target: "authd::limits", source = %ctx.source_label().unwrap_or_default(),
+                request_id = %ctx.request_id, request = what, "per-source rate limit exceeded");
+            AuthError::RateLimited {
+                retry_after_secs: limited.retry_after_secs,
+            }
+        })
+    }
+
+    /// Throttling, then the password check, then the failure bookkeeping: the same steps for
+    /// existing and unknown usernames.
+    async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        ctx: &RequestContext,
+    ) -> Result<User, AuthError> {
         if username.is_empty() {
             return Err(AuthError::InvalidArgument("username is required"));
         }
@@ -150,18 +212,92 @@ impl TokenService {
         };
         // A name that does not parse cannot exist; that says nothing about real users.
         let username = Username::parse(username).map_err(|_| AuthError::InvalidCredentials)?;
-        let credentials = self.store.find_credentials(&username).await?;
+        let now = self.clock.now();
+        let event = |kind| {
+            AuditEvent::new(kind, now)
+                .username(username.as_str())
+                .source(ctx.source_label())
+                .request_id(ctx.request_id.as_str())
+        };
+        let forget_before = self.settings.throttle.forget_before(now);
+        // Admit, then charge the attempt as a failure before checking the password; if a
+        // concurrent attempt changed the counter first, look again. Contention is per name,
+        // existing or not, so giving up under it says nothing about the user.
+        let mut charged = None;
+        for _ in 0..MAX_CHARGE_ATTEMPTS {
+            let seen = self.store.login_failures(&username).await?;
+            if let Admission::Throttled { retry_after_secs } =
+                self.settings.throttle.admit(seen, now)
+            {
+                return Err(self
+                    .throttled(event(AuditKind::LoginThrottled), retry_after_secs)
+                    .await);
+            }
+            if self
+                .store
+                .charge_login_attempt(&username, seen, now, forget_before)
+                .await?
+            {
+                charged = Some(seen);
+                break;
+            }
+        }
+        let Some(seen) = charged else {
+            return Err(self.throttled(event(AuditKind::LoginThrottled), 1).await);
+        };
+        match self.check_password(&username, password).await? {
+            PasswordCheck::Accepted(user) => {
+                self.store.clear_login_failures(&username).await?;
+                self.audit
+                    .record(event(AuditKind::LoginSucceeded).user(&user))
+                    .await;
+                Ok(user)
+            }
+            PasswordCheck::Refused(user, reason) => {
+                let failures = match seen {
+                    Some(c) if !self.settings.throttle.is_forgotten(c.last_failure_at, now) => {
+                        c.consecutive_failures.saturating_add(1)
+                    }
+                    _ => 1,
+                };
+                let mut e = event(AuditKind::LoginFailed)
+                    .detail(format!("{reason}; consecutive_failures={failures}"));
+                if let Some(user) = &user {
+                    e = e.user(user);
+                }
+                self.audit.record(e).await;
+                Err(AuthError::InvalidCredentials)
+            }
+        }
+    }
+
+    async fn throttled(&self, event: AuditEvent, retry_after_secs: u64) -> AuthError {
+        self.audit
+            .record(event.detail(format!("retry_after_secs={retry_after_secs}")))
+            .await;
+        AuthError::Throttled { retry_after_secs }
+    }
+
+    async fn check_password(
+        &self,
+        username: &Username,
+        password: Password,
+    ) -> Result<PasswordCheck, AuthError> {
+        let credentials = self.store.find_credentials(username).await?;
         let (user, stored_hash) = match credentials {
             Some(c) => (Some(c.user), Some(c.password_hash)),
             None => (None, None),
         };
         let verification = self.hasher.verify(password, stored_hash.clone()).await?;
-        let Some(user) = user.filter(|u| u.enabled) else {
-            return Err(AuthError::InvalidCredentials);
+        let Some(user) = user else {
+            return Ok(PasswordCheck::Refused(None, "unknown user"));
         };
+        if !user.enabled {
+            return Ok(PasswordCheck::Refused(Some(user), "user disabled"));
+        }
         match verification {
-            Verification::Mismatch => Err(AuthError::InvalidCredentials),
-            Verification::Match => Ok(user),
+            Verification::Mismatch => Ok(PasswordCheck::Refused(Some(user), "wrong password")),
+            Verification::Match => Ok(PasswordCheck::Accepted(user)),
             Verification::MatchRehashed(new_hash) => {
                 let old_hash = stored_hash.unwrap_or_default();
                 // A failed upgrade is retried at the next login; it must not fail this one.
@@ -175,7 +311,7 @@ impl TokenService {
                     }
                     Err(e) => warn!(user_id = %user.id, error = %e, "password hash upgrade failed"),
                 }
-                Ok(user)
+                Ok(PasswordCheck::Accepted(user))
             }
         }
     }
@@ -213,17 +349,27 @@ impl TokenService {
     pub async fn refresh(
         &self,
         presented: &str,
-        peer: Option<SocketAddr>,
+        ctx: &RequestContext,
     ) -> Result<IssuedTokens, AuthError> {
+        self.limit(ctx, "refresh")?;
         if presented.is_empty() {
             return Err(AuthError::InvalidArgument("refresh_token is required"));
         }
-        let peer = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        let peer = ctx.source_label().unwrap_or_default();
+        let request_id = ctx.request_id.as_str();
         let Some(presented) = RefreshToken::parse(presented) else {
-            info!(target: "authd::refresh", %peer, outcome = "malformed", "refresh refused");
+            info!(target: "authd::refresh", %peer, %request_id, outcome = "malformed",
+                "refresh refused");
             return Err(AuthError::InvalidRefreshToken);
         };
         let now = self.clock.now();
+        let event = |kind, user: &User, family: &FamilyId| {
+            AuditEvent::new(kind, now)
+                .user(user)
+                .source(ctx.source_label())
+                .request_id(request_id)
+                .detail(format!("family={family}"))
+        };
         let successor = RefreshToken::generate()?;
         let stored_successor = Successor {
             token: self.new_token(&successor, now),
@@ -241,7 +387,10 @@ impl TokenService {
         match rotation {
             Rotation::Rotated { user, family_id } => {
                 info!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
-                    outcome = "rotated", "refresh token rotated");
+                    %request_id, outcome = "rotated", "refresh token rotated");
+                self.audit
+                    .record(event(AuditKind::TokenRefreshed, &user, &family_id))
+                    .await;
                 let access_token = self.access_token(&user, now)?;
                 Ok(IssuedTokens {
                     access_token,
@@ -257,7 +406,14 @@ impl TokenService {
                     .open_successor(&sealed_successor)
                     .ok_or(AuthError::InvalidRefreshToken)?;
                 info!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
-                    outcome = "grace_retry", "previous refresh token retried within the grace window");
+                    %request_id, outcome = "grace_retry",
+                    "previous refresh token retried within the grace window");
+                self.audit
+                    .record(
+                        event(AuditKind::TokenRefreshed, &user, &family_id)
+                            .detail(format!("family={family_id}; grace retry")),
+                    )
+                    .await;
                 let access_token = self.access_token(&user, now)?;
                 Ok(IssuedTokens {
                     access_token,
@@ -266,13 +422,22 @@ impl TokenService {
             }
             Rotation::ReuseDetected { user, family_id } => {
                 warn!(target: "authd::refresh", user_id = %user.id, username = %user.username,
-                    family = %family_id, %peer, outcome = "reuse_detected",
+                    family = %family_id, %peer, %request_id, outcome = "reuse_detected",
                     "refresh token reuse detected; family revoked");
+                self.audit
+                    .record(event(AuditKind::RefreshReuseDetected, &user, &family_id))
+                    .await;
+                self.audit
+                    .record(
+                        event(AuditKind::FamilyRevoked, &user, &family_id)
+                            .detail(format!("family={family_id}; reason=refresh token reuse")),
+                    )
+                    .await;
                 Err(AuthError::InvalidRefreshToken)
             }
             Rotation::Rejected(why) => {
-                info!(target: "authd::refresh", %peer, outcome = "rejected", reason = why.as_str(),
-                    "refresh refused");
+                info!(target: "authd::refresh", %peer, %request_id, outcome = "rejected",
+                    reason = why.as_str(), "refresh refused");
                 Err(AuthError::InvalidRefreshToken)
             }
         }
@@ -322,6 +487,38 @@ impl TokenService {
     /// The key ring, for verifying tokens this service issued.
     pub fn keys(&self) -> &KeyRing {
         &self.keys
+    }
+
+    /// The per-source limiter, for the periodic clean-up.
+    pub fn limiter(&self) -> &SourceLimiter {
+        &self.limiter
+    }
+
+    /// The audit trail.
+    pub fn auditor(&self) -> &Auditor {
+        &self.audit
+    }
+
+    /// The password hasher (its shed count, for instance).
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
+    /// Deletes forgotten throttle counters and audit events past `retention`.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn purge_expired(
+        &self,
+        retention: Duration,
+    ) -> Result<super::housekeeping::Purged, StoreError> {
+        super::housekeeping::purge_expired(
+            self.store.as_ref(),
+            self.clock.now(),
+            &self.settings.throttle,
+            retention,
+        )
+        .await
     }
 
     /// Whether storage answers, for readiness checks.

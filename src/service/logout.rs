@@ -6,14 +6,15 @@
 //! call `Introspect`; the rest verify offline and accept at most one access-token lifetime of
 //! delay.
 
-use std::net::SocketAddr;
-
 use tracing::info;
 
+use super::RequestContext;
 use super::auth::{AuthError, TokenService};
 use crate::crypto::access_token::{self, AccessClaims};
 use crate::crypto::refresh_token::RefreshToken;
-use crate::domain::{ApiKeyId, FamilyId, Timestamp, User, check_api_key, is_live};
+use crate::domain::{
+    ApiKeyId, AuditEvent, AuditKind, FamilyId, Timestamp, User, check_api_key, is_live,
+};
 
 /// What `Introspect` learnt about a token.
 #[derive(Debug)]
@@ -46,14 +47,14 @@ impl TokenService {
         &self,
         refresh_token: &str,
         access_token: &str,
-        peer: Option<SocketAddr>,
+        ctx: &RequestContext,
     ) -> Result<(), AuthError> {
         if refresh_token.is_empty() && access_token.is_empty() {
             return Err(AuthError::InvalidArgument(
                 "refresh_token or access_token is required",
             ));
         }
-        let peer = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        let peer = ctx.source_label().unwrap_or_default();
         let now = self.clock.now();
         let mut session = None;
         if let Some(token) = RefreshToken::parse(refresh_token) {
@@ -69,7 +70,14 @@ impl TokenService {
                 .await?;
             revoked_jti = Some(claims.jti);
         }
-        info!(target: "authd::logout", %peer, session = session.as_ref().map_or("-", FamilyId::as_str),
+        if let Some(family) = &session {
+            let event = AuditEvent::new(AuditKind::FamilyRevoked, now)
+                .source(ctx.source_label())
+                .request_id(ctx.request_id.as_str())
+                .detail(format!("family={family} reason=logout"));
+            self.audit.record(event).await;
+        }
+        info!(target: "authd::logout", %peer, request_id = %ctx.request_id, session = session.as_ref().map_or("-", FamilyId::as_str),
             access_token_revoked = revoked_jti.is_some(), "logout");
         Ok(())
     }

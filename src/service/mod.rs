@@ -6,7 +6,10 @@
 //! (no sqlx): the gRPC handlers and the CLI are thin shells around it.
 
 mod api_keys;
+mod audit;
 mod auth;
+mod context;
+pub mod housekeeping;
 mod keys;
 mod logout;
 mod purge;
@@ -14,7 +17,9 @@ mod sessions;
 mod users;
 
 pub use api_keys::{ApiKeyAdmin, CreatedApiKey, MAX_KEY_NAME_CHARS};
+pub use audit::{AUDIT_TARGET, Auditor, to_json as audit_json};
 pub use auth::{AuthError, IssuedTokens, TokenService, TokenSettings};
+pub use context::{MAX_REQUEST_ID_CHARS, RequestContext};
 pub use keys::load_or_create_keys;
 pub use logout::Introspection;
 pub use purge::{PURGE_BATCH, run_purge_job};

@@ -1,14 +1,17 @@
 //! User administration, as driven by the CLI, and [`AdminError`], the error of every
-//! administrative use case (users, API keys, sessions).
+//! administrative use case (users, API keys, sessions). Every change is an audit event with
+//! source `cli`.
 
 use std::sync::Arc;
 
 use crate::crypto::password::{HashError, PasswordHasher};
 use crate::domain::{
-    Clock, Password, PasswordError, Role, RoleError, User, UserId, Username, UsernameError,
-    normalise_roles,
+    AuditEvent, AuditKind, Clock, Password, PasswordError, Role, RoleError, User, UserId, Username,
+    UsernameError, normalise_roles,
 };
 use crate::store::{NewUser, RoleChange, Store, StoreError};
+
+use super::{Auditor, RequestContext};
 
 /// Why an administrative action failed. Messages are one clear line for an operator.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,8 @@ pub struct UserAdmin {
     hasher: Arc<PasswordHasher>,
     clock: Arc<dyn Clock>,
     password_min_chars: usize,
+    audit: Auditor,
+    request_id: String,
 }
 
 fn parse_roles(raw: &[String]) -> Result<Vec<Role>, RoleError> {
@@ -58,12 +63,70 @@ impl UserAdmin {
         clock: Arc<dyn Clock>,
         password_min_chars: usize,
     ) -> Self {
+        let audit = Auditor::new(Arc::clone(&store));
         Self {
             store,
             hasher,
             clock,
             password_min_chars,
+            audit,
+            // One id for everything this invocation does.
+            request_id: RequestContext::new(None, None).request_id,
         }
+    }
+
+    async fn audit(&self, kind: AuditKind, user: &User, detail: Option<String>) {
+        let mut event = AuditEvent::new(kind, self.clock.now())
+            .user(user)
+            .source(Some("cli".into()))
+            .request_id(self.request_id.as_str());
+        event.detail = detail;
+        self.audit.record(event).await;
+    }
+
+    /// Clears the login-failure counter of `username`, whether or not such a user exists.
+    /// Returns whether there was one.
+    ///
+    /// # Errors
+    /// Invalid username; storage failure.
+    pub async fn unlock(&self, username: &str) -> Result<bool, AdminError> {
+        let username = Username::parse(username)?;
+        let cleared = self
+            .store
+            .clear_login_failures(&username)
+            .await
+            .map_err(AdminError::Store)?;
+        let user = self
+            .store
+            .find_user(&username)
+            .await
+            .map_err(AdminError::Store)?;
+        let mut event = AuditEvent::new(AuditKind::UserUnlocked, self.clock.now())
+            .username(username.as_str())
+            .source(Some("cli".into()))
+            .request_id(self.request_id.as_str())
+            .detail(format!("counter_cleared={cleared}"));
+        if let Some(user) = &user {
+            event = event.user(user);
+        }
+        self.audit.record(event).await;
+        Ok(cleared)
+    }
+
+    /// The newest `limit` audit events, of `username` only when given, oldest first.
+    ///
+    /// # Errors
+    /// Invalid username; storage failure.
+    pub async fn audit_tail(
+        &self,
+        username: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, AdminError> {
+        let username = username.map(Username::parse).transpose()?;
+        self.audit
+            .tail(username.as_ref().map(Username::as_str), limit)
+            .await
+            .map_err(AdminError::Store)
     }
 
     fn store_error(&self, username: &Username, e: StoreError) -> AdminError {
@@ -113,6 +176,13 @@ impl UserAdmin {
             .create_user(&new)
             .await
             .map_err(|e| self.store_error(&new.user.username, e))?;
+        let roles = new.user.roles.iter().map(Role::as_str).collect::<Vec<_>>();
+        self.audit(
+            AuditKind::UserCreated,
+            &new.user,
+            Some(format!("roles={}", roles.join(","))),
+        )
+        .await;
         Ok(new.user)
     }
 
@@ -139,10 +209,18 @@ impl UserAdmin {
             return Err(AdminError::UnknownUser(username.to_string()));
         }
         let hash = self.hasher.hash(password).await?;
-        self.store
+        let user = self
+            .store
             .change_password(&username, &hash, self.clock.now())
             .await
-            .map_err(|e| self.store_error(&username, e))
+            .map_err(|e| self.store_error(&username, e))?;
+        self.audit(
+            AuditKind::PasswordChanged,
+            &user,
+            Some("sessions ended".into()),
+        )
+        .await;
+        Ok(user)
     }
 
     /// Enables or disables a user; disabling ends every session.
@@ -151,10 +229,22 @@ impl UserAdmin {
     /// Invalid username; unknown user; storage failure.
     pub async fn set_enabled(&self, username: &str, enabled: bool) -> Result<User, AdminError> {
         let username = Username::parse(username)?;
-        self.store
+        let user = self
+            .store
             .set_enabled(&username, enabled, self.clock.now())
             .await
-            .map_err(|e| self.store_error(&username, e))
+            .map_err(|e| self.store_error(&username, e))?;
+        if enabled {
+            self.audit(AuditKind::UserEnabled, &user, None).await;
+        } else {
+            self.audit(
+                AuditKind::UserDisabled,
+                &user,
+                Some("sessions ended".into()),
+            )
+            .await;
+        }
+        Ok(user)
     }
 
     /// Deletes a user and all its sessions.
@@ -163,10 +253,13 @@ impl UserAdmin {
     /// Invalid username; unknown user; storage failure.
     pub async fn delete(&self, username: &str) -> Result<User, AdminError> {
         let username = Username::parse(username)?;
-        self.store
+        let user = self
+            .store
             .delete_user(&username)
             .await
-            .map_err(|e| self.store_error(&username, e))
+            .map_err(|e| self.store_error(&username, e))?;
+        self.audit(AuditKind::UserDeleted, &user, None).await;
+        Ok(user)
     }
 
     /// Adds and removes roles. Tokens already issued keep their roles until they expire.
@@ -184,9 +277,18 @@ impl UserAdmin {
             add: parse_roles(add)?,
             remove: parse_roles(remove)?,
         };
-        self.store
+        let user = self
+            .store
             .change_roles(&username, &change)
             .await
-            .map_err(|e| self.store_error(&username, e))
+            .map_err(|e| self.store_error(&username, e))?;
+        let roles = user.roles.iter().map(Role::as_str).collect::<Vec<_>>();
+        self.audit(
+            AuditKind::UserChanged,
+            &user,
+            Some(format!("roles={}", roles.join(","))),
+        )
+        .await;
+        Ok(user)
     }
 }

@@ -13,9 +13,9 @@ use async_trait::async_trait;
 
 use crate::crypto::api_key::ApiKeySecretHash;
 use crate::domain::{
-    ApiKey, ApiKeyId, ApiKeyListing, FamilyId, NewFamily, NewToken, PresentedToken, RefreshPolicy,
-    Role, Rotation, Session, Successor, Timestamp, TokenHash, User, UserCredentials, UserId,
-    Username,
+    ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, FailureCount, FamilyId, NewFamily, NewToken,
+    PresentedToken, RefreshPolicy, Role, Rotation, Session, Successor, Timestamp, TokenHash, User,
+    UserCredentials, UserId, Username,
 };
 
 pub use postgres::PostgresStore;
@@ -261,6 +261,42 @@ pub trait Store: Send + Sync + 'static {
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
     async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+
+    // --- login throttling (counters per normalised username, existing or not)
+
+    /// The failure counter of `username`, if any.
+    async fn login_failures(&self, username: &Username)
+    -> Result<Option<FailureCount>, StoreError>;
+    /// Counts an admitted attempt as a failure *before* its password is checked, in one
+    /// atomic upsert that only applies while the counter is still `seen` (compare-and-swap):
+    /// of concurrent attempts admitted on the same counter, exactly one is charged and the
+    /// others must re-read and be admitted again, so parallel guesses cannot slip past the
+    /// throttle. A counter whose last failure is before `forget_before` restarts at 1.
+    /// Returns whether this attempt was charged.
+    async fn charge_login_attempt(
+        &self,
+        username: &Username,
+        seen: Option<FailureCount>,
+        now: Timestamp,
+        forget_before: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Removes the counter (a successful login, or `authd user unlock`). Returns whether one
+    /// existed.
+    async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError>;
+    /// Deletes up to `limit` counters whose last failure is before `before`; returns how many.
+    async fn purge_login_failures(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
+
+    // --- audit trail
+
+    async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// The newest `limit` events (of `username` only, when given), oldest first.
+    async fn audit_events(
+        &self,
+        username: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Deletes up to `limit` events older than `before`; returns how many.
+    async fn purge_audit_events(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
 }
 
 /// Opens the store named by `url` with default [`StoreOptions`]; see [`open_with`].

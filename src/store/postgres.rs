@@ -35,9 +35,10 @@ use super::{
 };
 use crate::crypto::api_key::ApiKeySecretHash;
 use crate::domain::{
-    ApiKey, ApiKeyId, ApiKeyListing, Decision, FamilyId, NewFamily, NewToken, PresentedToken,
-    RefreshPolicy, Rejection, Role, Rotation, Session, SessionOrigin, Successor, Timestamp,
-    TokenHash, User, UserCredentials, UserId, Username, decide, normalise_roles,
+    ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, AuditKind, Decision, FailureCount, FamilyId,
+    NewFamily, NewToken, PresentedToken, RefreshPolicy, Rejection, Role, Rotation, Session,
+    SessionOrigin, Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username,
+    decide, normalise_roles,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -1145,4 +1146,163 @@ impl Store for PostgresStore {
         })
         .await
     }
+
+    async fn login_failures(
+        &self,
+        username: &Username,
+    ) -> Result<Option<FailureCount>, StoreError> {
+        let row = within_deadline(async {
+            sqlx::query("SELECT failures, last_failure_at FROM login_throttle WHERE username = $1")
+                .bind(username.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)
+        })
+        .await?;
+        row.as_ref().map(failure_count_from_row).transpose()
+    }
+
+    async fn charge_login_attempt(
+        &self,
+        username: &Username,
+        seen: Option<FailureCount>,
+        now: Timestamp,
+        forget_before: Timestamp,
+    ) -> Result<bool, StoreError> {
+        // One atomic upsert (compare-and-swap on the counter). With `seen` = None the WHERE
+        // compares with NULL and is never true, so a row created concurrently is left alone
+        // and this attempt is not charged.
+        let done = within_deadline(async {
+            sqlx::query(
+                "INSERT INTO login_throttle (username, failures, last_failure_at) VALUES ($1, 1, $2) \
+                 ON CONFLICT (username) DO UPDATE SET \
+                     failures = CASE WHEN login_throttle.last_failure_at < $3 THEN 1 \
+                                     ELSE login_throttle.failures + 1 END, \
+                     last_failure_at = EXCLUDED.last_failure_at \
+                 WHERE login_throttle.failures = $4 AND login_throttle.last_failure_at = $5",
+            )
+            .bind(username.as_str())
+            .bind(now.unix_millis())
+            .bind(forget_before.unix_millis())
+            .bind(seen.map(|c| i64::from(c.consecutive_failures)))
+            .bind(seen.map(|c| c.last_failure_at.unix_millis()))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)
+        })
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError> {
+        let done = within_deadline(async {
+            sqlx::query("DELETE FROM login_throttle WHERE username = $1")
+                .bind(username.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)
+        })
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn purge_login_failures(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        let done = within_deadline(async {
+            sqlx::query(
+                "DELETE FROM login_throttle WHERE username IN \
+                     (SELECT username FROM login_throttle WHERE last_failure_at < $1 \
+                      LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(before.unix_millis())
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)
+        })
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        within_deadline(async {
+            sqlx::query(
+                "INSERT INTO audit_events (at, event_type, user_id, username, source, request_id, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(event.time.unix_millis())
+            .bind(event.kind.as_str())
+            .bind(event.user_id.as_deref())
+            .bind(event.username.as_deref())
+            .bind(event.source.as_deref())
+            .bind(event.request_id.as_deref())
+            .bind(event.detail.as_deref())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_events(
+        &self,
+        username: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = within_deadline(async {
+            sqlx::query(
+                "SELECT at, event_type, user_id, username, source, request_id, detail FROM \
+                     (SELECT * FROM audit_events WHERE $1::TEXT IS NULL OR username = $1 \
+                      ORDER BY id DESC LIMIT $2) e \
+                 ORDER BY id",
+            )
+            .bind(username)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)
+        })
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("event_type").map_err(unavailable)?;
+                Ok(AuditEvent {
+                    time: millis(row, "at")?,
+                    kind: AuditKind::parse(&kind).ok_or_else(|| {
+                        StoreError::Unavailable(format!("unknown audit event {kind:?}").into())
+                    })?,
+                    user_id: row.try_get("user_id").map_err(unavailable)?,
+                    username: row.try_get("username").map_err(unavailable)?,
+                    source: row.try_get("source").map_err(unavailable)?,
+                    request_id: row.try_get("request_id").map_err(unavailable)?,
+                    detail: row.try_get("detail").map_err(unavailable)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_audit_events(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        let done = within_deadline(async {
+            sqlx::query(
+                "DELETE FROM audit_events WHERE id IN \
+                     (SELECT id FROM audit_events WHERE at < $1 ORDER BY id \
+                      LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(before.unix_millis())
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)
+        })
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn failure_count_from_row(row: &PgRow) -> Result<FailureCount, StoreError> {
+    let failures: i64 = row.try_get("failures").map_err(unavailable)?;
+    Ok(FailureCount {
+        consecutive_failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        last_failure_at: millis(row, "last_failure_at")?,
+    })
 }

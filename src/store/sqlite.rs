@@ -20,9 +20,10 @@ use super::{
 };
 use crate::crypto::api_key::ApiKeySecretHash;
 use crate::domain::{
-    ApiKey, ApiKeyId, ApiKeyListing, Decision, FamilyId, NewFamily, NewToken, PresentedToken,
-    RefreshPolicy, Role, Rotation, Session, SessionOrigin, Successor, Timestamp, TokenHash, User,
-    UserCredentials, UserId, Username, decide, normalise_roles,
+    ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, AuditKind, Decision, FailureCount, FamilyId,
+    NewFamily, NewToken, PresentedToken, RefreshPolicy, Role, Rotation, Session, SessionOrigin,
+    Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username, decide,
+    normalise_roles,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -876,4 +877,143 @@ impl Store for SqliteStore {
         .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn login_failures(
+        &self,
+        username: &Username,
+    ) -> Result<Option<FailureCount>, StoreError> {
+        let row =
+            sqlx::query("SELECT failures, last_failure_at FROM login_throttle WHERE username = ?")
+                .bind(username.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        row.as_ref().map(failure_count_from_row).transpose()
+    }
+
+    async fn charge_login_attempt(
+        &self,
+        username: &Username,
+        seen: Option<FailureCount>,
+        now: Timestamp,
+        forget_before: Timestamp,
+    ) -> Result<bool, StoreError> {
+        // With `seen` = None the WHERE is never true, so an existing row (created by a
+        // concurrent attempt) is left alone and this attempt is not charged.
+        let done = sqlx::query(
+            "INSERT INTO login_throttle (username, failures, last_failure_at) VALUES (?, 1, ?) \
+             ON CONFLICT (username) DO UPDATE SET \
+                 failures = CASE WHEN login_throttle.last_failure_at < ? THEN 1 \
+                                 ELSE login_throttle.failures + 1 END, \
+                 last_failure_at = excluded.last_failure_at \
+             WHERE login_throttle.failures = ? AND login_throttle.last_failure_at = ?",
+        )
+        .bind(username.as_str())
+        .bind(now.unix_millis())
+        .bind(forget_before.unix_millis())
+        .bind(seen.map(|c| i64::from(c.consecutive_failures)))
+        .bind(seen.map(|c| c.last_failure_at.unix_millis()))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM login_throttle WHERE username = ?")
+            .bind(username.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn purge_login_failures(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM login_throttle WHERE username IN \
+                 (SELECT username FROM login_throttle WHERE last_failure_at < ? LIMIT ?)",
+        )
+        .bind(before.unix_millis())
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_events (at, event_type, user_id, username, source, request_id, detail) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(event.time.unix_millis())
+        .bind(event.kind.as_str())
+        .bind(event.user_id.as_deref())
+        .bind(event.username.as_deref())
+        .bind(event.source.as_deref())
+        .bind(event.request_id.as_deref())
+        .bind(event.detail.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn audit_events(
+        &self,
+        username: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, event_type, user_id, username, source, request_id, detail FROM \
+                 (SELECT * FROM audit_events WHERE ? IS NULL OR username = ? \
+                  ORDER BY id DESC LIMIT ?) \
+             ORDER BY id",
+        )
+        .bind(username)
+        .bind(username)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("event_type").map_err(unavailable)?;
+                Ok(AuditEvent {
+                    time: Timestamp::from_unix_millis(row.try_get("at").map_err(unavailable)?),
+                    kind: AuditKind::parse(&kind).ok_or_else(|| {
+                        StoreError::Unavailable(format!("unknown audit event {kind:?}").into())
+                    })?,
+                    user_id: row.try_get("user_id").map_err(unavailable)?,
+                    username: row.try_get("username").map_err(unavailable)?,
+                    source: row.try_get("source").map_err(unavailable)?,
+                    request_id: row.try_get("request_id").map_err(unavailable)?,
+                    detail: row.try_get("detail").map_err(unavailable)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_audit_events(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM audit_events WHERE id IN \
+                 (SELECT id FROM audit_events WHERE at < ? ORDER BY id LIMIT ?)",
+        )
+        .bind(before.unix_millis())
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn failure_count_from_row(row: &SqliteRow) -> Result<FailureCount, StoreError> {
+    let failures: i64 = row.try_get("failures").map_err(unavailable)?;
+    Ok(FailureCount {
+        consecutive_failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        last_failure_at: Timestamp::from_unix_millis(
+            row.try_get("last_failure_at").map_err(unavailable)?,
+        ),
+    })
 }

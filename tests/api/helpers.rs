@@ -8,7 +8,7 @@ use authd::app::Application;
 use authd::config::Config;
 use authd::crypto::access_token::AccessClaims;
 use authd::crypto::password::PasswordHasher;
-use authd::domain::SystemClock;
+use authd::domain::{Clock, SystemClock};
 use authd::grpc::AuthServiceClient;
 use authd::grpc::pb::{
     ApiKeyCredential, IntrospectRequest, IntrospectResponse, LogoutRequest, PasswordCredential,
@@ -18,7 +18,7 @@ use authd::service::{ApiKeyAdmin, SessionAdmin, TokenService, UserAdmin};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -27,6 +27,7 @@ pub struct TestApp {
     pub config: Config,
     /// The bound gRPC address.
     pub addr: std::net::SocketAddr,
+    pub tls: Option<Arc<authd::tls::ReloadingTls>>,
     pub client: AuthServiceClient<Channel>,
     pub service: Arc<TokenService>,
     stop: Option<oneshot::Sender<()>>,
@@ -43,6 +44,8 @@ pub fn test_config(dir: &TempDir) -> Config {
         argon2_memory_kib: 256,
         argon2_iterations: 1,
         argon2_parallelism: 1,
+        // Tests fire many requests from one address; the per-source limit has its own test.
+        per_source_rate: 0,
         ..Config::default()
     }
 }
@@ -60,11 +63,21 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 
 /// Starts a server on an existing directory and configuration (e.g. after a restart).
 pub async fn spawn_on(dir: Arc<TempDir>, config: Config) -> TestApp {
-    let app = Application::build(config.clone())
+    spawn_on_with_clock(dir, config, Arc::new(SystemClock)).await
+}
+
+/// Starts a server whose notion of "now" is `clock`.
+pub async fn spawn_on_with_clock(
+    dir: Arc<TempDir>,
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> TestApp {
+    let app = Application::build_with_clock(config.clone(), clock)
         .await
         .expect("server builds");
     let addr = app.grpc_addr();
     let service = app.service();
+    let tls = app.tls();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run_until_stopped(async {
@@ -73,12 +86,16 @@ pub async fn spawn_on(dir: Arc<TempDir>, config: Config) -> TestApp {
         .await
         .expect("server runs");
     });
-    let client = AuthServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connects");
+    // Lazy, so a TLS server (which a plaintext client cannot talk to) starts just the same.
+    let client = AuthServiceClient::new(
+        Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy(),
+    );
     TestApp {
         config,
         addr,
+        tls,
         client,
         service,
         stop: Some(stop),

@@ -4,11 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
 
 mod api_keys;
+mod audit;
 mod helpers;
 mod legacy;
+mod limits;
 mod login;
 mod logout;
 mod persistence;
 mod purge;
 mod refresh;
 mod sessions;
+mod throttling;
+mod tls;

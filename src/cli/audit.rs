@@ -1,0 +1,53 @@
+//! `authd audit tail`: print the newest audit events, one JSON object per line.
+
+use std::sync::Arc;
+
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::crypto::password::PasswordHasher;
+use crate::domain::SystemClock;
+use crate::service::{UserAdmin, audit_json};
+use crate::store;
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the newest events, oldest first, one JSON object per line
+    Tail {
+        /// Only events about this username
+        #[arg(long = "user", value_name = "USERNAME")]
+        user: Option<String>,
+        /// How many events (1 to 100000)
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+pub async fn run(config: Config, command: AuditCommand) -> Result<(), String> {
+    let AuditCommand::Tail { limit, .. } = &command;
+    if !(1..=100_000).contains(limit) {
+        return Err("--limit must be between 1 and 100000".into());
+    }
+    let store = store::open(&config.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let hasher = PasswordHasher::new(config.argon2(), 1).map_err(|e| e.to_string())?;
+    let admin = UserAdmin::new(
+        store,
+        Arc::new(hasher),
+        Arc::new(SystemClock),
+        config.password_min_length,
+    );
+    match command {
+        AuditCommand::Tail { user, limit } => {
+            let events = admin
+                .audit_tail(user.as_deref(), limit)
+                .await
+                .map_err(|e| e.to_string())?;
+            for event in &events {
+                println!("{}", audit_json(event));
+            }
+        }
+    }
+    Ok(())
+}

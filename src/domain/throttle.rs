@@ -1,0 +1,186 @@
+//! Login throttling per account: the pure rule deciding whether an attempt may go ahead.
+//!
+//! Failures are counted per normalised username whether or not the user exists, so the
+//! answer never depends on existence. Storage of the counters is the store's job; this module
+//! only decides, from a counter and `now`, whether the next attempt is admitted.
+
+use std::time::Duration;
+
+use super::Timestamp;
+
+/// How failures turn into delays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottlePolicy {
+    /// Consecutive failures allowed without any delay.
+    pub free_failures: u32,
+    /// The longest delay between attempts.
+    pub max_delay: Duration,
+    /// A counter whose last failure is older than this is forgotten (and may be purged).
+    pub forget_after: Duration,
+}
+
+impl Default for ThrottlePolicy {
+    fn default() -> Self {
+        Self {
+            free_failures: 5,
+            max_delay: Duration::from_secs(15 * 60),
+            forget_after: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// A stored failure counter for one normalised username.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureCount {
+    pub consecutive_failures: u32,
+    pub last_failure_at: Timestamp,
+}
+
+/// Whether an attempt may check a password now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Allowed,
+    /// Refused without checking the password; retry after this many whole seconds (≥ 1).
+    Throttled {
+        retry_after_secs: u64,
+    },
+}
+
+impl ThrottlePolicy {
+    /// The delay that must pass after the last of `failures` consecutive failures: none up to
+    /// `free_failures`, then 1 s, doubling per further failure, capped at `max_delay`.
+    pub fn delay_after(&self, failures: u32) -> Duration {
+        let Some(extra) = failures.checked_sub(self.free_failures) else {
+            return Duration::ZERO;
+        };
+        // 2^extra seconds; past 2^20 s (12 days) every sane cap has long been reached.
+        let secs = 1u64 << extra.min(20);
+        Duration::from_secs(secs).min(self.max_delay)
+    }
+
+    /// Whether a counter last touched at `last_failure_at` is forgotten at `now`.
+    pub fn is_forgotten(&self, last_failure_at: Timestamp, now: Timestamp) -> bool {
+        now.since(last_failure_at) >= self.forget_after
+    }
+
+    /// The oldest `last_failure_at` a counter may have at `now` and still count: a counter
+    /// last touched strictly before this is forgotten (agrees with [`Self::is_forgotten`]).
+    pub fn forget_before(&self, now: Timestamp) -> Timestamp {
+        let ms = i64::try_from(self.forget_after.as_millis()).unwrap_or(i64::MAX);
+        Timestamp::from_unix_millis(now.unix_millis().saturating_sub(ms).saturating_add(1))
+    }
+
+    /// Decides whether an attempt at `now` may check a password.
+    pub fn admit(&self, count: Option<FailureCount>, now: Timestamp) -> Admission {
+        let Some(count) = count else {
+            return Admission::Allowed;
+        };
+        if self.is_forgotten(count.last_failure_at, now) {
+            return Admission::Allowed;
+        }
+        let delay = self.delay_after(count.consecutive_failures);
+        let waited = now.since(count.last_failure_at);
+        if waited >= delay {
+            return Admission::Allowed;
+        }
+        let remaining = delay - waited;
+        let secs = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
+        Admission::Throttled {
+            retry_after_secs: secs.max(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_800_000_000_000;
+
+    fn at(ms_after: i64) -> Timestamp {
+        Timestamp::from_unix_millis(T0 + ms_after)
+    }
+
+    fn count(failures: u32) -> Option<FailureCount> {
+        Some(FailureCount {
+            consecutive_failures: failures,
+            last_failure_at: at(0),
+        })
+    }
+
+    #[test]
+    fn no_counter_is_allowed() {
+        assert_eq!(
+            ThrottlePolicy::default().admit(None, at(0)),
+            Admission::Allowed
+        );
+    }
+
+    #[test]
+    fn free_failures_cost_no_delay() {
+        let p = ThrottlePolicy::default();
+        for f in 0..5 {
+            assert_eq!(p.admit(count(f), at(0)), Admission::Allowed, "{f}");
+        }
+    }
+
+    #[test]
+    fn delay_doubles_after_the_free_failures_and_is_capped() {
+        let p = ThrottlePolicy::default();
+        let delays: Vec<u64> = (5..=16).map(|f| p.delay_after(f).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900]);
+        assert_eq!(p.delay_after(u32::MAX), Duration::from_secs(900));
+    }
+
+    #[test]
+    fn attempt_inside_the_delay_is_throttled_with_whole_seconds_to_wait() {
+        let p = ThrottlePolicy::default();
+        // 7 failures: 4 s delay.
+        assert_eq!(
+            p.admit(count(7), at(0)),
+            Admission::Throttled {
+                retry_after_secs: 4
+            }
+        );
+        assert_eq!(
+            p.admit(count(7), at(2_500)),
+            Admission::Throttled {
+                retry_after_secs: 2
+            }
+        );
+        assert_eq!(
+            p.admit(count(7), at(3_999)),
+            Admission::Throttled {
+                retry_after_secs: 1
+            }
+        );
+        assert_eq!(p.admit(count(7), at(4_000)), Admission::Allowed);
+    }
+
+    #[test]
+    fn old_counters_are_forgotten() {
+        let p = ThrottlePolicy {
+            max_delay: Duration::from_secs(3600),
+            forget_after: Duration::from_secs(60),
+            ..ThrottlePolicy::default()
+        };
+        assert!(matches!(
+            p.admit(count(20), at(59_999)),
+            Admission::Throttled { .. }
+        ));
+        assert_eq!(p.admit(count(20), at(60_000)), Admission::Allowed);
+        assert_eq!(p.forget_before(at(60_000)), at(1));
+        assert!(p.is_forgotten(at(0), at(60_000)));
+        assert!(!p.is_forgotten(at(1), at(60_000)));
+    }
+
+    #[test]
+    fn zero_free_failures_throttles_from_the_first_failure() {
+        let p = ThrottlePolicy {
+            free_failures: 0,
+            ..ThrottlePolicy::default()
+        };
+        assert_eq!(p.delay_after(0), Duration::from_secs(1));
+        assert_eq!(p.admit(None, at(0)), Admission::Allowed);
+    }
+}

@@ -1,0 +1,235 @@
+//! Login throttling per username, shared through the database: delays after repeated
+//! failures, identical answers for existing and unknown names, reset on success, across a
+//! restart, `unlock`, and the purge of forgotten counters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authd::config::Config;
+use authd::domain::{ManualClock, Timestamp};
+use tonic::Code;
+
+use crate::helpers::{PASSWORD, TestApp, spawn_on_with_clock, test_config};
+
+const WRONG: &str = "not the password at all";
+
+/// A server with a clock the test moves, and `free` failures before delays start.
+async fn spawn_throttled(free: u32) -> (TestApp, ManualClock) {
+    let clock = ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = Config {
+        throttle_free_failures: free,
+        ..test_config(&dir)
+    };
+    let app = spawn_on_with_clock(dir, config, Arc::new(clock.clone())).await;
+    (app, clock)
+}
+
+/// Code, message, details and metadata of a refusal, minus the HTTP `date` header (set by
+/// the HTTP layer from the wall clock, it says nothing about the request).
+fn fingerprint(status: &tonic::Status) -> (Code, String, Vec<u8>, Vec<(String, String)>) {
+    let mut metadata: Vec<(String, String)> = status
+        .metadata()
+        .clone()
+        .into_headers()
+        .iter()
+        .filter(|(k, _)| k.as_str() != "date")
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+        .collect();
+    metadata.sort();
+    (
+        status.code(),
+        status.message().to_owned(),
+        status.details().to_vec(),
+        metadata,
+    )
+}
+
+fn retry_after(status: &tonic::Status) -> u64 {
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    status
+        .metadata()
+        .get("retry-after")
+        .expect("retry-after metadata")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn throttling_starts_after_the_free_failures_doubles_and_resets_on_success() {
+    let (app, clock) = spawn_throttled(3).await;
+    app.add_user("alice", &[]).await;
+    for _ in 0..3 {
+        let status = app.login("alice", WRONG).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    // Now even the right password is refused without being checked.
+    let status = app.login("alice", PASSWORD).await.unwrap_err();
+    assert_eq!(retry_after(&status), 1);
+    assert_eq!(status.message(), "too many failed attempts; retry later");
+    // Refused attempts do not count: still 1 s after the third failure.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        app.login("alice", WRONG).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    // Fourth failure: the delay doubles.
+    assert_eq!(
+        retry_after(&app.login("alice", PASSWORD).await.unwrap_err()),
+        2
+    );
+    clock.advance(Duration::from_millis(1500));
+    assert_eq!(
+        retry_after(&app.login("alice", PASSWORD).await.unwrap_err()),
+        1
+    );
+    clock.advance(Duration::from_millis(500));
+    app.login("alice", PASSWORD).await.unwrap();
+    // The success reset the counter: three free failures again.
+    for _ in 0..3 {
+        assert_eq!(
+            app.login("alice", WRONG).await.unwrap_err().code(),
+            Code::Unauthenticated
+        );
+    }
+    assert_eq!(
+        retry_after(&app.login("alice", WRONG).await.unwrap_err()),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_delay_is_capped_at_throttle_max_delay() {
+    let clock = ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = Config {
+        throttle_free_failures: 0,
+        throttle_max_delay: Duration::from_secs(5),
+        ..test_config(&dir)
+    };
+    let app = spawn_on_with_clock(dir, config, Arc::new(clock.clone())).await;
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        app.login("bob", WRONG).await.unwrap_err();
+        let wait = retry_after(&app.login("bob", WRONG).await.unwrap_err());
+        seen.push(wait);
+        clock.advance(Duration::from_secs(wait));
+    }
+    assert_eq!(seen, [2, 4, 5, 5, 5, 5]);
+}
+
+#[tokio::test]
+async fn unknown_and_existing_usernames_get_byte_identical_answers_at_every_step() {
+    let (app, clock) = spawn_throttled(2).await;
+    app.add_user("alice", &[]).await;
+    // The same script against an existing and an unknown name, one step at a time.
+    let steps: &[(Duration, &str)] = &[
+        (Duration::ZERO, WRONG),             // failure 1
+        (Duration::ZERO, WRONG),             // failure 2
+        (Duration::ZERO, WRONG),             // throttled, retry after 1 s
+        (Duration::from_millis(400), WRONG), // still throttled
+        (Duration::from_millis(600), WRONG), // failure 3
+        (Duration::ZERO, PASSWORD),          // throttled, retry after 2 s
+        (Duration::from_secs(1), WRONG),     // throttled, retry after 1 s
+        (Duration::from_secs(1), WRONG),     // failure 4
+        (Duration::ZERO, WRONG),             // throttled, retry after 4 s
+    ];
+    let mut codes = Vec::new();
+    for (advance, password) in steps {
+        clock.advance(*advance);
+        let known = app.login("alice", password).await.unwrap_err();
+        let unknown = app.login("mallory", password).await.unwrap_err();
+        assert_eq!(fingerprint(&known), fingerprint(&unknown), "{known:?}");
+        codes.push(known.code());
+    }
+    assert_eq!(
+        codes,
+        [
+            Code::Unauthenticated,
+            Code::Unauthenticated,
+            Code::ResourceExhausted,
+            Code::ResourceExhausted,
+            Code::Unauthenticated,
+            Code::ResourceExhausted,
+            Code::ResourceExhausted,
+            Code::Unauthenticated,
+            Code::ResourceExhausted,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn throttling_holds_across_a_restart() {
+    let (app, clock) = spawn_throttled(2).await;
+    app.add_user("alice", &[]).await;
+    app.login("alice", WRONG).await.unwrap_err();
+    app.login("alice", WRONG).await.unwrap_err();
+    let (dir, config) = app.stop().await;
+
+    let app = spawn_on_with_clock(dir, config, Arc::new(clock.clone())).await;
+    assert_eq!(
+        retry_after(&app.login("alice", PASSWORD).await.unwrap_err()),
+        1
+    );
+    clock.advance(Duration::from_secs(1));
+    app.login("alice", PASSWORD).await.unwrap();
+}
+
+#[tokio::test]
+async fn unlock_clears_the_counter() {
+    let (app, _clock) = spawn_throttled(1).await;
+    app.add_user("alice", &[]).await;
+    app.login("alice", WRONG).await.unwrap_err();
+    retry_after(&app.login("alice", PASSWORD).await.unwrap_err());
+    assert!(app.admin().await.unlock("ALICE").await.unwrap());
+    app.login("alice", PASSWORD).await.unwrap();
+    assert!(!app.admin().await.unlock("alice").await.unwrap());
+}
+
+#[tokio::test]
+async fn counters_are_forgotten_and_purged_so_sprayed_names_do_not_accumulate() {
+    let (app, clock) = spawn_throttled(5).await;
+    for i in 0..25 {
+        app.login(&format!("spray-{i}"), WRONG).await.unwrap_err();
+    }
+    let rows = || async {
+        let pool = sqlx::SqlitePool::connect(&app.config.database_url)
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_throttle")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        n
+    };
+    assert_eq!(rows().await, 25);
+    // Nothing is forgotten yet.
+    let purged = app.service.purge_expired(Duration::from_secs(3600)).await;
+    assert_eq!(purged.unwrap().login_counters, 0);
+    clock.advance(app.config.throttle_forget_after);
+    let purged = app.service.purge_expired(Duration::from_secs(3600)).await;
+    assert_eq!(purged.unwrap().login_counters, 25);
+    assert_eq!(rows().await, 0);
+}
+
+#[tokio::test]
+async fn concurrent_guesses_cannot_slip_past_the_throttle() {
+    let (app, _clock) = spawn_throttled(3).await;
+    app.add_user("alice", &[]).await;
+    // The clock stands still: once three failures are counted, every other attempt must be
+    // refused, however many were in flight together.
+    let attempts = (0..20).map(|_| app.login("alice", WRONG));
+    let results = futures::future::join_all(attempts).await;
+    let codes: Vec<Code> = results.into_iter().map(|r| r.unwrap_err().code()).collect();
+    let checked = codes
+        .iter()
+        .filter(|c| **c == Code::Unauthenticated)
+        .count();
+    let throttled = codes
+        .iter()
+        .filter(|c| **c == Code::ResourceExhausted)
+        .count();
+    assert_eq!((checked, throttled), (3, 17), "{codes:?}");
+}
