@@ -1,11 +1,16 @@
-//! Startup as a library: build everything (binding the port first), then serve until a
+//! Startup as a library: build everything (binding both ports first), then serve until a
 //! shutdown future completes.
+//!
+//! One process serves gRPC (`grpc_addr`) and the HTTP side port (`http_addr`: JWKS,
+//! discovery, health, metrics), and runs two background jobs: the key job (reload keys from
+//! the database every minute, rotate when due) and the health probe. One shutdown future stops
+//! all of them; in-flight requests finish first.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), authd::app::StartupError> {
 //! let config = authd::config::Config::default();
 //! let app = authd::app::Application::build(config).await?;
-//! println!("listening on {}", app.grpc_addr());
+//! println!("gRPC on {}, HTTP on {}", app.grpc_addr(), app.http_addr());
 //! app.run_until_stopped(std::future::pending()).await
 //! # }
 //! ```
@@ -15,14 +20,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError, KEY_RELOAD_INTERVAL};
+use crate::crypto::key_encryption::KeyEncryption;
 use crate::crypto::password::{HashError, PasswordHasher};
 use crate::domain::{Clock, SystemClock};
 use crate::grpc::AuthApi;
-use crate::service::{TokenService, load_or_create_keys};
+use crate::grpc::health;
+use crate::http::{HttpState, router};
+use crate::metrics::GrpcMetricsLayer;
+use crate::service::{KeyManager, TokenService};
 use crate::store::{self, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,17 +46,48 @@ pub enum StartupError {
     },
     #[error("signing keys: {0}")]
     Keys(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("password hashing: {0}")]
     Hash(#[from] HashError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("HTTP server failed: {0}")]
+    Http(std::io::Error),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
 }
 
 /// A built, bound, not yet serving authd.
 pub struct Application {
-    listener: TcpListener,
+    grpc_listener: TcpListener,
     grpc_addr: SocketAddr,
+    http_listener: TcpListener,
+    http_addr: SocketAddr,
     service: Arc<TokenService>,
+    http_state: HttpState,
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let bind_error = |source| StartupError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, bound))
+}
+
+/// The key encryption key from the configuration, ready to use.
+///
+/// # Errors
+/// When the configured value is not 32 bytes of base64.
+pub fn key_encryption(config: &Config) -> Result<Option<KeyEncryption>, StartupError> {
+    config
+        .key_encryption_key
+        .as_ref()
+        .map(|k| {
+            let bytes = k.bytes()?;
+            KeyEncryption::new(&bytes).map_err(|e| StartupError::Keys(e.to_string()))
+        })
+        .transpose()
 }
 
 impl Application {
@@ -58,41 +99,50 @@ impl Application {
         Self::build_with_clock(config, Arc::new(SystemClock)).await
     }
 
-    /// Opens and migrates the database, loads (or creates) the signing key, prepares the
-    /// hashing pool and binds the gRPC port (port 0 picks a free one).
+    /// Opens and migrates the database, loads (or creates) the signing keys, prepares the
+    /// hashing pool and the metrics recorder, and binds both ports (port 0 picks a free one).
     ///
     /// # Errors
-    /// When the database cannot be opened, the port cannot be bound or keys cannot be loaded.
+    /// When the database cannot be opened, a port cannot be bound or keys cannot be loaded.
     pub async fn build_with_clock(
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
+        let metrics = crate::metrics::install();
         let store: Arc<dyn Store> = store::open(&config.database_url).await?;
-        let keys = load_or_create_keys(store.as_ref(), config.signing_algorithm, clock.now())
-            .await
-            .map_err(|e| StartupError::Keys(e.to_string()))?;
+        let keys = KeyManager::start(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            config.key_policy(),
+            config.signing_algorithm,
+            key_encryption(&config)?,
+        )
+        .await
+        .map_err(|e| StartupError::Keys(e.to_string()))?;
         let hasher = Arc::new(PasswordHasher::new(config.argon2(), config.hash_permits())?);
         let service = Arc::new(TokenService::new(
             store,
             hasher,
-            keys,
+            Arc::new(keys),
             clock,
             config.token_settings(),
         ));
-        let listener = TcpListener::bind(config.grpc_addr)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: config.grpc_addr,
-                source,
-            })?;
-        let grpc_addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: config.grpc_addr,
-            source,
-        })?;
+        let (grpc_listener, grpc_addr) = bind(config.grpc_addr).await?;
+        let (http_listener, http_addr) = bind(config.http_addr).await?;
+        let http_state = HttpState::new(
+            Arc::clone(&service),
+            metrics,
+            config.jwks_max_age,
+            config.jwks_uri(),
+            config.signing_algorithm,
+        );
         Ok(Self {
-            listener,
+            grpc_listener,
             grpc_addr,
+            http_listener,
+            http_addr,
             service,
+            http_state,
         })
     }
 
@@ -101,27 +151,92 @@ impl Application {
         self.grpc_addr
     }
 
+    /// The address the HTTP side port is bound to.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
     /// The token service, e.g. for tests that inspect keys.
     pub fn service(&self) -> Arc<TokenService> {
         Arc::clone(&self.service)
     }
 
-    /// Serves until `shutdown` completes, then stops accepting connections and finishes the
-    /// requests in flight.
+    /// Serves gRPC and HTTP and runs the background jobs until `shutdown` completes, then
+    /// stops accepting connections and finishes the requests in flight.
     ///
     /// # Errors
-    /// When the server fails.
+    /// When a server fails.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartupError> {
-        tracing::info!(grpc_addr = %self.grpc_addr, "authd serving");
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        Server::builder()
-            .add_service(AuthApi::new(self.service).into_server())
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await?;
+        tracing::info!(grpc_addr = %self.grpc_addr, http_addr = %self.http_addr, "authd serving");
+        let stop = CancellationToken::new();
+
+        let (reporter, health_server) = health::health_service();
+        health::probe_once(&self.service, &reporter).await;
+        let (reflection_v1, reflection_v1alpha) = health::reflection_services()?;
+        let probe = tokio::spawn(health::run_probe(
+            Arc::clone(&self.service),
+            reporter,
+            stop.clone(),
+        ));
+        let key_job = tokio::spawn(run_key_job(Arc::clone(&self.service), stop.clone()));
+
+        let incoming = TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true));
+        let grpc = Server::builder()
+            .layer(GrpcMetricsLayer)
+            .add_service(AuthApi::new(Arc::clone(&self.service)).into_server())
+            .add_service(health_server)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
+        let http = axum::serve(self.http_listener, router(self.http_state))
+            .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let http = async { http.await.map_err(StartupError::Http) };
+        let grpc = async { grpc.await.map_err(StartupError::from) };
+        let trigger = async {
+            shutdown.await;
+            stop.cancel();
+        };
+        // Either server failing stops the other one too.
+        let stop_on_error = |r: Result<(), StartupError>| {
+            if r.is_err() {
+                stop.cancel();
+            }
+            r
+        };
+        let ((), grpc, http) = tokio::join!(
+            async {
+                tokio::select! {
+                    () = trigger => {}
+                    () = stop.cancelled() => {}
+                }
+            },
+            async { stop_on_error(grpc.await) },
+            async { stop_on_error(http.await) },
+        );
+        stop.cancel();
+        let _ = probe.await;
+        let _ = key_job.await;
+        grpc?;
+        http?;
         tracing::info!("authd stopped");
         Ok(())
+    }
+}
+
+/// Reloads keys every [`KEY_RELOAD_INTERVAL`] (so keys created by another replica or by
+/// `authd keys rotate` are picked up) and rotates when the schedule says so.
+async fn run_key_job(service: Arc<TokenService>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(KEY_RELOAD_INTERVAL) => {}
+        }
+        if let Err(e) = service.key_manager().maintain().await {
+            crate::metrics::database_error();
+            tracing::warn!(error = %e, "key maintenance failed; keeping the loaded keys");
+        }
     }
 }

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::keys::SigningAlgorithm;
 use crate::crypto::password::Argon2Params;
-use crate::domain::RefreshPolicy;
+use crate::domain::{KeyPolicy, RefreshPolicy, TOKEN_CLOCK_SKEW};
 use crate::service::TokenSettings;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Everything authd can be configured with. See README.md for the table of keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +23,8 @@ use crate::service::TokenSettings;
 pub struct Config {
     pub database_url: String,
     pub grpc_addr: SocketAddr,
+    /// The HTTP side port: JWKS, discovery, health and metrics.
+    pub http_addr: SocketAddr,
     pub issuer: String,
     #[serde(with = "list")]
     pub audience: Vec<String>,
@@ -42,7 +45,87 @@ pub struct Config {
     /// How many password hashes may run at once; 0 means one per CPU core.
     pub hash_permits: usize,
     pub signing_algorithm: SigningAlgorithm,
+    /// How long verifiers may cache the JWKS (`Cache-Control: max-age`).
+    #[serde(with = "duration")]
+    pub jwks_max_age: Duration,
+    /// How long a new key is published before it signs; `None` means the default,
+    /// see [`Config::key_prepublish`].
+    #[serde(default, with = "optional_duration")]
+    pub key_prepublish: Option<Duration>,
+    /// How often a new signing key is rotated in automatically.
+    #[serde(with = "duration")]
+    pub key_rotation_interval: Duration,
+    /// 32 random bytes, base64: encrypts private signing keys at rest (AES-256-GCM).
+    #[serde(default)]
+    pub key_encryption_key: Option<KeyEncryptionKey>,
 }
+
+/// The key that encrypts private signing keys at rest. Never printed: `Debug` and `Serialize`
+/// show `<redacted>`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct KeyEncryptionKey(SecretString);
+
+impl KeyEncryptionKey {
+    pub fn new(base64: impl Into<String>) -> Self {
+        Self(SecretString::from(base64.into()))
+    }
+
+    /// The 32 key bytes.
+    ///
+    /// # Errors
+    /// When the value is not base64 (standard or URL-safe, padding optional) of exactly 32 bytes.
+    pub fn bytes(&self) -> Result<zeroize::Zeroizing<[u8; 32]>, ConfigError> {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        let text = self.0.expose_secret().trim().trim_end_matches('=');
+        let text = format!("{text}{}", "=".repeat((4 - text.len() % 4) % 4));
+        let decoded = zeroize::Zeroizing::new(
+            STANDARD
+                .decode(&text)
+                .or_else(|_| URL_SAFE.decode(&text))
+                .map_err(|_| invalid_kek())?,
+        );
+        let mut out = zeroize::Zeroizing::new([0u8; 32]);
+        if decoded.len() != 32 {
+            return Err(invalid_kek());
+        }
+        out.copy_from_slice(&decoded);
+        Ok(out)
+    }
+}
+
+fn invalid_kek() -> ConfigError {
+    ConfigError::Invalid("key_encryption_key must be 32 random bytes, base64-encoded".into())
+}
+
+impl std::fmt::Debug for KeyEncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl PartialEq for KeyEncryptionKey {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(
+            self.0
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(other.0.expose_secret().as_bytes()),
+        )
+    }
+}
+
+impl Serialize for KeyEncryptionKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// How often every process reloads the signing keys from the database, so keys created by
+/// another replica (or `authd keys rotate`) are picked up without a restart.
+pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Default for Config {
     fn default() -> Self {
@@ -62,6 +145,11 @@ impl Default for Config {
             argon2_parallelism: argon2.parallelism,
             hash_permits: 0,
             signing_algorithm: SigningAlgorithm::ES256,
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            jwks_max_age: Duration::from_secs(5 * 60),
+            key_prepublish: None,
+            key_rotation_interval: Duration::from_secs(30 * 24 * 3600),
+            key_encryption_key: None,
         }
     }
 }
@@ -73,6 +161,8 @@ pub struct Overrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +242,52 @@ impl Config {
             None,
         )
         .map_err(|e| ConfigError::Invalid(format!("argon2 parameters: {e}")))?;
+        let min_prepublish = self.jwks_max_age.saturating_add(KEY_RELOAD_INTERVAL);
+        if self.key_prepublish() <= min_prepublish {
+            return Err(ConfigError::Invalid(format!(
+                "key_prepublish must exceed jwks_max_age + {} (the key reload interval), so \
+                 every verifier has seen a new key before it signs",
+                humantime::format_duration(KEY_RELOAD_INTERVAL)
+            )));
+        }
+        if self.key_rotation_interval <= self.key_prepublish() {
+            return invalid("key_rotation_interval must be longer than key_prepublish");
+        }
+        if let Some(kek) = &self.key_encryption_key {
+            kek.bytes()?;
+        }
         Ok(())
+    }
+
+    /// How long a new key is published before it signs: `key_prepublish` when set, else
+    /// `access_token_ttl + jwks_max_age`, but never less than `jwks_max_age` plus twice the
+    /// key reload interval (replicas see a new key up to one interval late).
+    pub fn key_prepublish(&self) -> Duration {
+        self.key_prepublish.unwrap_or_else(|| {
+            let floor = self
+                .jwks_max_age
+                .saturating_add(KEY_RELOAD_INTERVAL.saturating_mul(2));
+            self.access_token_ttl
+                .saturating_add(self.jwks_max_age)
+                .max(floor)
+        })
+    }
+
+    /// The key lifecycle settings.
+    pub fn key_policy(&self) -> KeyPolicy {
+        KeyPolicy {
+            prepublish: self.key_prepublish(),
+            rotation_interval: self.key_rotation_interval,
+            token_lifetime: self.access_token_ttl.saturating_add(TOKEN_CLOCK_SKEW),
+        }
+    }
+
+    /// Where verifiers find the keys: `{issuer}/.well-known/jwks.json`.
+    pub fn jwks_uri(&self) -> String {
+        format!(
+            "{}/.well-known/jwks.json",
+            self.issuer.trim_end_matches('/')
+        )
     }
 
     pub fn argon2(&self) -> Argon2Params {
@@ -211,6 +346,27 @@ mod duration {
                 ))
             }),
         }
+    }
+}
+
+/// An optional duration; absent or `null` is `None`.
+mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(with = "super::duration")] Duration);
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
     }
 }
 
@@ -273,6 +429,7 @@ mod tests {
             let overrides = Overrides {
                 database_url: Some("sqlite://flag.db".into()),
                 grpc_addr: None,
+                http_addr: None,
             };
             let c = Config::load(None, &overrides).map_err(|e| e.to_string())?;
             assert_eq!(c.issuer, "https://file");

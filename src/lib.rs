@@ -9,6 +9,8 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod grpc;
+pub mod http;
+pub mod metrics;
 pub mod service;
 pub mod store;
 pub mod telemetry;

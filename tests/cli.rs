@@ -33,7 +33,8 @@ impl Env {
             .env_clear()
             .env("AUTHD_DATABASE_URL", self.db_url())
             .env("AUTHD_ARGON2_MEMORY_KIB", "256")
-            .env("AUTHD_ARGON2_ITERATIONS", "1");
+            .env("AUTHD_ARGON2_ITERATIONS", "1")
+            .env("AUTHD_HTTP_ADDR", "127.0.0.1:0");
         cmd
     }
 

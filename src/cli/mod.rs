@@ -4,6 +4,7 @@
 //! `authd serve` uses. Errors print one line to stderr and exit non-zero.
 
 mod client;
+mod keys;
 mod serve;
 mod user;
 
@@ -34,6 +35,9 @@ enum Command {
         /// gRPC listen address (overrides AUTHD_GRPC_ADDR)
         #[arg(long, value_name = "HOST:PORT")]
         grpc_addr: Option<std::net::SocketAddr>,
+        /// HTTP side port: JWKS, discovery, health, metrics (overrides AUTHD_HTTP_ADDR)
+        #[arg(long, value_name = "HOST:PORT")]
+        http_addr: Option<std::net::SocketAddr>,
     },
     /// Manage users
     #[command(subcommand)]
@@ -41,16 +45,24 @@ enum Command {
     /// Call a running server (for trying authd from the shell)
     #[command(subcommand)]
     Client(client::ClientCommand),
+    /// Manage signing keys
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// Runs the parsed command line to completion.
 pub fn run(cli: Cli) -> ExitCode {
+    let (grpc_addr, http_addr) = match &cli.command {
+        Command::Serve {
+            grpc_addr,
+            http_addr,
+        } => (*grpc_addr, *http_addr),
+        _ => (None, None),
+    };
     let overrides = Overrides {
         database_url: cli.database_url.clone(),
-        grpc_addr: match &cli.command {
-            Command::Serve { grpc_addr } => *grpc_addr,
-            Command::User(_) | Command::Client(_) => None,
-        },
+        grpc_addr,
+        http_addr,
     };
     let result = Config::load(cli.config.as_deref(), &overrides)
         .map_err(|e| e.to_string())
@@ -63,6 +75,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Serve { .. } => runtime.block_on(serve::run(config)),
                 Command::User(cmd) => runtime.block_on(user::run(config, cmd)),
                 Command::Client(cmd) => runtime.block_on(client::run(config, cmd)),
+                Command::Keys(cmd) => runtime.block_on(keys::run(config, cmd)),
             }
         });
     match result {

@@ -158,13 +158,18 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| HashError::PoolClosed)?;
+        let queued = std::time::Instant::now();
+        crate::metrics::argon2_queued(1.0);
+        let permit = Arc::clone(&self.permits).acquire_owned().await;
+        crate::metrics::argon2_queued(-1.0);
+        let permit = permit.map_err(|_| HashError::PoolClosed)?;
+        crate::metrics::argon2_started(queued.elapsed());
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            work()
+            let started = std::time::Instant::now();
+            let result = work();
+            crate::metrics::argon2_finished(started.elapsed());
+            result
         })
         .await
         .map_err(|_| HashError::PoolClosed)?

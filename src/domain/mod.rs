@@ -3,6 +3,7 @@
 //! Everything here is plain data and pure functions. It does no I/O, reads no clock and knows
 //! no transport or database: no tonic, sqlx or argon2 in this module tree.
 
+mod key_schedule;
 mod password;
 mod refresh;
 mod role;
@@ -10,6 +11,7 @@ mod time;
 mod user;
 mod username;
 
+pub use key_schedule::{KeyPolicy, KeyState, KeyTimes, PlannedRotation, TOKEN_CLOCK_SKEW};
 pub use password::{MAX_PASSWORD_BYTES, Password, PasswordError};
 pub use refresh::{
     Decision, FamilyId, NewFamily, NewToken, PresentedToken, RefreshPolicy, Rejection, Rotation,

@@ -4,6 +4,7 @@
 //! map the error with [`error::to_status`]. Only this module knows protobuf types.
 
 mod error;
+pub mod health;
 
 use std::sync::Arc;
 

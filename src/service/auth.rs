@@ -14,6 +14,8 @@ use crate::domain::{
     Clock, FamilyId, NewFamily, NewToken, Password, PasswordError, RefreshPolicy, Rotation,
     Successor, Timestamp, User, Username,
 };
+use crate::metrics::LoginOutcome;
+use crate::service::KeyManager;
 use crate::store::{Store, StoreError};
 
 /// What every issued token carries, from configuration.
@@ -48,6 +50,9 @@ pub enum AuthError {
 
 impl From<StoreError> for AuthError {
     fn from(e: StoreError) -> Self {
+        if matches!(e, StoreError::Unavailable(_)) {
+            crate::metrics::database_error();
+        }
         Self::Unavailable(Box::new(e))
     }
 }
@@ -74,7 +79,7 @@ impl From<RandomnessError> for AuthError {
 pub struct TokenService {
     store: Arc<dyn Store>,
     hasher: Arc<PasswordHasher>,
-    keys: KeyRing,
+    keys: Arc<KeyManager>,
     clock: Arc<dyn Clock>,
     settings: TokenSettings,
 }
@@ -83,7 +88,7 @@ impl TokenService {
     pub fn new(
         store: Arc<dyn Store>,
         hasher: Arc<PasswordHasher>,
-        keys: KeyRing,
+        keys: Arc<KeyManager>,
         clock: Arc<dyn Clock>,
         settings: TokenSettings,
     ) -> Self {
@@ -113,6 +118,14 @@ impl TokenService {
         let peer = peer.map(|p| p.ip().to_string()).unwrap_or_default();
         let shown_name: String = username.chars().take(64).collect();
         let outcome = self.check_password(username, password).await;
+        crate::metrics::login(match &outcome {
+            Ok(_) => LoginOutcome::Success,
+            Err(AuthError::Unavailable(_)) => LoginOutcome::Error,
+            Err(AuthError::InvalidArgument(_)) => LoginOutcome::InvalidRequest,
+            Err(AuthError::InvalidCredentials | AuthError::InvalidRefreshToken) => {
+                LoginOutcome::InvalidCredentials
+            }
+        });
         match &outcome {
             Ok(user) => info!(
                 target: "authd::login", username = %user.username, user_id = %user.id, %peer,
@@ -214,6 +227,7 @@ impl TokenService {
         let peer = peer.map(|p| p.ip().to_string()).unwrap_or_default();
         let Some(presented) = RefreshToken::parse(presented) else {
             info!(target: "authd::refresh", %peer, outcome = "malformed", "refresh refused");
+            crate::metrics::refresh("malformed");
             return Err(AuthError::InvalidRefreshToken);
         };
         let now = self.clock.now();
@@ -230,11 +244,13 @@ impl TokenService {
                 now,
                 &self.settings.refresh,
             )
-            .await?;
+            .await
+            .inspect_err(|_| crate::metrics::refresh("error"))?;
         match rotation {
             Rotation::Rotated { user, family_id } => {
                 info!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
                     outcome = "rotated", "refresh token rotated");
+                crate::metrics::refresh("rotated");
                 let access_token = self.access_token(&user, now)?;
                 Ok(IssuedTokens {
                     access_token,
@@ -251,6 +267,7 @@ impl TokenService {
                     .ok_or(AuthError::InvalidRefreshToken)?;
                 info!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
                     outcome = "grace_retry", "previous refresh token retried within the grace window");
+                crate::metrics::refresh("grace_retry");
                 let access_token = self.access_token(&user, now)?;
                 Ok(IssuedTokens {
                     access_token,
@@ -261,11 +278,14 @@ impl TokenService {
                 warn!(target: "authd::refresh", user_id = %user.id, username = %user.username,
                     family = %family_id, %peer, outcome = "reuse_detected",
                     "refresh token reuse detected; family revoked");
+                crate::metrics::refresh("reuse_detected");
+                crate::metrics::reuse_detected();
                 Err(AuthError::InvalidRefreshToken)
             }
             Rotation::Rejected(why) => {
                 info!(target: "authd::refresh", %peer, outcome = "rejected", reason = why.as_str(),
                     "refresh refused");
+                crate::metrics::refresh("rejected");
                 Err(AuthError::InvalidRefreshToken)
             }
         }
@@ -280,8 +300,8 @@ impl TokenService {
     }
 
     fn access_token(&self, user: &User, now: Timestamp) -> Result<String, AuthError> {
-        let key = self
-            .keys
+        let ring = self.keys.ring();
+        let key = ring
             .signing_key(now)
             .ok_or_else(|| AuthError::Unavailable("no active signing key".into()))?;
         let jti = crate::crypto::random_bytes::<16>().map_err(|_| RandomnessError)?;
@@ -300,9 +320,18 @@ impl TokenService {
         Ok(key.sign(ACCESS_TOKEN_TYP, &claims)?)
     }
 
-    /// The key ring, for verifying tokens this service issued.
-    pub fn keys(&self) -> &KeyRing {
+    /// The current key ring, for verifying tokens this service issued.
+    pub fn keys(&self) -> Arc<KeyRing> {
+        self.keys.ring()
+    }
+
+    /// The key manager: rotation, reloading, the JWKS.
+    pub fn key_manager(&self) -> &Arc<KeyManager> {
         &self.keys
+    }
+
+    pub fn settings(&self) -> &TokenSettings {
+        &self.settings
     }
 
     /// Whether storage answers, for readiness checks.
@@ -311,5 +340,21 @@ impl TokenService {
     /// When the store does not answer.
     pub async fn ping(&self) -> Result<(), AuthError> {
         Ok(self.store.ping().await?)
+    }
+
+    /// Whether this process can issue tokens: the database answers and a key signs now.
+    ///
+    /// # Errors
+    /// Says which of the two is missing.
+    pub async fn ready(&self) -> Result<(), AuthError> {
+        self.ping().await?;
+        if self.keys.ring().signing_key(self.clock.now()).is_none() {
+            return Err(AuthError::Unavailable("no active signing key".into()));
+        }
+        Ok(())
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 }

@@ -9,5 +9,5 @@ mod keys;
 mod users;
 
 pub use auth::{AuthError, IssuedTokens, TokenService, TokenSettings};
-pub use keys::load_or_create_keys;
+pub use keys::{KeyInfo, KeyManager, KeySetupError, RotateOutcome, list_keys};
 pub use users::{AdminError, UserAdmin};

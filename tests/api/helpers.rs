@@ -24,6 +24,9 @@ pub struct TestApp {
     pub config: Config,
     pub client: AuthServiceClient<Channel>,
     pub service: Arc<TokenService>,
+    /// Base URL of the HTTP side port, e.g. `http://127.0.0.1:41234`.
+    pub http: String,
+    pub grpc_addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     // Last, so the directory outlives the server using it.
@@ -35,6 +38,7 @@ pub fn test_config(dir: &TempDir) -> Config {
     Config {
         database_url: format!("sqlite://{}", dir.path().join("authd.db").display()),
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
         argon2_memory_kib: 256,
         argon2_iterations: 1,
         argon2_parallelism: 1,
@@ -59,6 +63,7 @@ pub async fn spawn_on(dir: Arc<TempDir>, config: Config) -> TestApp {
         .await
         .expect("server builds");
     let addr = app.grpc_addr();
+    let http = format!("http://{}", app.http_addr());
     let service = app.service();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -75,6 +80,8 @@ pub async fn spawn_on(dir: Arc<TempDir>, config: Config) -> TestApp {
         config,
         client,
         service,
+        http,
+        grpc_addr: addr,
         stop: Some(stop),
         server: Some(server),
         dir,
