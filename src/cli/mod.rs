@@ -6,6 +6,7 @@
 mod client;
 mod keys;
 mod serve;
+mod token;
 mod user;
 
 use std::path::PathBuf;
@@ -48,6 +49,9 @@ enum Command {
     /// Manage signing keys
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Inspect access tokens
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Runs the parsed command line to completion.
@@ -76,6 +80,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::User(cmd) => runtime.block_on(user::run(config, cmd)),
                 Command::Client(cmd) => runtime.block_on(client::run(config, cmd)),
                 Command::Keys(cmd) => runtime.block_on(keys::run(config, cmd)),
+                Command::Token(cmd) => runtime.block_on(token::run(config, cmd)),
             }
         });
     match result {

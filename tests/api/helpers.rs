@@ -59,7 +59,16 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 
 /// Starts a server on an existing directory and configuration (e.g. after a restart).
 pub async fn spawn_on(dir: Arc<TempDir>, config: Config) -> TestApp {
-    let app = Application::build(config.clone())
+    spawn_on_with_clock(dir, config, Arc::new(SystemClock)).await
+}
+
+/// Starts a server whose notion of "now" comes from `clock`.
+pub async fn spawn_on_with_clock(
+    dir: Arc<TempDir>,
+    config: Config,
+    clock: Arc<dyn authd::domain::Clock>,
+) -> TestApp {
+    let app = Application::build_with_clock(config.clone(), clock)
         .await
         .expect("server builds");
     let addr = app.grpc_addr();
@@ -134,6 +143,20 @@ impl TestApp {
             .token(request)
             .await
             .map(tonic::Response::into_inner)
+    }
+
+    /// GET on the HTTP side port: status, headers and body.
+    pub async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+        let response = reqwest::get(format!("{}{path}", self.http)).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.unwrap())
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let (status, _, body) = self.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
     }
 
     pub async fn refresh(&self, token: &str) -> Result<TokenResponse, tonic::Status> {

@@ -5,5 +5,6 @@
 
 mod helpers;
 mod login;
+mod operations;
 mod persistence;
 mod refresh;
