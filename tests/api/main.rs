@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
 
 mod helpers;
+mod keys;
 mod login;
 mod operations;
 mod persistence;
