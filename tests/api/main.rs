@@ -9,3 +9,4 @@ mod login;
 mod operations;
 mod persistence;
 mod refresh;
+mod resource_server;
