@@ -300,6 +300,6 @@ pub async fn list_keys(
             }
         })
         .collect();
-    list.sort_by(|a, b| b.activates_at.cmp(&a.activates_at));
+    list.sort_by_key(|k| std::cmp::Reverse(k.activates_at));
     Ok(list)
 }

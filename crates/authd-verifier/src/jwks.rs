@@ -62,8 +62,7 @@ impl RemoteJwks {
         })
     }
 
-    /// How many fetches were attempted so far is not tracked; this returns the number of
-    /// cached keys, for diagnostics.
+    /// The number of cached keys, for diagnostics.
     pub async fn cached_keys(&self) -> usize {
         self.cache.read().await.keys.keys.len()
     }
@@ -81,10 +80,8 @@ impl RemoteJwks {
             let fresh = cache
                 .fetched_at
                 .is_some_and(|t| t.elapsed() < cache.max_age);
-            if fresh {
-                if let Some(jwk) = cache.keys.find(kid) {
-                    return Ok(jwk.clone());
-                }
+            if let Some(jwk) = cache.keys.find(kid).filter(|_| fresh) {
+                return Ok(jwk.clone());
             }
             let may_fetch = cache
                 .last_attempt
