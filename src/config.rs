@@ -472,4 +472,53 @@ mod tests {
         );
         assert!(matches!(missing, Err(ConfigError::MissingFile(_))));
     }
+
+    #[test]
+    fn key_prepublish_defaults_to_ttl_plus_jwks_age_and_must_outlast_caches() {
+        let c = Config::default();
+        assert_eq!(c.key_prepublish(), Duration::from_secs(20 * 60));
+        assert_eq!(c.jwks_uri(), "http://localhost:8080/.well-known/jwks.json");
+        let short_ttl = Config {
+            access_token_ttl: Duration::from_secs(10),
+            ..Config::default()
+        };
+        // Never below max-age plus two reload intervals, whatever the TTL.
+        assert_eq!(short_ttl.key_prepublish(), Duration::from_secs(7 * 60));
+        short_ttl.validate().unwrap();
+        let too_short = Config {
+            key_prepublish: Some(Duration::from_secs(5 * 60)),
+            ..Config::default()
+        };
+        assert!(too_short.validate().is_err());
+        let rotation_too_fast = Config {
+            key_rotation_interval: Duration::from_secs(60),
+            ..Config::default()
+        };
+        assert!(rotation_too_fast.validate().is_err());
+    }
+
+    #[test]
+    fn key_encryption_key_is_32_bytes_of_base64_and_never_shown() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "AUTHD_KEY_ENCRYPTION_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            );
+            jail.set_env("AUTHD_KEY_PREPUBLISH", "30m");
+            let c = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            let key = c.key_encryption_key.as_ref().unwrap().bytes().unwrap();
+            assert_eq!(key[31], 31);
+            assert_eq!(c.key_prepublish(), Duration::from_secs(1800));
+            assert!(!format!("{c:?}").contains("AAECAw"));
+            Ok(())
+        });
+        for bad in ["c2VjcmV0", "not base64!", ""] {
+            let c = Config {
+                key_encryption_key: Some(KeyEncryptionKey::new(bad)),
+                ..Config::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("32 random bytes"), "{e}");
+        }
+    }
 }
