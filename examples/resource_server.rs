@@ -4,7 +4,7 @@
 //! verified claims from the request.
 //!
 //! ```sh
-//! cargo run --example resource_server -- http://127.0.0.1:8080 authd 127.0.0.1:50061
+//! cargo run --example resource_server -- http://localhost:8080 authd 127.0.0.1:50061
 //! #                                      issuer                 audience listen address
 //! ```
 //!
