@@ -40,10 +40,12 @@ pub async fn probe_once(service: &TokenService, reporter: &HealthReporter) -> bo
     ready
 }
 
-/// Runs the probe every [`PROBE_INTERVAL`] until `stop` is cancelled.
+/// Runs the probe every [`PROBE_INTERVAL`] until `stop` is cancelled. Then it reports
+/// NOT_SERVING and unregisters both names, which ends open `Watch` streams: otherwise they
+/// would hold the graceful shutdown open forever.
 pub async fn run_probe(
     service: Arc<TokenService>,
-    reporter: HealthReporter,
+    mut reporter: HealthReporter,
     stop: CancellationToken,
 ) {
     let mut was_ready = true;
@@ -58,9 +60,15 @@ pub async fn run_probe(
             was_ready = ready;
         }
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => break,
             () = tokio::time::sleep(PROBE_INTERVAL) => {}
         }
+    }
+    for name in [SERVICE_NAME, ""] {
+        reporter
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+        reporter.clear_service_status(name).await;
     }
 }
 

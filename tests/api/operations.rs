@@ -258,3 +258,39 @@ async fn metrics_counters_move_with_logins_and_refreshes() {
     assert!(after.contains("authd_signing_key_age_seconds"));
     assert!(after.contains("authd_argon2_queue_depth"));
 }
+
+#[tokio::test]
+async fn health_watchers_see_not_serving_and_do_not_block_shutdown() {
+    let app = spawn_app().await;
+    let channel = tonic::transport::Endpoint::new(format!("http://{}", app.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut stream = HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: "auth.v1.AuthService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(
+        ServingStatus::try_from(first.status).unwrap(),
+        ServingStatus::Serving
+    );
+    // stop() fails the test if the server does not finish within 10 s.
+    let stopping = tokio::spawn(app.stop());
+    // A guard against hanging, not a speed assertion: without the fix the stream never ends.
+    let last = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut last = None;
+        while let Ok(Some(message)) = stream.message().await {
+            last = Some(ServingStatus::try_from(message.status).unwrap());
+        }
+        last
+    })
+    .await
+    .expect("the watch stream ends when the server stops");
+    assert_eq!(last, Some(ServingStatus::NotServing));
+    stopping.await.unwrap();
+}
