@@ -18,6 +18,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +33,7 @@ use crate::grpc::AuthApi;
 use crate::grpc::health;
 use crate::http::{HttpState, router};
 use crate::metrics::GrpcMetricsLayer;
-use crate::service::{KeyManager, TokenService};
+use crate::service::{KeyManager, TokenService, run_purge_job};
 use crate::store::{self, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,9 @@ pub struct Application {
     http_addr: SocketAddr,
     service: Arc<TokenService>,
     http_state: HttpState,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    purge_interval: Duration,
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
@@ -109,7 +113,8 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         let metrics = crate::metrics::install();
-        let store: Arc<dyn Store> = store::open(&config.database_url).await?;
+        let store: Arc<dyn Store> =
+            store::open_with(&config.database_url, &config.store_options()).await?;
         let keys = KeyManager::start(
             Arc::clone(&store),
             Arc::clone(&clock),
@@ -121,10 +126,10 @@ impl Application {
         .map_err(|e| StartupError::Keys(e.to_string()))?;
         let hasher = Arc::new(PasswordHasher::new(config.argon2(), config.hash_permits())?);
         let service = Arc::new(TokenService::new(
-            store,
+            Arc::clone(&store),
             hasher,
             Arc::new(keys),
-            clock,
+            Arc::clone(&clock),
             config.token_settings(),
         ));
         let (grpc_listener, grpc_addr) = bind(config.grpc_addr).await?;
@@ -143,6 +148,9 @@ impl Application {
             http_addr,
             service,
             http_state,
+            store,
+            clock,
+            purge_interval: config.purge_interval,
         })
     }
 
@@ -161,8 +169,9 @@ impl Application {
         Arc::clone(&self.service)
     }
 
-    /// Serves gRPC and HTTP and runs the background jobs until `shutdown` completes, then
-    /// stops accepting connections and finishes the requests in flight.
+    /// Serves gRPC and HTTP and runs the background jobs (key job, health probe, purge job)
+    /// until `shutdown` completes, then stops accepting connections, finishes the requests in
+    /// flight and stops the jobs.
     ///
     /// # Errors
     /// When a server fails.
@@ -182,6 +191,14 @@ impl Application {
             stop.clone(),
         ));
         let key_job = tokio::spawn(run_key_job(Arc::clone(&self.service), stop.clone()));
+        let purge = tokio::spawn(run_purge_job(
+            self.store,
+            self.clock,
+            self.purge_interval,
+            stop.child_token(),
+        ));
+        // The jobs stop on the same signal as the servers, even when a server fails.
+        let _stop_jobs = stop.clone().drop_guard();
 
         let incoming = TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true));
         let grpc = Server::builder()
@@ -219,6 +236,9 @@ impl Application {
         stop.cancel();
         let _ = probe.await;
         let _ = key_job.await;
+        if let Err(e) = purge.await {
+            tracing::warn!(error = %e, "purge job ended abnormally");
+        }
         grpc?;
         http?;
         tracing::info!("authd stopped");

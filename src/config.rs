@@ -15,6 +15,7 @@ use crate::crypto::keys::SigningAlgorithm;
 use crate::crypto::password::Argon2Params;
 use crate::domain::{KeyPolicy, RefreshPolicy, TOKEN_CLOCK_SKEW};
 use crate::service::TokenSettings;
+use crate::store::StoreOptions;
 use secrecy::{ExposeSecret, SecretString};
 
 /// Everything authd can be configured with. See README.md for the table of keys.
@@ -45,6 +46,11 @@ pub struct Config {
     /// How many password hashes may run at once; 0 means one per CPU core.
     pub hash_permits: usize,
     pub signing_algorithm: SigningAlgorithm,
+    /// The most connections one replica holds to the database server (PostgreSQL).
+    pub database_max_connections: u32,
+    /// How often the purge job deletes expired tokens and ended families.
+    #[serde(with = "duration")]
+    pub purge_interval: Duration,
     /// How long verifiers may cache the JWKS (`Cache-Control: max-age`).
     #[serde(with = "duration")]
     pub jwks_max_age: Duration,
@@ -145,6 +151,8 @@ impl Default for Config {
             argon2_parallelism: argon2.parallelism,
             hash_permits: 0,
             signing_algorithm: SigningAlgorithm::ES256,
+            database_max_connections: 10,
+            purge_interval: Duration::from_secs(10 * 60),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             jwks_max_age: Duration::from_secs(5 * 60),
             key_prepublish: None,
@@ -235,6 +243,12 @@ impl Config {
         if self.password_min_length == 0 || self.password_min_length > 64 {
             return invalid("password_min_length must be between 1 and 64");
         }
+        if self.database_max_connections == 0 {
+            return invalid("database_max_connections must be at least 1");
+        }
+        if self.purge_interval.is_zero() {
+            return invalid("purge_interval must be positive");
+        }
         argon2::Params::new(
             self.argon2_memory_kib,
             self.argon2_iterations,
@@ -303,6 +317,12 @@ impl Config {
         match self.hash_permits {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
+        }
+    }
+
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            max_connections: self.database_max_connections,
         }
     }
 
@@ -405,6 +425,8 @@ mod tests {
         assert_eq!(c.grpc_addr.to_string(), "127.0.0.1:50051");
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert_eq!(c.refresh_reuse_grace, Duration::from_secs(10));
+        assert_eq!(c.database_max_connections, 10);
+        assert_eq!(c.purge_interval, Duration::from_secs(600));
         assert_eq!(
             (
                 c.argon2_memory_kib,
@@ -426,6 +448,8 @@ mod tests {
             jail.set_env("AUTHD_ACCESS_TOKEN_TTL", "1h 30m");
             jail.set_env("AUTHD_DATABASE_URL", "sqlite://env.db");
             jail.set_env("AUTHD_REFRESH_REUSE_GRACE", "0s");
+            jail.set_env("AUTHD_DATABASE_MAX_CONNECTIONS", "3");
+            jail.set_env("AUTHD_PURGE_INTERVAL", "90s");
             let overrides = Overrides {
                 database_url: Some("sqlite://flag.db".into()),
                 grpc_addr: None,
@@ -437,6 +461,8 @@ mod tests {
             assert_eq!(c.access_token_ttl, Duration::from_secs(5400));
             assert_eq!(c.refresh_reuse_grace, Duration::ZERO);
             assert_eq!(c.database_url, "sqlite://flag.db");
+            assert_eq!(c.store_options().max_connections, 3);
+            assert_eq!(c.purge_interval, Duration::from_secs(90));
             Ok(())
         });
     }

@@ -342,6 +342,16 @@ fn set_password_disable_enable_roles_delete() {
 }
 
 #[test]
+fn migrate_creates_and_migrates_the_database_and_is_repeatable() {
+    let env = Env::new();
+    assert_eq!(env.ok(&["migrate"], ""), "database is up to date\n");
+    assert!(env.dir.path().join("authd.db").exists());
+    assert_eq!(env.ok(&["migrate"], ""), "database is up to date\n");
+    env.add("alice");
+    assert!(env.ok(&["user", "list"], "").contains("alice"));
+}
+
+#[test]
 fn serve_logs_its_address_and_stops_on_sigterm() {
     let env = Env::new();
     env.add("alice");

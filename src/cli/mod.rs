@@ -5,6 +5,7 @@
 
 mod client;
 mod keys;
+mod migrate;
 mod serve;
 mod token;
 mod user;
@@ -22,7 +23,7 @@ pub struct Cli {
     /// Configuration file (default: ./authd.toml when it exists)
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Database URL, e.g. sqlite://authd.db (overrides AUTHD_DATABASE_URL)
+    /// Database URL, e.g. sqlite://authd.db or postgres://host/db (overrides AUTHD_DATABASE_URL)
     #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
     #[command(subcommand)]
@@ -40,6 +41,8 @@ enum Command {
         #[arg(long, value_name = "HOST:PORT")]
         http_addr: Option<std::net::SocketAddr>,
     },
+    /// Apply pending database migrations and exit
+    Migrate,
     /// Manage users
     #[command(subcommand)]
     User(user::UserCommand),
@@ -77,6 +80,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 .map_err(|e| format!("cannot start the runtime: {e}"))?;
             match cli.command {
                 Command::Serve { .. } => runtime.block_on(serve::run(config)),
+                Command::Migrate => runtime.block_on(migrate::run(config)),
                 Command::User(cmd) => runtime.block_on(user::run(config, cmd)),
                 Command::Client(cmd) => runtime.block_on(client::run(config, cmd)),
                 Command::Keys(cmd) => runtime.block_on(keys::run(config, cmd)),

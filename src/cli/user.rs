@@ -48,7 +48,7 @@ pub enum UserCommand {
 }
 
 pub async fn run(config: Config, command: UserCommand) -> Result<(), String> {
-    let store = store::open(&config.database_url)
+    let store = store::open_with(&config.database_url, &config.store_options())
         .await
         .map_err(|e| e.to_string())?;
     let hasher = PasswordHasher::new(config.argon2(), 1).map_err(|e| e.to_string())?;

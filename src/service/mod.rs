@@ -6,8 +6,10 @@
 
 mod auth;
 mod keys;
+mod purge;
 mod users;
 
 pub use auth::{AuthError, IssuedTokens, TokenService, TokenSettings};
 pub use keys::{KeyInfo, KeyManager, KeySetupError, RotateOutcome, list_keys};
+pub use purge::{PURGE_BATCH, run_purge_job};
 pub use users::{AdminError, UserAdmin};

@@ -4,6 +4,7 @@
 //! [`Store`]. Each operation that must be atomic (rotation, password change, disabling a user)
 //! is one method, done in one transaction by the backend.
 
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::domain::{
     User, UserCredentials, UserId, Username,
 };
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// A storage failure. Everything but the first variants means "the database did not do what
@@ -25,7 +27,7 @@ pub enum StoreError {
     DuplicateUser,
     #[error("no such user")]
     UserNotFound,
-    #[error("unsupported database url {0:?}: use sqlite://PATH")]
+    #[error("unsupported database url scheme {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     #[error("database unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -63,6 +65,28 @@ impl std::fmt::Debug for StoredKey {
 pub struct NewUser {
     pub user: User,
     pub password_hash: String,
+}
+
+/// How to open a store; backends use what applies to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The most connections a replica holds to a database server (PostgreSQL).
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+        }
+    }
+}
+
+/// What one purge deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub tokens: u64,
+    pub families: u64,
 }
 
 /// Changes to a user's roles.
@@ -136,6 +160,12 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes one family. Idempotent.
     async fn revoke_family(&self, family: &FamilyId, now: Timestamp) -> Result<(), StoreError>;
 
+    /// Deletes what no request can use any more, in statements of at most `batch` rows: tokens
+    /// and families of families that ended or were revoked, and unused tokens past their idle
+    /// timeout. Used tokens of live families are kept, since reuse detection needs them.
+    /// Idempotent, so several replicas may run it at once.
+    async fn purge_expired(&self, now: Timestamp, batch: u32) -> Result<Purged, StoreError>;
+
     // --- signing keys
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
@@ -157,14 +187,29 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 }
 
-/// Opens the store named by `url`, creating and migrating the database as needed.
+/// Opens the store named by `url` with default [`StoreOptions`]; see [`open_with`].
+///
+/// # Errors
+/// See [`open_with`].
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, &StoreOptions::default()).await
+}
+
+/// Opens the store named by `url` (`sqlite:…`, `postgres://…` or `postgresql://…`), creating
+/// (SQLite) and migrating the database as needed. Migrations run under a lock, so processes
+/// opening one database at once apply each migration once.
 ///
 /// # Errors
 /// When the URL names no supported backend, or the database cannot be opened or migrated.
-pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url, options).await?))
     } else {
-        Err(StoreError::UnsupportedUrl(url.to_owned()))
+        // Not the URL itself: it may carry a password.
+        Err(StoreError::UnsupportedUrl(
+            url.split(':').next().unwrap_or_default().to_owned(),
+        ))
     }
 }

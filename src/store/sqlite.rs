@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{NewUser, RoleChange, Store, StoreError, StoredKey};
+use super::{NewUser, Purged, RoleChange, Store, StoreError, StoredKey};
 use crate::domain::{
     Decision, FamilyId, NewFamily, NewToken, PresentedToken, RefreshPolicy, Role, Rotation,
     Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username, decide,
@@ -58,6 +58,45 @@ impl SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(unavailable)
+    }
+}
+
+/// Tokens of families that ended (absolute lifetime) or were revoked: nothing can use them.
+const PURGE_TOKENS_OF_ENDED_FAMILIES: &str = "DELETE FROM refresh_tokens WHERE hash IN ( \
+       SELECT t.hash FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
+       WHERE f.expires_at <= ?1 OR f.revoked_at IS NOT NULL LIMIT ?2)";
+/// Unused tokens past their idle timeout. Used tokens stay while their family lives: they are
+/// what reuse detection recognises.
+const PURGE_IDLE_TOKENS: &str = "DELETE FROM refresh_tokens WHERE hash IN ( \
+       SELECT hash FROM refresh_tokens WHERE expires_at <= ?1 AND used_at IS NULL LIMIT ?2)";
+/// Ended or revoked families (their tokens are gone by now; any left go by cascade).
+const PURGE_ENDED_FAMILIES: &str = "DELETE FROM refresh_families WHERE id IN ( \
+       SELECT id FROM refresh_families WHERE expires_at <= ?1 OR revoked_at IS NOT NULL LIMIT ?2)";
+
+impl SqliteStore {
+    /// Repeats one batch statement (`?1` = now, `?2` = batch size), each in its own short
+    /// transaction so the write lock is released between batches, until a batch deletes fewer
+    /// rows than its size.
+    async fn delete_all_batches(
+        &self,
+        sql: &'static str,
+        now: Timestamp,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let deleted = sqlx::query(sql)
+                .bind(now.unix_millis())
+                .bind(i64::from(batch))
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+            total += deleted;
+            if deleted < u64::from(batch) {
+                return Ok(total);
+            }
+        }
     }
 }
 
@@ -460,6 +499,23 @@ impl Store for SqliteStore {
         revoke_family_in(&mut tx, family, now, "revoked").await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn purge_expired(&self, now: Timestamp, batch: u32) -> Result<Purged, StoreError> {
+        let batch = batch.max(1);
+        let mut purged = Purged {
+            tokens: self
+                .delete_all_batches(PURGE_TOKENS_OF_ENDED_FAMILIES, now, batch)
+                .await?,
+            families: 0,
+        };
+        purged.tokens += self
+            .delete_all_batches(PURGE_IDLE_TOKENS, now, batch)
+            .await?;
+        purged.families = self
+            .delete_all_batches(PURGE_ENDED_FAMILIES, now, batch)
+            .await?;
+        Ok(purged)
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {

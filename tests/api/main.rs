@@ -8,5 +8,6 @@ mod keys;
 mod login;
 mod operations;
 mod persistence;
+mod purge;
 mod refresh;
 mod resource_server;

@@ -1,0 +1,820 @@
+//! The PostgreSQL backend: one database shared by any number of authd replicas.
+//!
+//! Everything a replica needs (users, families, tokens, signing keys) lives in the database, so
+//! any replica serves any request. Concurrency rests on row locks, not on the process:
+//!
+//! - Every change to a refresh family (rotation, reuse revocation) first locks the family row
+//!   (`SELECT … FOR UPDATE`), then reads the state afresh and applies [`decide`]. Of any number
+//!   of concurrent rotations of one token, on any replicas, exactly one sees it unused.
+//! - Transactions that fail with a serialization failure or a deadlock (SQLSTATE 40001, 40P01)
+//!   are retried a bounded number of times, then reported as unavailable.
+//! - Every operation, retries included, has a deadline ([`OPERATION_TIMEOUT`]); a database that
+//!   does not answer becomes [`StoreError::Unavailable`], never a hang.
+//!
+//! Migrations run under sqlx's PostgreSQL advisory lock (`pg_advisory_lock` keyed by the
+//! database name), so replicas starting together apply them once. The SQL sticks to what
+//! CockroachDB also accepts (`FOR UPDATE`, `$n` parameters, `LIMIT` in subqueries), though
+//! CockroachDB itself is not tested.
+//!
+//! Adding a method: write `x_once`, one transaction doing the work once, and call it from the
+//! trait impl through `retrying!` (single statements that need no retry: `within_deadline`).
+//!
+//! This module does not know the rotation rules (see `crate::domain::refresh`) and is the only
+//! code that knows it talks to PostgreSQL.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+
+use super::{NewUser, Purged, RoleChange, Store, StoreError, StoreOptions, StoredKey};
+use crate::domain::{
+    Decision, FamilyId, NewFamily, NewToken, PresentedToken, RefreshPolicy, Rejection, Role,
+    Rotation, Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username, decide,
+    normalise_roles,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The longest any store operation may take, retries included, before it fails as unavailable.
+/// Callers turn that into UNAVAILABLE well within 2 s.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long to wait for a pooled connection, or to open a new one.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Attempts of a transaction that fails with a serialization failure or deadlock.
+const MAX_ATTEMPTS: u32 = 5;
+/// Migrations may wait for another replica's migration lock: a longer deadline at start.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs `$op` (an expression producing a fresh future on each evaluation) until it succeeds,
+/// fails for a reason other than a transient conflict, or runs out of attempts; the whole
+/// loop runs under [`OPERATION_TIMEOUT`].
+macro_rules! retrying {
+    ($op:expr) => {
+        within_deadline(async {
+            let mut attempt = 1;
+            loop {
+                match $op.await {
+                    Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => {
+                        tracing::debug!(attempt, error = %e, "transaction conflict; retrying");
+                        tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                        attempt += 1;
+                    }
+                    other => break other,
+                }
+            }
+        })
+        .await
+    };
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://` or `postgresql://`; `sslmode=require` and stricter use
+    /// rustls) and applies pending migrations under the migration lock.
+    ///
+    /// # Errors
+    /// When the URL does not parse, the server cannot be reached or a migration fails.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(unavailable)?
+            .application_name("authd");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            // Connections are opened on demand: a replica starts (and recovers) without
+            // holding connections it does not use.
+            .min_connections(0)
+            .idle_timeout(Duration::from_secs(300))
+            .connect_lazy_with(connect);
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations. sqlx's PostgreSQL migrator holds a session-level advisory
+    /// lock for the whole run, so concurrent callers wait for each other and each migration is
+    /// applied once.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        // The lock wait has no deadline of its own: a replica waits here while another one
+        // migrates, up to MIGRATION_TIMEOUT.
+        tokio::time::timeout(MIGRATION_TIMEOUT, MIGRATOR.run(&self.pool))
+            .await
+            .map_err(|_| StoreError::Unavailable("migrations timed out".into()))?
+            .map_err(unavailable)
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(unavailable)
+    }
+
+    /// See [`Store::insert_signing_key_if`]. A transaction-scoped advisory lock serialises
+    /// rotating replicas (row locks cannot, when the table is empty), so the check and the
+    /// insert see every key another replica committed first.
+    async fn insert_signing_key_if_once(
+        &self,
+        key: &StoredKey,
+        unless_activation_after: Option<Timestamp>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SIGNING_KEYS_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let later: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM signing_keys WHERE $1::BIGINT IS NULL OR activates_at > $1",
+        )
+        .bind(unless_activation_after.map(Timestamp::unix_millis))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if later > 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE signing_keys SET retires_at = $1 WHERE retires_at IS NULL AND activates_at < $1",
+        )
+        .bind(key.activates_at.unix_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query(
+            "INSERT INTO signing_keys \
+             (kid, algorithm, private_key, encrypted, created_at, activates_at, retires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(&key.private_key)
+        .bind(key.encrypted)
+        .bind(key.created_at.unix_millis())
+        .bind(key.activates_at.unix_millis())
+        .bind(key.retires_at.map(Timestamp::unix_millis))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn create_user_once(&self, new: &NewUser) -> Result<(), StoreError> {
+        let user = &new.user;
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, roles, enabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(user.id.as_str())
+        .bind(user.username.as_str())
+        .bind(&new.password_hash)
+        .bind(encode_roles(&user.roles))
+        .bind(user.enabled)
+        .bind(user.created_at.unix_millis())
+        .bind(user.created_at.unix_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(user_write_error)?;
+        Ok(())
+    }
+
+    async fn change_password_once(
+        &self,
+        username: &Username,
+        new_hash: &str,
+        now: Timestamp,
+    ) -> Result<User, StoreError> {
+        let mut tx = self.begin().await?;
+        let user = lock_user(&mut tx, username).await?;
+        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind(new_hash)
+            .bind(now.unix_millis())
+            .bind(user.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        revoke_families_of(&mut tx, &user.id, now, "password changed").await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(user)
+    }
+
+    async fn set_enabled_once(
+        &self,
+        username: &Username,
+        enabled: bool,
+        now: Timestamp,
+    ) -> Result<User, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut user = lock_user(&mut tx, username).await?;
+        sqlx::query("UPDATE users SET enabled = $1, updated_at = $2 WHERE id = $3")
+            .bind(enabled)
+            .bind(now.unix_millis())
+            .bind(user.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if !enabled {
+            revoke_families_of(&mut tx, &user.id, now, "user disabled").await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        user.enabled = enabled;
+        Ok(user)
+    }
+
+    async fn delete_user_once(&self, username: &Username) -> Result<User, StoreError> {
+        let mut tx = self.begin().await?;
+        let user = lock_user(&mut tx, username).await?;
+        // Families and tokens go with it (ON DELETE CASCADE).
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(user)
+    }
+
+    async fn change_roles_once(
+        &self,
+        username: &Username,
+        change: &RoleChange,
+    ) -> Result<User, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut user = lock_user(&mut tx, username).await?;
+        let mut roles = user.roles.clone();
+        roles.retain(|r| !change.remove.contains(r));
+        roles.extend(change.add.iter().cloned());
+        user.roles = normalise_roles(roles);
+        sqlx::query("UPDATE users SET roles = $1 WHERE id = $2")
+            .bind(encode_roles(&user.roles))
+            .bind(user.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(user)
+    }
+
+    async fn start_family_once(
+        &self,
+        family: &NewFamily,
+        first: &NewToken,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO refresh_families (id, user_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(family.id.as_str())
+        .bind(family.user.id.as_str())
+        .bind(family.created_at.unix_millis())
+        .bind(family.expires_at.unix_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        insert_token(&mut tx, &family.id, first).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn rotate_once(
+        &self,
+        presented: &TokenHash,
+        successor: &Successor,
+        now: Timestamp,
+        policy: &RefreshPolicy,
+    ) -> Result<Rotation, StoreError> {
+        let mut tx = self.begin().await?;
+        // 1. Lock the family. Every writer of a family's tokens takes this lock first, so
+        //    rotations and reuse revocations of one family run one after the other, on
+        //    whichever replica they arrive.
+        let locked = sqlx::query(
+            "SELECT id FROM refresh_families \
+             WHERE id = (SELECT family_id FROM refresh_tokens WHERE hash = $1) \
+             FOR UPDATE",
+        )
+        .bind(&presented.0[..])
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if locked.is_none() {
+            return Ok(Rotation::Rejected(Rejection::Unknown));
+        }
+        // 2. Read the state after the lock: under READ COMMITTED this statement takes a new
+        //    snapshot, so it sees everything the previous holder of the lock committed.
+        let row = sqlx::query(
+            "SELECT t.family_id, t.expires_at AS token_expires_at, t.used_at, t.successor_sealed, \
+                    (SELECT s.used_at IS NULL FROM refresh_tokens s WHERE s.hash = t.successor_hash) \
+                        AS successor_is_newest, \
+                    f.revoked_at, f.expires_at AS family_expires_at, \
+                    u.id, u.username, u.roles, u.enabled, u.created_at \
+             FROM refresh_tokens t \
+             JOIN refresh_families f ON f.id = t.family_id \
+             JOIN users u ON u.id = f.user_id \
+             WHERE t.hash = $1",
+        )
+        .bind(&presented.0[..])
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = row else {
+            // Deleted (purged, or its user deleted) between the two statements.
+            return Ok(Rotation::Rejected(Rejection::Unknown));
+        };
+        let state = presented_from_row(&row, now)?;
+        let PresentedToken {
+            user, family_id, ..
+        } = state.clone();
+        // 3. Apply the rules.
+        let rotation = match decide(&state, now, policy) {
+            Decision::Reject(why) => Rotation::Rejected(why),
+            Decision::ReturnSuccessor(sealed_successor) => Rotation::Replayed {
+                user,
+                family_id,
+                sealed_successor,
+            },
+            Decision::RevokeFamily => {
+                revoke_family_in(&mut tx, &family_id, now, "refresh token reuse").await?;
+                Rotation::ReuseDetected { user, family_id }
+            }
+            Decision::Rotate => {
+                let marked = sqlx::query(
+                    "UPDATE refresh_tokens \
+                     SET used_at = $1, successor_hash = $2, successor_sealed = $3 \
+                     WHERE hash = $4 AND used_at IS NULL",
+                )
+                .bind(now.unix_millis())
+                .bind(&successor.token.hash.0[..])
+                .bind(&successor.sealed)
+                .bind(&presented.0[..])
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                // The family lock makes this impossible; the count keeps the guarantee even if
+                // the locking above were ever weakened.
+                if marked.rows_affected() != 1 {
+                    return Err(StoreError::Unavailable("concurrent rotation".into()));
+                }
+                // Only the immediately previous token may use the grace window.
+                sqlx::query(
+                    "UPDATE refresh_tokens SET successor_sealed = NULL WHERE successor_hash = $1",
+                )
+                .bind(&presented.0[..])
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                insert_token(&mut tx, &family_id, &successor.token).await?;
+                Rotation::Rotated { user, family_id }
+            }
+        };
+        // Also when nothing was written: ends the transaction, and releases the family lock,
+        // now rather than when the connection goes back to the pool.
+        tx.commit().await.map_err(unavailable)?;
+        Ok(rotation)
+    }
+
+    async fn revoke_family_once(
+        &self,
+        family: &FamilyId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        revoke_family_in(&mut tx, family, now, "revoked").await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Deletes one batch with `sql` (which takes `$1` = now, `$2` = batch size); returns the
+    /// number of rows deleted.
+    async fn delete_batch(
+        &self,
+        sql: &'static str,
+        now: Timestamp,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql)
+            .bind(now.unix_millis())
+            .bind(i64::from(batch))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+
+    /// Repeats one batch statement until a batch deletes fewer rows than its size.
+    async fn delete_all_batches(
+        &self,
+        sql: &'static str,
+        now: Timestamp,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let deleted = retrying!(self.delete_batch(sql, now, batch))?;
+            total += deleted;
+            if deleted < u64::from(batch) {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+// The purge statements. `SKIP LOCKED` makes concurrent purgers (other replicas) take disjoint
+// rows, so a batch shorter than its size means "nothing left that nobody else is deleting",
+// and skips tokens a rotation holds. PostgreSQL has no `DELETE … LIMIT`; the subquery bounds it.
+
+/// Tokens of families that ended (absolute lifetime) or were revoked: nothing can use them.
+const PURGE_TOKENS_OF_ENDED_FAMILIES: &str = "DELETE FROM refresh_tokens WHERE hash IN ( \
+       SELECT t.hash FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
+       WHERE f.expires_at <= $1 OR f.revoked_at IS NOT NULL \
+       LIMIT $2 FOR UPDATE OF t SKIP LOCKED)";
+/// Unused tokens past their idle timeout. Used tokens stay while their family lives: they are
+/// what reuse detection recognises.
+const PURGE_IDLE_TOKENS: &str = "DELETE FROM refresh_tokens WHERE hash IN ( \
+       SELECT hash FROM refresh_tokens WHERE expires_at <= $1 AND used_at IS NULL \
+       LIMIT $2 FOR UPDATE SKIP LOCKED)";
+/// Ended or revoked families (their tokens are gone by now; any left go by cascade).
+const PURGE_ENDED_FAMILIES: &str = "DELETE FROM refresh_families WHERE id IN ( \
+       SELECT id FROM refresh_families WHERE expires_at <= $1 OR revoked_at IS NOT NULL \
+       LIMIT $2 FOR UPDATE SKIP LOCKED)";
+
+/// The advisory-lock key that serialises signing-key rotations across replicas.
+const SIGNING_KEYS_LOCK: i64 = 0x6175_7468_645f_6b31; // "authd_k1"
+
+/// Runs `op` under [`OPERATION_TIMEOUT`].
+async fn within_deadline<T>(
+    op: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(OPERATION_TIMEOUT, op)
+        .await
+        .map_err(|_| StoreError::Unavailable("database did not answer in time".into()))?
+}
+
+/// Whether a failed transaction may succeed if simply run again.
+fn is_transient(e: &StoreError) -> bool {
+    let StoreError::Unavailable(source) = e else {
+        return false;
+    };
+    match source.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("40001" | "40P01"))
+        }
+        _ => false,
+    }
+}
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+fn user_write_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::DuplicateUser,
+        _ => unavailable(e),
+    }
+}
+
+fn encode_roles(roles: &[Role]) -> String {
+    roles.iter().map(Role::as_str).collect::<Vec<_>>().join(" ")
+}
+
+fn decode_roles(stored: &str) -> Result<Vec<Role>, StoreError> {
+    stored
+        .split_whitespace()
+        .map(|r| Role::parse(r).map_err(unavailable))
+        .collect()
+}
+
+/// Reads a user from a row with columns `id, username, roles, enabled, created_at`.
+fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
+    let username: String = row.try_get("username").map_err(unavailable)?;
+    Ok(User {
+        id: UserId::from_stored(row.try_get("id").map_err(unavailable)?),
+        username: Username::parse(&username).map_err(unavailable)?,
+        roles: decode_roles(row.try_get::<&str, _>("roles").map_err(unavailable)?)?,
+        enabled: row.try_get("enabled").map_err(unavailable)?,
+        created_at: Timestamp::from_unix_millis(row.try_get("created_at").map_err(unavailable)?),
+    })
+}
+
+fn presented_from_row(row: &PgRow, now: Timestamp) -> Result<PresentedToken, StoreError> {
+    let get_ts = |col: &str| -> Result<Option<Timestamp>, StoreError> {
+        Ok(row
+            .try_get::<Option<i64>, _>(col)
+            .map_err(unavailable)?
+            .map(Timestamp::from_unix_millis))
+    };
+    Ok(PresentedToken {
+        user: user_from_row(row)?,
+        family_id: FamilyId::from_stored(row.try_get("family_id").map_err(unavailable)?),
+        family_revoked: get_ts("revoked_at")?.is_some(),
+        family_expires_at: get_ts("family_expires_at")?.unwrap_or(now),
+        expires_at: get_ts("token_expires_at")?.unwrap_or(now),
+        used_at: get_ts("used_at")?,
+        successor_is_newest: row
+            .try_get::<Option<bool>, _>("successor_is_newest")
+            .map_err(unavailable)?
+            .unwrap_or(false),
+        sealed_successor: row.try_get("successor_sealed").map_err(unavailable)?,
+    })
+}
+
+fn key_from_row(row: &PgRow) -> Result<StoredKey, StoreError> {
+    Ok(StoredKey {
+        kid: row.try_get("kid").map_err(unavailable)?,
+        algorithm: row.try_get("algorithm").map_err(unavailable)?,
+        private_key: row.try_get("private_key").map_err(unavailable)?,
+        encrypted: row.try_get("encrypted").map_err(unavailable)?,
+        created_at: Timestamp::from_unix_millis(row.try_get("created_at").map_err(unavailable)?),
+        activates_at: Timestamp::from_unix_millis(
+            row.try_get("activates_at").map_err(unavailable)?,
+        ),
+        retires_at: row
+            .try_get::<Option<i64>, _>("retires_at")
+            .map_err(unavailable)?
+            .map(Timestamp::from_unix_millis),
+    })
+}
+
+/// Loads a user and locks its row, so concurrent changes to one user serialise.
+async fn lock_user(
+    tx: &mut Transaction<'static, Postgres>,
+    username: &Username,
+) -> Result<User, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, username, roles, enabled, created_at FROM users WHERE username = $1 \
+         FOR UPDATE",
+    )
+    .bind(username.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(unavailable)?
+    .ok_or(StoreError::UserNotFound)?;
+    user_from_row(&row)
+}
+
+async fn revoke_families_of(
+    tx: &mut Transaction<'static, Postgres>,
+    user: &UserId,
+    now: Timestamp,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE refresh_families SET revoked_at = $1, revoked_reason = $2 \
+         WHERE user_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now.unix_millis())
+    .bind(reason)
+    .bind(user.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+async fn revoke_family_in(
+    tx: &mut Transaction<'static, Postgres>,
+    family: &FamilyId,
+    now: Timestamp,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE refresh_families SET revoked_at = $1, revoked_reason = $2 \
+         WHERE id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now.unix_millis())
+    .bind(reason)
+    .bind(family.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    // A revoked family's sealed successors are useless; drop them.
+    sqlx::query(
+        "UPDATE refresh_tokens SET successor_sealed = NULL \
+         WHERE family_id = $1 AND successor_sealed IS NOT NULL",
+    )
+    .bind(family.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+async fn insert_token(
+    tx: &mut Transaction<'static, Postgres>,
+    family: &FamilyId,
+    token: &NewToken,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&token.hash.0[..])
+    .bind(family.as_str())
+    .bind(token.issued_at.unix_millis())
+    .bind(token.expires_at.unix_millis())
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        within_deadline(async {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_user(&self, new: &NewUser) -> Result<(), StoreError> {
+        retrying!(self.create_user_once(new))
+    }
+
+    async fn find_credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<UserCredentials>, StoreError> {
+        within_deadline(async {
+            let row = sqlx::query(
+                "SELECT id, username, roles, enabled, created_at, password_hash \
+                 FROM users WHERE username = $1",
+            )
+            .bind(username.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            row.map(|row| {
+                Ok(UserCredentials {
+                    user: user_from_row(&row)?,
+                    password_hash: row.try_get("password_hash").map_err(unavailable)?,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn find_user(&self, username: &Username) -> Result<Option<User>, StoreError> {
+        within_deadline(async {
+            let row = sqlx::query(
+                "SELECT id, username, roles, enabled, created_at FROM users WHERE username = $1",
+            )
+            .bind(username.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            row.as_ref().map(user_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        within_deadline(async {
+            let rows = sqlx::query(
+                "SELECT id, username, roles, enabled, created_at FROM users ORDER BY username",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            rows.iter().map(user_from_row).collect()
+        })
+        .await
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        user: &UserId,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<(), StoreError> {
+        within_deadline(async {
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+                .bind(new_hash)
+                .bind(user.as_str())
+                .bind(old_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn change_password(
+        &self,
+        username: &Username,
+        new_hash: &str,
+        now: Timestamp,
+    ) -> Result<User, StoreError> {
+        retrying!(self.change_password_once(username, new_hash, now))
+    }
+
+    async fn set_enabled(
+        &self,
+        username: &Username,
+        enabled: bool,
+        now: Timestamp,
+    ) -> Result<User, StoreError> {
+        retrying!(self.set_enabled_once(username, enabled, now))
+    }
+
+    async fn delete_user(&self, username: &Username) -> Result<User, StoreError> {
+        retrying!(self.delete_user_once(username))
+    }
+
+    async fn change_roles(
+        &self,
+        username: &Username,
+        change: &RoleChange,
+    ) -> Result<User, StoreError> {
+        retrying!(self.change_roles_once(username, change))
+    }
+
+    async fn start_family(&self, family: &NewFamily, first: &NewToken) -> Result<(), StoreError> {
+        retrying!(self.start_family_once(family, first))
+    }
+
+    async fn rotate_refresh(
+        &self,
+        presented: &TokenHash,
+        successor: &Successor,
+        now: Timestamp,
+        policy: &RefreshPolicy,
+    ) -> Result<Rotation, StoreError> {
+        retrying!(self.rotate_once(presented, successor, now, policy))
+    }
+
+    async fn revoke_family(&self, family: &FamilyId, now: Timestamp) -> Result<(), StoreError> {
+        retrying!(self.revoke_family_once(family, now))
+    }
+
+    async fn purge_expired(&self, now: Timestamp, batch: u32) -> Result<Purged, StoreError> {
+        let batch = batch.max(1);
+        let mut purged = Purged {
+            tokens: self
+                .delete_all_batches(PURGE_TOKENS_OF_ENDED_FAMILIES, now, batch)
+                .await?,
+            families: 0,
+        };
+        purged.tokens += self
+            .delete_all_batches(PURGE_IDLE_TOKENS, now, batch)
+            .await?;
+        purged.families = self
+            .delete_all_batches(PURGE_ENDED_FAMILIES, now, batch)
+            .await?;
+        Ok(purged)
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        within_deadline(async {
+            let rows = sqlx::query(
+                "SELECT kid, algorithm, private_key, encrypted, created_at, activates_at, \
+                        retires_at \
+                 FROM signing_keys ORDER BY activates_at, kid",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            rows.iter().map(key_from_row).collect()
+        })
+        .await
+    }
+
+    async fn insert_signing_key_if(
+        &self,
+        key: &StoredKey,
+        unless_activation_after: Option<Timestamp>,
+    ) -> Result<bool, StoreError> {
+        retrying!(self.insert_signing_key_if_once(key, unless_activation_after))
+    }
+
+    async fn reseal_signing_key(
+        &self,
+        kid: &str,
+        private_key: &[u8],
+        encrypted: bool,
+    ) -> Result<(), StoreError> {
+        within_deadline(async {
+            sqlx::query("UPDATE signing_keys SET private_key = $1, encrypted = $2 WHERE kid = $3")
+                .bind(private_key)
+                .bind(encrypted)
+                .bind(kid)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,39 @@
+use std::time::Duration;
+
+use crate::helpers::{PASSWORD, spawn_app_with};
+
+async fn count(pool: &sqlx::SqlitePool, table: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_purge_job_deletes_ended_sessions_while_serving_and_stops_with_the_server() {
+    let app = spawn_app_with(|c| c.purge_interval = Duration::from_millis(50)).await;
+    app.add_user("alice", &[]).await;
+    app.add_user("bob", &[]).await;
+    app.login("alice", PASSWORD).await.unwrap();
+    let bob = app.login("bob", PASSWORD).await.unwrap();
+    app.refresh(&bob.refresh_token).await.unwrap();
+    // Disabling alice ends her session: the job may delete it.
+    app.admin().await.set_enabled("alice", false).await.unwrap();
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db_path().display()))
+        .await
+        .unwrap();
+    let mut families = count(&pool, "refresh_families").await;
+    for _ in 0..200 {
+        if families == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        families = count(&pool, "refresh_families").await;
+    }
+    assert_eq!(families, 1, "only bob's live session remains");
+    // Bob's used token is kept (reuse detection) next to his newest one.
+    assert_eq!(count(&pool, "refresh_tokens").await, 2);
+    // The job stops on the server's shutdown signal (stop() waits for the server task).
+    app.stop().await;
+}

@@ -1,0 +1,785 @@
+//! The storage conformance suite: every test body is written once against `Arc<dyn Store>` and
+//! runs on SQLite (a fresh file) and on PostgreSQL (a fresh database on the server named by
+//! `AUTHD_TEST_POSTGRES_URL`; skipped with a printed reason when it is unset).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/postgres.rs"]
+mod pg;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use authd::domain::{
+    FamilyId, NewFamily, NewToken, RefreshPolicy, Rejection, Role, Rotation, Successor, Timestamp,
+    TokenHash, User, UserId, Username,
+};
+use authd::store::{NewUser, Purged, RoleChange, Store, StoreError, StoredKey};
+
+/// A store and whatever keeps its database alive.
+struct Backend {
+    store: Arc<dyn Store>,
+    url: String,
+    _sqlite: Option<tempfile::TempDir>,
+    _postgres: Option<pg::TestDatabase>,
+}
+
+async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    Backend {
+        store: authd::store::open(&url).await.unwrap(),
+        url,
+        _sqlite: Some(dir),
+        _postgres: None,
+    }
+}
+
+async fn postgres(test: &str) -> Option<Backend> {
+    let db = pg::TestDatabase::create(test).await?;
+    Some(Backend {
+        store: authd::store::open(&db.url).await.unwrap(),
+        url: db.url.clone(),
+        _sqlite: None,
+        _postgres: Some(db),
+    })
+}
+
+/// Instantiates each named test body for both backends.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::sqlite().await).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = super::postgres(stringify!($name)).await {
+                        super::$name(backend).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    ping_answers,
+    created_user_can_be_found_and_listed,
+    duplicate_user_is_refused,
+    unknown_user_operations_say_not_found,
+    password_hash_upgrade_only_replaces_the_expected_hash,
+    roles_are_added_and_removed,
+    refresh_token_rotates_once,
+    unknown_token_is_rejected,
+    grace_replay_returns_the_sealed_successor,
+    reuse_after_rotation_revokes_the_family,
+    idle_and_lifetime_expiry_refuse,
+    concurrent_rotations_of_one_token_have_exactly_one_winner,
+    disabling_a_user_revokes_its_families,
+    password_change_revokes_families,
+    deleting_a_user_deletes_its_families,
+    revoke_family_is_idempotent,
+    signing_keys_round_trip,
+    purge_deletes_only_what_cannot_be_used,
+    purge_works_in_batches,
+    migrations_are_idempotent,
+);
+
+// --- fixtures
+
+const T0: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
+const MINUTE: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+fn at(minutes: u64) -> Timestamp {
+    T0.saturating_add(MINUTE * u32::try_from(minutes).unwrap())
+}
+
+fn policy(grace: Duration) -> RefreshPolicy {
+    RefreshPolicy {
+        idle_ttl: DAY,
+        max_lifetime: 30 * DAY,
+        reuse_grace: grace,
+    }
+}
+
+fn user(name: &str) -> User {
+    User {
+        id: UserId::generate(),
+        username: Username::parse(name).unwrap(),
+        roles: vec![Role::parse("reader").unwrap()],
+        enabled: true,
+        created_at: T0,
+    }
+}
+
+fn name(n: &str) -> Username {
+    Username::parse(n).unwrap()
+}
+
+async fn add_user(store: &dyn Store, n: &str) -> User {
+    let user = user(n);
+    store
+        .create_user(&NewUser {
+            user: user.clone(),
+            password_hash: "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".into(),
+        })
+        .await
+        .unwrap();
+    user
+}
+
+fn random_hash() -> TokenHash {
+    let mut hash = [0u8; 32];
+    hash[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    hash[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    TokenHash(hash)
+}
+
+fn token(now: Timestamp, policy: &RefreshPolicy) -> NewToken {
+    NewToken {
+        hash: random_hash(),
+        issued_at: now,
+        expires_at: now.saturating_add(policy.idle_ttl),
+    }
+}
+
+/// A successor whose "sealed" form is recognisable: the store treats it as opaque bytes.
+fn successor(now: Timestamp, policy: &RefreshPolicy) -> Successor {
+    let token = token(now, policy);
+    Successor {
+        sealed: token.hash.0.to_vec(),
+        token,
+    }
+}
+
+/// Starts a family at `now` and returns its id and first token's hash.
+async fn login(
+    store: &dyn Store,
+    user: &User,
+    now: Timestamp,
+    policy: &RefreshPolicy,
+) -> (FamilyId, TokenHash) {
+    let family = NewFamily {
+        id: FamilyId::generate(),
+        user: user.clone(),
+        created_at: now,
+        expires_at: now.saturating_add(policy.max_lifetime),
+    };
+    let first = token(now, policy);
+    store.start_family(&family, &first).await.unwrap();
+    (family.id, first.hash)
+}
+
+/// Rotates `presented` and returns the successor's hash, asserting it rotated.
+async fn rotate(
+    store: &dyn Store,
+    presented: &TokenHash,
+    now: Timestamp,
+    policy: &RefreshPolicy,
+) -> TokenHash {
+    let next = successor(now, policy);
+    match store.rotate_refresh(presented, &next, now, policy).await {
+        Ok(Rotation::Rotated { .. }) => next.token.hash,
+        other => panic!("expected a rotation, got {other:?}"),
+    }
+}
+
+async fn outcome(
+    store: &dyn Store,
+    presented: &TokenHash,
+    now: Timestamp,
+    policy: &RefreshPolicy,
+) -> Rotation {
+    store
+        .rotate_refresh(presented, &successor(now, policy), now, policy)
+        .await
+        .unwrap()
+}
+
+fn rejected(r: &Rotation) -> Option<Rejection> {
+    match r {
+        Rotation::Rejected(why) => Some(*why),
+        _ => None,
+    }
+}
+
+// --- users
+
+async fn ping_answers(b: Backend) {
+    b.store.ping().await.unwrap();
+}
+
+async fn created_user_can_be_found_and_listed(b: Backend) {
+    let s = b.store.as_ref();
+    let bob = add_user(s, "bob").await;
+    let alice = add_user(s, "alice").await;
+    assert_eq!(
+        s.find_user(&name("alice")).await.unwrap(),
+        Some(alice.clone())
+    );
+    let creds = s.find_credentials(&name("bob")).await.unwrap().unwrap();
+    assert_eq!(creds.user, bob);
+    assert!(creds.password_hash.starts_with("$argon2id$"));
+    assert_eq!(s.find_user(&name("carol")).await.unwrap(), None);
+    assert!(s.find_credentials(&name("carol")).await.unwrap().is_none());
+    let listed = s.list_users().await.unwrap();
+    assert_eq!(listed, vec![alice, bob], "sorted by username");
+}
+
+async fn duplicate_user_is_refused(b: Backend) {
+    let s = b.store.as_ref();
+    add_user(s, "alice").await;
+    let again = s
+        .create_user(&NewUser {
+            user: user("alice"),
+            password_hash: "x".into(),
+        })
+        .await;
+    assert!(matches!(again, Err(StoreError::DuplicateUser)), "{again:?}");
+    assert_eq!(s.list_users().await.unwrap().len(), 1);
+}
+
+async fn unknown_user_operations_say_not_found(b: Backend) {
+    let s = b.store.as_ref();
+    let ghost = name("ghost");
+    assert!(matches!(
+        s.change_password(&ghost, "h", T0).await,
+        Err(StoreError::UserNotFound)
+    ));
+    assert!(matches!(
+        s.set_enabled(&ghost, false, T0).await,
+        Err(StoreError::UserNotFound)
+    ));
+    assert!(matches!(
+        s.delete_user(&ghost).await,
+        Err(StoreError::UserNotFound)
+    ));
+    assert!(matches!(
+        s.change_roles(&ghost, &RoleChange::default()).await,
+        Err(StoreError::UserNotFound)
+    ));
+}
+
+async fn password_hash_upgrade_only_replaces_the_expected_hash(b: Backend) {
+    let s = b.store.as_ref();
+    let alice = add_user(s, "alice").await;
+    let old = s
+        .find_credentials(&name("alice"))
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash;
+    // A concurrent password change got there first: the upgrade must not overwrite it.
+    s.upgrade_password_hash(&alice.id, "not-the-current-hash", "upgraded-1")
+        .await
+        .unwrap();
+    let now = s.find_credentials(&name("alice")).await.unwrap().unwrap();
+    assert_eq!(now.password_hash, old);
+    s.upgrade_password_hash(&alice.id, &old, "upgraded-2")
+        .await
+        .unwrap();
+    let now = s.find_credentials(&name("alice")).await.unwrap().unwrap();
+    assert_eq!(now.password_hash, "upgraded-2");
+}
+
+async fn roles_are_added_and_removed(b: Backend) {
+    let s = b.store.as_ref();
+    add_user(s, "alice").await;
+    let role = |r: &str| Role::parse(r).unwrap();
+    let changed = s
+        .change_roles(
+            &name("alice"),
+            &RoleChange {
+                add: vec![role("writer"), role("admin"), role("writer")],
+                remove: vec![role("reader")],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.roles, vec![role("admin"), role("writer")]);
+    let stored = s.find_user(&name("alice")).await.unwrap().unwrap();
+    assert_eq!(stored.roles, changed.roles);
+}
+
+// --- rotation
+
+async fn refresh_token_rotates_once(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(Duration::ZERO);
+    let alice = add_user(s, "alice").await;
+    let (family, first) = login(s, &alice, at(0), &p).await;
+    let next = successor(at(1), &p);
+    match s.rotate_refresh(&first, &next, at(1), &p).await.unwrap() {
+        Rotation::Rotated { user, family_id } => {
+            assert_eq!(user, alice);
+            assert_eq!(family_id, family);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The successor rotates in turn, and so on.
+    let third = rotate(s, &next.token.hash, at(2), &p).await;
+    rotate(s, &third, at(3), &p).await;
+}
+
+async fn unknown_token_is_rejected(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(Duration::ZERO);
+    let r = outcome(s, &random_hash(), at(0), &p).await;
+    assert_eq!(rejected(&r), Some(Rejection::Unknown));
+}
+
+async fn grace_replay_returns_the_sealed_successor(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(MINUTE);
+    let alice = add_user(s, "alice").await;
+    let (_, first) = login(s, &alice, at(0), &p).await;
+    let next = successor(at(1), &p);
+    s.rotate_refresh(&first, &next, at(1), &p).await.unwrap();
+    // Within the grace window: the same successor, sealed, and nothing new stored.
+    match outcome(s, &first, at(1), &p).await {
+        Rotation::Replayed {
+            sealed_successor, ..
+        } => assert_eq!(sealed_successor, next.sealed),
+        other => panic!("{other:?}"),
+    }
+    // The successor is still the family's newest token and rotates.
+    let third = rotate(s, &next.token.hash, at(1), &p).await;
+    // Now `first` is the grandparent: replaying it is reuse, even within the window.
+    assert!(matches!(
+        outcome(s, &first, at(1), &p).await,
+        Rotation::ReuseDetected { .. }
+    ));
+    assert_eq!(
+        rejected(&outcome(s, &third, at(1), &p).await),
+        Some(Rejection::FamilyRevoked)
+    );
+}
+
+async fn reuse_after_rotation_revokes_the_family(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(Duration::ZERO);
+    let alice = add_user(s, "alice").await;
+    let (family, first) = login(s, &alice, at(0), &p).await;
+    let (_, other_first) = login(s, &alice, at(0), &p).await;
+    let second = rotate(s, &first, at(1), &p).await;
+    let third = rotate(s, &second, at(2), &p).await;
+    match outcome(s, &first, at(3), &p).await {
+        Rotation::ReuseDetected { family_id, .. } => assert_eq!(family_id, family),
+        other => panic!("{other:?}"),
+    }
+    // Every token of the family is refused now, the newest included.
+    assert_eq!(
+        rejected(&outcome(s, &third, at(3), &p).await),
+        Some(Rejection::FamilyRevoked)
+    );
+    assert_eq!(
+        rejected(&outcome(s, &first, at(3), &p).await),
+        Some(Rejection::FamilyRevoked)
+    );
+    // Another family of the same user is untouched.
+    rotate(s, &other_first, at(3), &p).await;
+}
+
+async fn idle_and_lifetime_expiry_refuse(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(Duration::ZERO);
+    let alice = add_user(s, "alice").await;
+    let (_, idle) = login(s, &alice, at(0), &p).await;
+    let idle_end = at(0).saturating_add(p.idle_ttl);
+    assert_eq!(
+        rejected(&outcome(s, &idle, idle_end, &p).await),
+        Some(Rejection::IdleExpired)
+    );
+    // A family refreshed daily still ends at its absolute lifetime.
+    let (_, mut current) = login(s, &alice, at(0), &p).await;
+    let mut now = at(0);
+    let end = at(0).saturating_add(p.max_lifetime);
+    while now.saturating_add(DAY - MINUTE) < end {
+        now = now.saturating_add(DAY - MINUTE);
+        current = rotate(s, &current, now, &p).await;
+    }
+    assert_eq!(
+        rejected(&outcome(s, &current, end, &p).await),
+        Some(Rejection::FamilyExpired)
+    );
+}
+
+async fn concurrent_rotations_of_one_token_have_exactly_one_winner(b: Backend) {
+    let p = policy(Duration::ZERO);
+    let alice = add_user(b.store.as_ref(), "alice").await;
+    for round in 0..10 {
+        let (_, first) = login(b.store.as_ref(), &alice, at(round), &p).await;
+        let attempts = (0..16).map(|_| {
+            let store = Arc::clone(&b.store);
+            tokio::spawn(async move { outcome(store.as_ref(), &first, at(round + 1), &p).await })
+        });
+        let results = futures::future::join_all(attempts).await;
+        let rotated = results
+            .iter()
+            .filter(|r| matches!(r.as_ref().unwrap(), Rotation::Rotated { .. }))
+            .count();
+        assert_eq!(rotated, 1, "round {round}: {results:?}");
+        // The others are reuse or refused because of it; nothing else.
+        for r in &results {
+            assert!(
+                matches!(
+                    r.as_ref().unwrap(),
+                    Rotation::Rotated { .. }
+                        | Rotation::ReuseDetected { .. }
+                        | Rotation::Rejected(Rejection::FamilyRevoked)
+                ),
+                "{r:?}"
+            );
+        }
+    }
+}
+
+async fn disabling_a_user_revokes_its_families(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(Duration::ZERO);
+    let alice = add_user(s, "alice").await;
+    let (_, first) = login(s, &alice, at(0), &p).await;
+    let disabled = s.set_enabled(&name("alice"), false, at(1)).await.unwrap();
+    assert!(!disabled.enabled);
+    assert!(!s.find_user(&name("alice")).await.unwrap().unwrap().enabled);
+    assert!(rejected(&outcome(s, &first, at(2), &p).await).is_some());
+    // Enabling again does not bring old families back.
+    s.set_enabled(&name("alice"), true, at(3)).await.unwrap();
+    assert_eq!(
+        rejected(&outcome(s, &first, at(4), &p).await),
+        Some(Rejection::FamilyRevoked)
+    );
+    let (_, fresh) = login(s, &alice, at(5), &p).await;
+    rotate(s, &fresh, at(6), &p).await;
+}
+
+async fn password_change_revokes_families(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(Duration::ZERO);
+    let alice = add_user(s, "alice").await;
+    let (_, first) = login(s, &alice, at(0), &p).await;
+    let (_, second) = login(s, &alice, at(0), &p).await;
+    s.change_password(&name("alice"), "new-hash", at(1))
+        .await
+        .unwrap();
+    let creds = s.find_credentials(&name("alice")).await.unwrap().unwrap();
+    assert_eq!(creds.password_hash, "new-hash");
+    for t in [first, second] {
+        assert_eq!(
+            rejected(&outcome(s, &t, at(2), &p).await),
+            Some(Rejection::FamilyRevoked)
+        );
+    }
+}
+
+async fn deleting_a_user_deletes_its_families(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(Duration::ZERO);
+    let alice = add_user(s, "alice").await;
+    let (_, first) = login(s, &alice, at(0), &p).await;
+    let deleted = s.delete_user(&name("alice")).await.unwrap();
+    assert_eq!(deleted.id, alice.id);
+    assert_eq!(s.find_user(&name("alice")).await.unwrap(), None);
+    assert_eq!(
+        rejected(&outcome(s, &first, at(1), &p).await),
+        Some(Rejection::Unknown)
+    );
+    // The name can be taken again, by a different user.
+    let again = add_user(s, "alice").await;
+    assert_ne!(again.id, alice.id);
+}
+
+async fn revoke_family_is_idempotent(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(MINUTE);
+    let alice = add_user(s, "alice").await;
+    let (family, first) = login(s, &alice, at(0), &p).await;
+    let second = rotate(s, &first, at(1), &p).await;
+    s.revoke_family(&family, at(1)).await.unwrap();
+    s.revoke_family(&family, at(2)).await.unwrap();
+    s.revoke_family(&FamilyId::generate(), at(2)).await.unwrap();
+    // Not even the grace window survives a revocation.
+    for t in [first, second] {
+        assert_eq!(
+            rejected(&outcome(s, &t, at(1), &p).await),
+            Some(Rejection::FamilyRevoked)
+        );
+    }
+}
+
+async fn signing_keys_round_trip(b: Backend) {
+    let s = b.store.as_ref();
+    assert!(s.signing_keys().await.unwrap().is_empty());
+    let key = |kid: &str, created: Timestamp, activates: Timestamp| StoredKey {
+        kid: kid.into(),
+        algorithm: "ES256".into(),
+        private_key: vec![1, 2, 3, 0, 255],
+        encrypted: false,
+        created_at: created,
+        activates_at: activates,
+        retires_at: None,
+    };
+    // `None`: only into an empty table.
+    assert!(
+        s.insert_signing_key_if(&key("a", at(0), at(0)), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.insert_signing_key_if(&key("x", at(0), at(0)), None)
+            .await
+            .unwrap()
+    );
+    // A rotation: refused while a key activates after the given time...
+    assert!(
+        !s.insert_signing_key_if(
+            &key("x", at(1), at(10)),
+            Some(Timestamp::from_unix_millis(at(0).unix_millis() - 1))
+        )
+        .await
+        .unwrap()
+    );
+    // ...accepted otherwise, retiring the older key when the new one activates.
+    assert!(
+        s.insert_signing_key_if(&key("b", at(1), at(10)), Some(at(0)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.insert_signing_key_if(&key("c", at(2), at(12)), Some(at(2)))
+            .await
+            .unwrap(),
+        "b is pending"
+    );
+    let keys = s.signing_keys().await.unwrap();
+    let seen: Vec<_> = keys
+        .iter()
+        .map(|k| (k.kid.as_str(), k.activates_at, k.retires_at))
+        .collect();
+    assert_eq!(seen, vec![("a", at(0), Some(at(10))), ("b", at(10), None)]);
+    assert_eq!(keys[0].private_key, vec![1, 2, 3, 0, 255]);
+    assert_eq!(keys[0].algorithm, "ES256");
+    assert!(!keys[0].encrypted);
+    // Resealing replaces the private part only.
+    s.reseal_signing_key("a", &[9, 9], true).await.unwrap();
+    let keys = s.signing_keys().await.unwrap();
+    assert_eq!(
+        (keys[0].private_key.clone(), keys[0].encrypted),
+        (vec![9, 9], true)
+    );
+    assert_eq!(keys[0].retires_at, Some(at(10)));
+    // A duplicate kid is an error, never a silent overwrite.
+    assert!(
+        s.insert_signing_key_if(&key("a", at(20), at(30)), Some(at(20)))
+            .await
+            .is_err()
+    );
+}
+
+// --- purge
+
+async fn purge_deletes_only_what_cannot_be_used(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(Duration::ZERO);
+    let alice = add_user(s, "alice").await;
+    // A live family with a used token (kept for reuse detection) and its newest token.
+    let (_, live_first) = login(s, &alice, at(0), &p).await;
+    let live_newest = rotate(s, &live_first, at(1), &p).await;
+    // A revoked family, an idle-expired token, and a family past its lifetime.
+    let (revoked, revoked_first) = login(s, &alice, at(0), &p).await;
+    s.revoke_family(&revoked, at(1)).await.unwrap();
+    let short = RefreshPolicy {
+        idle_ttl: MINUTE,
+        max_lifetime: 2 * MINUTE,
+        reuse_grace: Duration::ZERO,
+    };
+    let (_, ended_first) = login(s, &alice, at(0), &short).await;
+
+    let now = at(10);
+    let purged = s.purge_expired(now, 1000).await.unwrap();
+    assert_eq!(
+        purged,
+        Purged {
+            tokens: 2,
+            families: 2
+        }
+    );
+    // A second run (or another replica at the same time) finds nothing more.
+    assert_eq!(s.purge_expired(now, 1000).await.unwrap(), Purged::default());
+
+    for gone in [revoked_first, ended_first] {
+        assert_eq!(
+            rejected(&outcome(s, &gone, now, &p).await),
+            Some(Rejection::Unknown)
+        );
+    }
+    // The used token of the live family is still recognised as reuse.
+    assert!(matches!(
+        outcome(s, &live_first, now, &p).await,
+        Rotation::ReuseDetected { .. }
+    ));
+    assert_eq!(
+        rejected(&outcome(s, &live_newest, now, &p).await),
+        Some(Rejection::FamilyRevoked)
+    );
+}
+
+async fn purge_works_in_batches(b: Backend) {
+    let p = policy(Duration::ZERO);
+    let alice = add_user(b.store.as_ref(), "alice").await;
+    let families: Vec<FamilyId> =
+        futures::future::join_all((0..25).map(|_| login(b.store.as_ref(), &alice, at(0), &p)))
+            .await
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+    for f in &families {
+        b.store.revoke_family(f, at(1)).await.unwrap();
+    }
+    // Two replicas purging at once, in batches of 4: every row goes exactly once.
+    let (x, y) = tokio::join!(
+        b.store.purge_expired(at(2), 4),
+        b.store.purge_expired(at(2), 4)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(
+        b.store.purge_expired(at(2), 4).await.unwrap(),
+        Purged::default()
+    );
+    assert_eq!(x.tokens + y.tokens, 25);
+    assert_eq!(x.families + y.families, 25);
+    let (_, fresh) = login(b.store.as_ref(), &alice, at(3), &p).await;
+    rotate(b.store.as_ref(), &fresh, at(4), &p).await;
+}
+
+async fn migrations_are_idempotent(b: Backend) {
+    add_user(b.store.as_ref(), "alice").await;
+    // Several processes opening the same database at once each run the migrator; the lock
+    // makes that safe, and the data survives.
+    let opened = futures::future::join_all((0..3).map(|_| authd::store::open(&b.url))).await;
+    for store in opened {
+        let store = store.unwrap();
+        assert!(store.find_user(&name("alice")).await.unwrap().is_some());
+    }
+}
+
+#[test]
+fn both_backends_have_the_same_migrations() {
+    let names = |dir: &str| -> Vec<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut names: Vec<String> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let sqlite = names("migrations/sqlite");
+    let postgres = names("migrations/postgres");
+    assert!(!sqlite.is_empty());
+    assert_eq!(sqlite, postgres);
+    let distinct: HashSet<&str> = sqlite
+        .iter()
+        .map(|n| n.split('_').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        distinct.len(),
+        sqlite.len(),
+        "one file per migration number"
+    );
+}
+
+#[tokio::test]
+async fn postgres_url_with_sslmode_require_connects_over_tls() {
+    let Some(db) =
+        pg::TestDatabase::create("postgres_url_with_sslmode_require_connects_over_tls").await
+    else {
+        return;
+    };
+    let url = format!(
+        "{}{}sslmode=require",
+        db.url,
+        if db.url.contains('?') { '&' } else { '?' }
+    );
+    let store = authd::store::open(&url).await.unwrap();
+    add_user(store.as_ref(), "alice").await;
+    // The same URL, as the store's pool reads it, gives an encrypted session (rustls).
+    let mut conn = <sqlx::postgres::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let (ssl,): (bool,) =
+        sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(ssl, "sslmode=require must use TLS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_processes_migrating_a_fresh_database_at_once_apply_each_migration_once() {
+    let Some(db) = pg::TestDatabase::create(
+        "postgres_processes_migrating_a_fresh_database_at_once_apply_each_migration_once",
+    )
+    .await
+    else {
+        return;
+    };
+    // Four "replicas" start together on an empty database; sqlx's advisory lock serialises
+    // their migrators.
+    let opened = futures::future::join_all((0..4).map(|_| authd::store::open(&db.url))).await;
+    for store in opened {
+        store.unwrap().ping().await.unwrap();
+    }
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count();
+    let mut conn = <sqlx::postgres::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let (applied,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(applied, i64::try_from(migrations).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_serialization_failures_are_retried_and_rotation_stays_exclusive() {
+    let Some(db) = pg::TestDatabase::create(
+        "postgres_serialization_failures_are_retried_and_rotation_stays_exclusive",
+    )
+    .await
+    else {
+        return;
+    };
+    // Under SERIALIZABLE (CockroachDB's only level) concurrent rotations of one token make
+    // PostgreSQL abort all but one with SQLSTATE 40001; the store must retry them, and the
+    // retries must see the token used.
+    let mut conn = <sqlx::postgres::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {} SET default_transaction_isolation TO 'serializable'",
+        db.url.rsplit('/').next().unwrap()
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    drop(conn);
+    let store = authd::store::open(&db.url).await.unwrap();
+    concurrent_rotations_of_one_token_have_exactly_one_winner(Backend {
+        store,
+        url: db.url.clone(),
+        _sqlite: None,
+        _postgres: None,
+    })
+    .await;
+}
