@@ -1,9 +1,15 @@
 //! Compiles `proto/auth/v1/auth.proto` with protox (pure Rust), so building authd needs no
 //! system `protoc`. The file descriptor set is also kept for gRPC server reflection.
+//!
+//! It also compiles the *original* two-RPC contract (`tests/proto/legacy/`) into
+//! `$OUT_DIR/legacy/`, client only: the end-to-end tests use it to show that clients built
+//! before the additive changes keep working. The library never includes it.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "proto/auth/v1/auth.proto";
+    let legacy = "tests/proto/legacy/auth/v1/auth.proto";
     println!("cargo:rerun-if-changed={proto}");
+    println!("cargo:rerun-if-changed={legacy}");
     let fds = protox::compile([proto], ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
@@ -16,9 +22,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // These carry secrets; src/grpc/mod.rs implements a redacting Debug for them.
         .skip_debug([
             ".auth.v1.PasswordCredential",
+            ".auth.v1.ApiKeyCredential",
             ".auth.v1.RefreshTokenRequest",
             ".auth.v1.TokenResponse",
+            ".auth.v1.LogoutRequest",
+            ".auth.v1.IntrospectRequest",
         ])
         .compile_fds(fds)?;
+
+    let legacy_out = out_dir.join("legacy");
+    std::fs::create_dir_all(&legacy_out)?;
+    let legacy_fds = protox::compile([legacy], ["tests/proto/legacy"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(false)
+        .out_dir(legacy_out)
+        .compile_fds(legacy_fds)?;
     Ok(())
 }

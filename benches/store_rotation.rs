@@ -59,6 +59,7 @@ async fn chain(store: &dyn Store, user: &User) -> TokenHash {
         user: user.clone(),
         created_at: at,
         expires_at: at.saturating_add(policy().max_lifetime),
+        origin: authd::domain::SessionOrigin::default(),
     };
     let first = new_token(at);
     store.start_family(&family, &first).await.unwrap();

@@ -10,9 +10,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use authd::crypto::api_key::ApiKeySecret;
 use authd::domain::{
-    FamilyId, NewFamily, NewToken, RefreshPolicy, Rejection, Role, Rotation, Successor, Timestamp,
-    TokenHash, User, UserId, Username,
+    ApiKey, FamilyId, NewFamily, NewToken, RefreshPolicy, Rejection, Role, Rotation, SessionOrigin,
+    Successor, Timestamp, TokenHash, User, UserId, Username, is_live,
 };
 use authd::store::{NewUser, Purged, RoleChange, Store, StoreError, StoredKey};
 
@@ -90,6 +91,11 @@ conformance!(
     purge_deletes_only_what_cannot_be_used,
     purge_works_in_batches,
     migrations_are_idempotent,
+    revoke_family_of_any_token_ends_the_session,
+    logout_racing_rotation_leaves_no_live_token,
+    revoked_access_tokens_are_remembered_until_expiry,
+    sessions_are_listed_with_their_origin_and_revoked,
+    api_keys_round_trip_without_their_secret,
 );
 
 // --- fixtures
@@ -172,6 +178,7 @@ async fn login(
         user: user.clone(),
         created_at: now,
         expires_at: now.saturating_add(policy.max_lifetime),
+        origin: SessionOrigin::new(Some("192.0.2.7".into()), Some("test-agent/1")),
     };
     let first = token(now, policy);
     store.start_family(&family, &first).await.unwrap();
@@ -782,4 +789,205 @@ async fn postgres_serialization_failures_are_retried_and_rotation_stays_exclusiv
         _postgres: None,
     })
     .await;
+}
+
+// --- logout, sessions, API keys (issue 7)
+
+async fn revoke_family_of_any_token_ends_the_session(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(MINUTE);
+    let alice = add_user(s, "alice").await;
+    let (family, first) = login(s, &alice, at(0), &p).await;
+    let second = rotate(s, &first, at(1), &p).await;
+    let found = s.inspect_refresh(&second).await.unwrap().unwrap();
+    assert!(is_live(&found.state, at(2)));
+    assert_eq!(found.issued_at, at(1));
+    assert!(!is_live(
+        &s.inspect_refresh(&first).await.unwrap().unwrap().state,
+        at(2)
+    ));
+    // The old, rotated token names the session too.
+    assert_eq!(
+        s.revoke_family_of(&first, at(2)).await.unwrap(),
+        Some(family.clone())
+    );
+    assert_eq!(
+        s.revoke_family_of(&first, at(3)).await.unwrap(),
+        Some(family)
+    );
+    assert_eq!(
+        s.revoke_family_of(&random_hash(), at(3)).await.unwrap(),
+        None
+    );
+    assert!(!is_live(
+        &s.inspect_refresh(&second).await.unwrap().unwrap().state,
+        at(3)
+    ));
+    assert_eq!(
+        rejected(&outcome(s, &second, at(3), &p).await),
+        Some(Rejection::FamilyRevoked)
+    );
+    assert!(s.inspect_refresh(&random_hash()).await.unwrap().is_none());
+}
+
+async fn logout_racing_rotation_leaves_no_live_token(b: Backend) {
+    let p = policy(Duration::ZERO);
+    let alice = add_user(b.store.as_ref(), "alice").await;
+    for round in 0..20 {
+        let (_, first) = login(b.store.as_ref(), &alice, at(round), &p).await;
+        let succ = successor(at(round + 1), &p);
+        let next = succ.token.hash;
+        let (s1, s2) = (Arc::clone(&b.store), Arc::clone(&b.store));
+        let rotation = tokio::spawn(async move {
+            s1.rotate_refresh(&first, &succ, at(round + 1), &p)
+                .await
+                .unwrap()
+        });
+        let logout =
+            tokio::spawn(async move { s2.revoke_family_of(&first, at(round + 1)).await.unwrap() });
+        let (rotation, logout) = (rotation.await.unwrap(), logout.await.unwrap());
+        assert!(logout.is_some());
+        match rotation {
+            Rotation::Rotated { .. } => {
+                let state = b.store.inspect_refresh(&next).await.unwrap().unwrap().state;
+                assert!(!is_live(&state, at(round + 1)), "round {round}");
+            }
+            Rotation::Rejected(Rejection::FamilyRevoked) => {
+                assert!(b.store.inspect_refresh(&next).await.unwrap().is_none());
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+}
+
+async fn revoked_access_tokens_are_remembered_until_expiry(b: Backend) {
+    let s = b.store.as_ref();
+    assert!(!s.is_access_token_revoked("jti-1").await.unwrap());
+    s.revoke_access_token("jti-1", at(15), at(0)).await.unwrap();
+    s.revoke_access_token("jti-1", at(15), at(1)).await.unwrap();
+    assert!(s.is_access_token_revoked("jti-1").await.unwrap());
+    // The next revocation after its expiry purges it (lazily).
+    s.revoke_access_token("jti-2", at(30), at(15))
+        .await
+        .unwrap();
+    assert!(!s.is_access_token_revoked("jti-1").await.unwrap());
+    assert!(s.is_access_token_revoked("jti-2").await.unwrap());
+}
+
+async fn sessions_are_listed_with_their_origin_and_revoked(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(MINUTE);
+    let alice = add_user(s, "alice").await;
+    let bob = add_user(s, "bob").await;
+    let (older, first) = login(s, &alice, at(0), &p).await;
+    let (newer, _) = login(s, &alice, at(1), &p).await;
+    let (bobs, _) = login(s, &bob, at(1), &p).await;
+    rotate(s, &first, at(2), &p).await;
+    let listed = s.list_sessions(&name("alice"), at(3)).await.unwrap();
+    let ids: Vec<_> = listed.iter().map(|x| x.id.clone()).collect();
+    assert_eq!(ids, vec![newer.clone(), older.clone()], "newest first");
+    assert_eq!(listed[1].last_used_at, Some(at(2)));
+    assert_eq!(listed[0].last_used_at, None);
+    assert_eq!(listed[0].origin.source_addr.as_deref(), Some("192.0.2.7"));
+    assert_eq!(listed[0].origin.user_agent.as_deref(), Some("test-agent/1"));
+    assert_eq!(listed[0].user.id, alice.id);
+    // Idle-expired sessions are not listed (idle timeout: one day).
+    assert_eq!(
+        s.list_sessions(&name("alice"), at(1441))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    assert_eq!(
+        s.find_session(&older).await.unwrap().unwrap().created_at,
+        at(0)
+    );
+    assert!(
+        s.find_session(&FamilyId::generate())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    s.revoke_family(&older, at(3)).await.unwrap();
+    assert_eq!(
+        s.list_sessions(&name("alice"), at(3)).await.unwrap().len(),
+        1
+    );
+    let (user, count) = s.revoke_sessions_of(&name("alice"), at(4)).await.unwrap();
+    assert_eq!((user.id, count), (alice.id, 1));
+    assert!(
+        s.list_sessions(&name("alice"), at(4))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.list_sessions(&name("bob"), at(4)).await.unwrap()[0].id,
+        bobs
+    );
+    assert!(matches!(
+        s.list_sessions(&name("nobody"), at(4)).await,
+        Err(StoreError::UserNotFound)
+    ));
+    assert!(matches!(
+        s.revoke_sessions_of(&name("nobody"), at(4)).await,
+        Err(StoreError::UserNotFound)
+    ));
+}
+
+async fn api_keys_round_trip_without_their_secret(b: Backend) {
+    let s = b.store.as_ref();
+    let alice = add_user(s, "alice").await;
+    let secret = ApiKeySecret::generate().unwrap();
+    let key = ApiKey {
+        id: secret.id().clone(),
+        user_id: alice.id.clone(),
+        name: "ci".into(),
+        roles: vec![Role::parse("ops").unwrap()],
+        created_at: at(0),
+        expires_at: Some(at(60)),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    s.create_api_key(&key, &secret.hash()).await.unwrap();
+    let found = s.find_api_key(secret.id()).await.unwrap().unwrap();
+    assert_eq!(found.key, key);
+    assert_eq!(found.owner.id, alice.id);
+    assert!(found.secret_hash.matches(&secret.hash()));
+    s.touch_api_key(secret.id(), at(5)).await.unwrap();
+    let listed = s.list_api_keys(Some(&name("alice"))).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].key.last_used_at, Some(at(5)));
+    assert_eq!(listed[0].username, name("alice"));
+    assert_eq!(s.list_api_keys(None).await.unwrap().len(), 1);
+    assert!(matches!(
+        s.list_api_keys(Some(&name("nobody"))).await,
+        Err(StoreError::UserNotFound)
+    ));
+    assert!(s.revoke_api_key(secret.id(), at(6)).await.unwrap());
+    assert!(s.revoke_api_key(secret.id(), at(7)).await.unwrap());
+    let revoked = s.find_api_key(secret.id()).await.unwrap().unwrap();
+    assert_eq!(
+        revoked.key.revoked_at,
+        Some(at(6)),
+        "the first revocation stands"
+    );
+    let other = ApiKeySecret::generate().unwrap();
+    assert!(!s.revoke_api_key(other.id(), at(7)).await.unwrap());
+    assert!(s.find_api_key(other.id()).await.unwrap().is_none());
+    // A key of an unknown user is refused.
+    let orphan = ApiKey {
+        id: other.id().clone(),
+        user_id: UserId::generate(),
+        ..key
+    };
+    assert!(matches!(
+        s.create_api_key(&orphan, &other.hash()).await,
+        Err(StoreError::UserNotFound)
+    ));
+    // Keys go with their user.
+    s.delete_user(&name("alice")).await.unwrap();
+    assert!(s.find_api_key(secret.id()).await.unwrap().is_none());
 }

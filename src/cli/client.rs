@@ -1,6 +1,6 @@
 //! `authd client …`: a minimal gRPC client for trying a running server from the shell.
 //!
-//! It prints the token pair as one JSON object on stdout, so the walk-through in README.md can
+//! It prints each answer as one JSON object on stdout, so the walk-through in README.md can
 //! be pasted as is. Real clients use any gRPC stack generated from `proto/auth/v1/auth.proto`.
 
 use std::io::Read;
@@ -22,6 +22,12 @@ pub enum ClientCommand {
         #[arg(long, value_name = "URL")]
         addr: Option<String>,
     },
+    /// Get an access token with an API key ("-" reads the key from stdin)
+    ApiKeyLogin {
+        api_key: String,
+        #[arg(long, value_name = "URL")]
+        addr: Option<String>,
+    },
     /// Exchange a refresh token for a new pair ("-" reads the token from stdin)
     Refresh {
         // Tokens are base64url and may start with '-'.
@@ -30,6 +36,34 @@ pub enum ClientCommand {
         #[arg(long, value_name = "URL")]
         addr: Option<String>,
     },
+    /// End a session: revoke a refresh token's family and/or an access token
+    Logout {
+        #[arg(long, allow_hyphen_values = true, value_name = "TOKEN")]
+        refresh_token: Option<String>,
+        #[arg(long, allow_hyphen_values = true, value_name = "TOKEN")]
+        access_token: Option<String>,
+        #[arg(long, value_name = "URL")]
+        addr: Option<String>,
+    },
+    /// Ask whether a token (access or refresh) is active ("-" reads it from stdin)
+    Introspect {
+        #[arg(allow_hyphen_values = true)]
+        token: String,
+        #[arg(long, value_name = "URL")]
+        addr: Option<String>,
+    },
+}
+
+/// The argument, or one token read from stdin when it is "-".
+fn arg_or_stdin(value: String, what: &str) -> Result<String, String> {
+    if value != "-" {
+        return Ok(value);
+    }
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| format!("cannot read the {what} from stdin: {e}"))?;
+    Ok(s.trim().to_owned())
 }
 
 pub async fn run(config: Config, command: ClientCommand) -> Result<(), String> {
@@ -49,22 +83,45 @@ pub async fn run(config: Config, command: ClientCommand) -> Result<(), String> {
                 }),
             )
         }
+        ClientCommand::ApiKeyLogin { api_key, addr } => {
+            let api_key = arg_or_stdin(api_key, "api key")?;
+            let credential = Credential::ApiKeyCredential(pb::ApiKeyCredential { api_key });
+            (
+                addr,
+                Request::Token(pb::TokenRequest {
+                    credential: Some(credential),
+                }),
+            )
+        }
         ClientCommand::Refresh {
             refresh_token,
             addr,
         } => {
-            let refresh_token = if refresh_token == "-" {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .map_err(|e| format!("cannot read the token from stdin: {e}"))?;
-                s.trim().to_owned()
-            } else {
-                refresh_token
-            };
+            let refresh_token = arg_or_stdin(refresh_token, "token")?;
             (
                 addr,
                 Request::Refresh(pb::RefreshTokenRequest { refresh_token }),
+            )
+        }
+        ClientCommand::Logout {
+            refresh_token,
+            access_token,
+            addr,
+        } => (
+            addr,
+            Request::Logout(pb::LogoutRequest {
+                refresh_token: refresh_token.unwrap_or_default(),
+                access_token: access_token.unwrap_or_default(),
+            }),
+        ),
+        ClientCommand::Introspect { token, addr } => {
+            let token = arg_or_stdin(token, "token")?;
+            (
+                addr,
+                Request::Introspect(pb::IntrospectRequest {
+                    token,
+                    token_type_hint: String::new(),
+                }),
             )
         }
     };
@@ -72,23 +129,58 @@ pub async fn run(config: Config, command: ClientCommand) -> Result<(), String> {
     let mut client = AuthServiceClient::connect(addr.clone())
         .await
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let response = match request {
-        Request::Token(r) => client.token(r).await,
-        Request::Refresh(r) => client.refresh_token(r).await,
-    }
-    .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
-    .into_inner();
-    println!(
-        "{}",
-        serde_json::json!({
-            "access_token": response.access_token,
-            "refresh_token": response.refresh_token,
-        })
-    );
+    let failed = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
+    let output = match request {
+        Request::Token(r) => token_json(client.token(r).await.map_err(failed)?.into_inner()),
+        Request::Refresh(r) => {
+            token_json(client.refresh_token(r).await.map_err(failed)?.into_inner())
+        }
+        Request::Logout(r) => {
+            client.logout(r).await.map_err(failed)?;
+            serde_json::json!({ "logged_out": true })
+        }
+        Request::Introspect(r) => {
+            let i = client.introspect(r).await.map_err(failed)?.into_inner();
+            if i.active {
+                // Only what applies to this kind of token.
+                let mut answer = serde_json::json!({
+                    "active": true,
+                    "token_type": i.token_type,
+                    "sub": i.sub,
+                    "username": i.username,
+                    "exp": i.exp,
+                    "iat": i.iat,
+                    "roles": i.roles,
+                });
+                for (name, value) in [
+                    ("jti", i.jti),
+                    ("key_id", i.key_id),
+                    ("session_id", i.session_id),
+                ] {
+                    if !value.is_empty() {
+                        answer[name] = value.into();
+                    }
+                }
+                answer
+            } else {
+                serde_json::json!({ "active": false })
+            }
+        }
+    };
+    println!("{output}");
     Ok(())
+}
+
+fn token_json(response: pb::TokenResponse) -> serde_json::Value {
+    serde_json::json!({
+        "access_token": response.access_token,
+        "refresh_token": response.refresh_token,
+    })
 }
 
 enum Request {
     Token(pb::TokenRequest),
     Refresh(pb::RefreshTokenRequest),
+    Logout(pb::LogoutRequest),
+    Introspect(pb::IntrospectRequest),
 }

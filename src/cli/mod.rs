@@ -1,12 +1,15 @@
 //! The `authd` command line: parsing (clap) and dispatch to the subcommands.
 //!
-//! Every subcommand loads the same layered [`Config`], so `authd user …` acts on the database
-//! `authd serve` uses. Errors print one line to stderr and exit non-zero.
+//! Every subcommand loads the same layered [`Config`], so `authd user …`, `authd apikey …` and
+//! `authd session …` act on the database `authd serve` uses. Errors print one line to stderr
+//! and exit non-zero.
 
+mod apikey;
 mod client;
 mod keys;
 mod migrate;
 mod serve;
+mod session;
 mod token;
 mod user;
 
@@ -46,6 +49,12 @@ enum Command {
     /// Manage users
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Manage API keys
+    #[command(subcommand)]
+    Apikey(apikey::ApiKeyCommand),
+    /// List and end sessions (refresh families)
+    #[command(subcommand)]
+    Session(session::SessionCommand),
     /// Call a running server (for trying authd from the shell)
     #[command(subcommand)]
     Client(client::ClientCommand),
@@ -82,6 +91,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Serve { .. } => runtime.block_on(serve::run(config)),
                 Command::Migrate => runtime.block_on(migrate::run(config)),
                 Command::User(cmd) => runtime.block_on(user::run(config, cmd)),
+                Command::Apikey(cmd) => runtime.block_on(apikey::run(config, cmd)),
+                Command::Session(cmd) => runtime.block_on(session::run(config, cmd)),
                 Command::Client(cmd) => runtime.block_on(client::run(config, cmd)),
                 Command::Keys(cmd) => runtime.block_on(keys::run(config, cmd)),
                 Command::Token(cmd) => runtime.block_on(token::run(config, cmd)),

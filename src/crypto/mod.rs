@@ -3,6 +3,7 @@
 //! Nothing here is hand-rolled; this module only wires those primitives to the domain.
 
 pub mod access_token;
+pub mod api_key;
 pub mod key_encryption;
 pub mod keys;
 pub mod password;

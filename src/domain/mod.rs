@@ -3,6 +3,7 @@
 //! Everything here is plain data and pure functions. It does no I/O, reads no clock and knows
 //! no transport or database: no tonic, sqlx or argon2 in this module tree.
 
+mod api_key;
 mod key_schedule;
 mod password;
 mod refresh;
@@ -11,11 +12,15 @@ mod time;
 mod user;
 mod username;
 
+pub use api_key::{
+    API_KEY_ID_CHARS, ApiKey, ApiKeyId, ApiKeyListing, ApiKeyRejection, RoleNotHeld, check_api_key,
+    roles_for_new_key,
+};
 pub use key_schedule::{KeyPolicy, KeyState, KeyTimes, PlannedRotation, TOKEN_CLOCK_SKEW};
 pub use password::{MAX_PASSWORD_BYTES, Password, PasswordError};
 pub use refresh::{
-    Decision, FamilyId, NewFamily, NewToken, PresentedToken, RefreshPolicy, Rejection, Rotation,
-    Successor, TokenHash, decide,
+    Decision, FamilyId, MAX_USER_AGENT_CHARS, NewFamily, NewToken, PresentedToken, RefreshPolicy,
+    Rejection, Rotation, Session, SessionOrigin, Successor, TokenHash, decide, is_live,
 };
 pub use role::{Role, RoleError};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -74,6 +74,51 @@ pub struct NewFamily {
     pub user: User,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// Where the login came from, for `authd session list`.
+    pub origin: SessionOrigin,
+}
+
+/// Where a session started: the peer address and the client's `user-agent`, both as reported
+/// by the transport (untrusted, informational only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionOrigin {
+    pub source_addr: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Longest `user-agent` kept, in characters; longer ones are cut.
+pub const MAX_USER_AGENT_CHARS: usize = 256;
+
+impl SessionOrigin {
+    /// Keeps at most [`MAX_USER_AGENT_CHARS`] printable characters of the user agent (control
+    /// characters would garble an operator's terminal); an empty one is dropped.
+    pub fn new(source_addr: Option<String>, user_agent: Option<&str>) -> Self {
+        let user_agent = user_agent
+            .map(|ua| {
+                ua.chars()
+                    .filter(|c| !c.is_control())
+                    .take(MAX_USER_AGENT_CHARS)
+                    .collect::<String>()
+            })
+            .filter(|ua| !ua.is_empty());
+        Self {
+            source_addr,
+            user_agent,
+        }
+    }
+}
+
+/// A refresh family seen as a session, for listing and revocation.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: FamilyId,
+    pub user: User,
+    pub created_at: Timestamp,
+    /// When it was last refreshed; `None` if never.
+    pub last_used_at: Option<Timestamp>,
+    /// The absolute end of the session.
+    pub expires_at: Timestamp,
+    pub origin: SessionOrigin,
 }
 
 /// A token to store: its hash and lifetime, never the token itself.
@@ -158,14 +203,8 @@ pub enum Decision {
 ///   token (its successor is still the newest) presented within the grace window: then the
 ///   same successor is returned, never a new branch.
 pub fn decide(token: &PresentedToken, now: Timestamp, policy: &RefreshPolicy) -> Decision {
-    if token.family_revoked {
-        return Decision::Reject(Rejection::FamilyRevoked);
-    }
-    if !token.user.enabled {
-        return Decision::Reject(Rejection::UserDisabled);
-    }
-    if now >= token.family_expires_at {
-        return Decision::Reject(Rejection::FamilyExpired);
+    if let Some(why) = family_rejection(token, now) {
+        return Decision::Reject(why);
     }
     if let Some(used_at) = token.used_at {
         let in_grace = !policy.reuse_grace.is_zero() && now.since(used_at) <= policy.reuse_grace;
@@ -181,6 +220,27 @@ pub fn decide(token: &PresentedToken, now: Timestamp, policy: &RefreshPolicy) ->
         return Decision::Reject(Rejection::IdleExpired);
     }
     Decision::Rotate
+}
+
+/// Refusals that hold for every token of a family, whatever the token's own state.
+fn family_rejection(token: &PresentedToken, now: Timestamp) -> Option<Rejection> {
+    if token.family_revoked {
+        Some(Rejection::FamilyRevoked)
+    } else if !token.user.enabled {
+        Some(Rejection::UserDisabled)
+    } else if now >= token.family_expires_at {
+        Some(Rejection::FamilyExpired)
+    } else {
+        None
+    }
+}
+
+/// Whether a token would be accepted as the *current* token of its session at `now`: the same
+/// family rules as [`decide`], and the token itself unused and within its idle timeout. A
+/// rotated token is never live, even inside the grace window (the grace retry returns an
+/// existing successor; it is not a use of a live token). This is what `Introspect` reports.
+pub fn is_live(token: &PresentedToken, now: Timestamp) -> bool {
+    family_rejection(token, now).is_none() && token.used_at.is_none() && now < token.expires_at
 }
 
 /// The outcome of a rotation attempt, as reported by the store after applying a [`Decision`].
@@ -305,6 +365,39 @@ mod tests {
             decide(&token, at(5), &policy(Duration::ZERO)),
             Decision::RevokeFamily
         );
+    }
+
+    #[test]
+    fn only_unused_tokens_of_live_families_are_live() {
+        assert!(is_live(&fresh(), at(9)));
+        assert!(!is_live(&fresh(), at(10)), "idle-expired");
+        assert!(
+            !is_live(&rotated_at(1, true), at(1)),
+            "rotated, even within grace"
+        );
+        let revoked = PresentedToken {
+            family_revoked: true,
+            ..fresh()
+        };
+        assert!(!is_live(&revoked, at(1)));
+        let mut disabled = fresh();
+        disabled.user.enabled = false;
+        assert!(!is_live(&disabled, at(1)));
+        let ended = PresentedToken {
+            expires_at: at(70),
+            ..fresh()
+        };
+        assert!(!is_live(&ended, at(60)), "family lifetime over");
+    }
+
+    #[test]
+    fn user_agent_is_bounded_and_printable() {
+        let long = "x".repeat(1000);
+        let o = SessionOrigin::new(None, Some(&long));
+        assert_eq!(o.user_agent.unwrap().chars().count(), MAX_USER_AGENT_CHARS);
+        let o = SessionOrigin::new(None, Some("a\u{1b}[31mb\n"));
+        assert_eq!(o.user_agent.as_deref(), Some("a[31mb"));
+        assert_eq!(SessionOrigin::new(None, Some("\n")).user_agent, None);
     }
 
     #[test]

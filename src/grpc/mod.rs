@@ -1,7 +1,8 @@
 //! The gRPC transport: `auth.v1.AuthService` over tonic.
 //!
 //! Handlers are thin: take the fields out of the request, call one [`TokenService`] method,
-//! map the error with [`error::to_status`]. Only this module knows protobuf types.
+//! map the result to the response and the error with [`error::to_status`]. Only this module
+//! knows protobuf types.
 
 mod error;
 pub mod health;
@@ -10,7 +11,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::service::{IssuedTokens, TokenService};
+use crate::crypto::access_token::Audience;
+use crate::service::{Introspection, IssuedTokens, TokenService};
 
 /// Generated protobuf and gRPC code for `proto/auth/v1/auth.proto`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -28,6 +30,32 @@ pub mod pb {
             f.debug_struct("PasswordCredential")
                 .field("username", &self.username)
                 .field("password", &"<redacted>")
+                .finish()
+        }
+    }
+
+    impl std::fmt::Debug for ApiKeyCredential {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("ApiKeyCredential")
+                .field("api_key", &"<redacted>")
+                .finish()
+        }
+    }
+
+    impl std::fmt::Debug for LogoutRequest {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("LogoutRequest")
+                .field("refresh_token", &"<redacted>")
+                .field("access_token", &"<redacted>")
+                .finish()
+        }
+    }
+
+    impl std::fmt::Debug for IntrospectRequest {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("IntrospectRequest")
+                .field("token", &"<redacted>")
+                .field("token_type_hint", &self.token_type_hint)
                 .finish()
         }
     }
@@ -74,6 +102,54 @@ impl AuthApi {
     }
 }
 
+/// The client's `user-agent` metadata, if it is valid text.
+fn user_agent<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn introspection(found: Introspection) -> pb::IntrospectResponse {
+    match found {
+        Introspection::Inactive => pb::IntrospectResponse::default(),
+        Introspection::Access(claims) => pb::IntrospectResponse {
+            active: true,
+            token_type: "access_token".into(),
+            sub: claims.sub,
+            username: claims.preferred_username,
+            exp: claims.exp,
+            iat: claims.iat,
+            roles: claims.roles,
+            jti: claims.jti,
+            iss: claims.iss,
+            aud: match claims.aud {
+                Audience::One(one) => vec![one],
+                Audience::Many(many) => many,
+            },
+            key_id: claims.key_id.unwrap_or_default(),
+            session_id: String::new(),
+        },
+        Introspection::Refresh {
+            user,
+            session,
+            issued_at,
+            expires_at,
+        } => pb::IntrospectResponse {
+            active: true,
+            token_type: "refresh_token".into(),
+            sub: user.id.to_string(),
+            username: user.username.to_string(),
+            exp: expires_at.unix_seconds(),
+            iat: issued_at.unix_seconds(),
+            roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            session_id: session.to_string(),
+            ..pb::IntrospectResponse::default()
+        },
+    }
+}
+
 fn respond(tokens: IssuedTokens) -> Response<pb::TokenResponse> {
     Response::new(pb::TokenResponse {
         access_token: tokens.access_token,
@@ -88,12 +164,25 @@ impl pb::auth_service_server::AuthService for AuthApi {
         request: Request<pb::TokenRequest>,
     ) -> Result<Response<pb::TokenResponse>, Status> {
         let peer = request.remote_addr();
+        let user_agent = user_agent(&request);
         match request.into_inner().credential {
             Some(pb::token_request::Credential::PasswordCredential(c)) => self
                 .service
-                .login(&c.username, &c.password, peer)
+                .login(&c.username, &c.password, peer, user_agent.as_deref())
                 .await
                 .map(respond)
+                .map_err(error::to_status),
+            // The key is the long-lived credential: no refresh token.
+            Some(pb::token_request::Credential::ApiKeyCredential(c)) => self
+                .service
+                .login_with_api_key(&c.api_key, peer)
+                .await
+                .map(|access_token| {
+                    Response::new(pb::TokenResponse {
+                        access_token,
+                        refresh_token: String::new(),
+                    })
+                })
                 .map_err(error::to_status),
             None => Err(Status::invalid_argument("a credential is required")),
         }
@@ -110,5 +199,94 @@ impl pb::auth_service_server::AuthService for AuthApi {
             .await
             .map(respond)
             .map_err(error::to_status)
+    }
+
+    async fn logout(
+        &self,
+        request: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        let peer = request.remote_addr();
+        let r = request.into_inner();
+        self.service
+            .logout(&r.refresh_token, &r.access_token, peer)
+            .await
+            .map(|()| Response::new(pb::LogoutResponse {}))
+            .map_err(error::to_status)
+    }
+
+    async fn introspect(
+        &self,
+        request: Request<pb::IntrospectRequest>,
+    ) -> Result<Response<pb::IntrospectResponse>, Status> {
+        let token = request.into_inner().token;
+        self.service
+            .introspect(&token)
+            .await
+            .map(|found| Response::new(introspection(found)))
+            .map_err(error::to_status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pb;
+
+    #[test]
+    fn messages_carrying_secrets_debug_without_them() {
+        let secret = "s3cr3t-value-that-must-not-print";
+        let shown = [
+            format!(
+                "{:?}",
+                pb::TokenRequest {
+                    credential: Some(pb::token_request::Credential::ApiKeyCredential(
+                        pb::ApiKeyCredential {
+                            api_key: secret.into(),
+                        },
+                    )),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::TokenRequest {
+                    credential: Some(pb::token_request::Credential::PasswordCredential(
+                        pb::PasswordCredential {
+                            username: "alice".into(),
+                            password: secret.into(),
+                        },
+                    )),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::LogoutRequest {
+                    refresh_token: secret.into(),
+                    access_token: secret.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::IntrospectRequest {
+                    token: secret.into(),
+                    token_type_hint: "access_token".into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::RefreshTokenRequest {
+                    refresh_token: secret.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::TokenResponse {
+                    access_token: secret.into(),
+                    refresh_token: secret.into(),
+                }
+            ),
+        ];
+        for s in &shown {
+            assert!(!s.contains(secret), "{s}");
+            assert!(s.contains("<redacted>"), "{s}");
+        }
     }
 }

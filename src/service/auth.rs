@@ -11,8 +11,8 @@ use crate::crypto::keys::{KeyError, KeyRing};
 use crate::crypto::password::{HashError, PasswordHasher, Verification};
 use crate::crypto::refresh_token::{RandomnessError, RefreshToken};
 use crate::domain::{
-    Clock, FamilyId, NewFamily, NewToken, Password, PasswordError, RefreshPolicy, Rotation,
-    Successor, Timestamp, User, Username,
+    ApiKeyId, Clock, FamilyId, NewFamily, NewToken, Password, PasswordError, RefreshPolicy, Role,
+    Rotation, SessionOrigin, Successor, Timestamp, User, Username,
 };
 use crate::metrics::LoginOutcome;
 use crate::service::KeyManager;
@@ -77,11 +77,11 @@ impl From<RandomnessError> for AuthError {
 
 /// Issues tokens for credentials and rotates refresh tokens.
 pub struct TokenService {
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     hasher: Arc<PasswordHasher>,
     keys: Arc<KeyManager>,
-    clock: Arc<dyn Clock>,
-    settings: TokenSettings,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) settings: TokenSettings,
 }
 
 impl TokenService {
@@ -114,7 +114,9 @@ impl TokenService {
         username: &str,
         password: &str,
         peer: Option<SocketAddr>,
+        user_agent: Option<&str>,
     ) -> Result<IssuedTokens, AuthError> {
+        let origin = SessionOrigin::new(peer.map(|p| p.ip().to_string()), user_agent);
         let peer = peer.map(|p| p.ip().to_string()).unwrap_or_default();
         let shown_name: String = username.chars().take(64).collect();
         let outcome = self.check_password(username, password).await;
@@ -141,7 +143,7 @@ impl TokenService {
             ),
         }
         let user = outcome?;
-        self.start_family(&user).await
+        self.start_family(&user, origin).await
     }
 
     async fn check_password(&self, username: &str, password: &str) -> Result<User, AuthError> {
@@ -191,7 +193,11 @@ impl TokenService {
         }
     }
 
-    async fn start_family(&self, user: &User) -> Result<IssuedTokens, AuthError> {
+    async fn start_family(
+        &self,
+        user: &User,
+        origin: SessionOrigin,
+    ) -> Result<IssuedTokens, AuthError> {
         let now = self.clock.now();
         let refresh_token = RefreshToken::generate()?;
         let family = NewFamily {
@@ -199,6 +205,7 @@ impl TokenService {
             user: user.clone(),
             created_at: now,
             expires_at: now.saturating_add(self.settings.refresh.max_lifetime),
+            origin,
         };
         let first = self.new_token(&refresh_token, now);
         let access_token = self.access_token(user, now)?;
@@ -300,6 +307,17 @@ impl TokenService {
     }
 
     fn access_token(&self, user: &User, now: Timestamp) -> Result<String, AuthError> {
+        self.sign_access_token(user, &user.roles, None, now)
+    }
+
+    /// Signs an access token for `user` carrying `roles` and, for an API-key login, the key.
+    pub(super) fn sign_access_token(
+        &self,
+        user: &User,
+        roles: &[Role],
+        key_id: Option<&ApiKeyId>,
+        now: Timestamp,
+    ) -> Result<String, AuthError> {
         let ring = self.keys.ring();
         let key = ring
             .signing_key(now)
@@ -314,8 +332,9 @@ impl TokenService {
             iat,
             nbf: iat,
             jti: base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, jti),
-            roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
             preferred_username: user.username.to_string(),
+            key_id: key_id.map(ToString::to_string),
         };
         Ok(key.sign(ACCESS_TOKEN_TYP, &claims)?)
     }

@@ -1,15 +1,22 @@
-//! Use cases: logging in, refreshing, and managing users and keys.
+//! Use cases: logging in (password or API key), refreshing, logging out, introspecting, and
+//! managing users, API keys, sessions and signing keys.
 //!
 //! Each use case parses its input into domain types, calls the store and the crypto helpers,
 //! and returns domain results. This layer knows no transport (no tonic) and no database
 //! (no sqlx): the gRPC handlers and the CLI are thin shells around it.
 
+mod api_keys;
 mod auth;
 mod keys;
+mod logout;
 mod purge;
+mod sessions;
 mod users;
 
+pub use api_keys::{ApiKeyAdmin, CreatedApiKey, MAX_KEY_NAME_CHARS};
 pub use auth::{AuthError, IssuedTokens, TokenService, TokenSettings};
 pub use keys::{KeyInfo, KeyManager, KeySetupError, RotateOutcome, list_keys};
+pub use logout::Introspection;
 pub use purge::{PURGE_BATCH, run_purge_job};
+pub use sessions::SessionAdmin;
 pub use users::{AdminError, UserAdmin};

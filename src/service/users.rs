@@ -1,4 +1,5 @@
-//! User administration, as driven by the CLI.
+//! User administration, as driven by the CLI, and [`AdminError`], the error of every
+//! administrative use case (users, API keys, sessions).
 
 use std::sync::Arc;
 
@@ -23,7 +24,17 @@ pub enum AdminError {
     #[error("no user named {0:?}")]
     UnknownUser(String),
     #[error("{0}")]
+    RoleNotHeld(#[from] crate::domain::RoleNotHeld),
+    #[error("invalid api key name: {0}")]
+    InvalidKeyName(&'static str),
+    #[error("no api key with id {0:?}")]
+    UnknownApiKey(String),
+    #[error("no session with id {0:?}")]
+    UnknownSession(String),
+    #[error("{0}")]
     Store(StoreError),
+    #[error("{0}")]
+    Randomness(#[from] crate::crypto::refresh_token::RandomnessError),
     #[error("{0}")]
     Hash(#[from] HashError),
 }

@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::crypto::api_key::ApiKeySecretHash;
 use crate::domain::{
-    FamilyId, NewFamily, NewToken, RefreshPolicy, Role, Rotation, Successor, Timestamp, TokenHash,
-    User, UserCredentials, UserId, Username,
+    ApiKey, ApiKeyId, ApiKeyListing, FamilyId, NewFamily, NewToken, PresentedToken, RefreshPolicy,
+    Role, Rotation, Session, Successor, Timestamp, TokenHash, User, UserCredentials, UserId,
+    Username,
 };
 
 pub use postgres::PostgresStore;
@@ -96,6 +98,21 @@ pub struct RoleChange {
     pub remove: Vec<Role>,
 }
 
+/// An API key as loaded for a login: its record, its owner and the hash of its secret.
+#[derive(Debug, Clone)]
+pub struct StoredApiKey {
+    pub key: ApiKey,
+    pub owner: User,
+    pub secret_hash: ApiKeySecretHash,
+}
+
+/// A refresh token's stored state, for `Introspect`.
+#[derive(Debug, Clone)]
+pub struct InspectedToken {
+    pub state: PresentedToken,
+    pub issued_at: Timestamp,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Checks the database answers.
@@ -165,6 +182,86 @@ pub trait Store: Send + Sync + 'static {
     /// timeout. Used tokens of live families are kept, since reuse detection needs them.
     /// Idempotent, so several replicas may run it at once.
     async fn purge_expired(&self, now: Timestamp, batch: u32) -> Result<Purged, StoreError>;
+
+    /// Looks up the presented token without changing anything: for `Introspect`, which then
+    /// applies [`crate::domain::is_live`].
+    async fn inspect_refresh(
+        &self,
+        presented: &TokenHash,
+    ) -> Result<Option<InspectedToken>, StoreError>;
+
+    // --- logout and sessions
+
+    /// Revokes the whole family of the presented token (any token of it, used or not), in a
+    /// transaction that serialises with [`Store::rotate_refresh`]: a rotation either commits
+    /// before (its successor is revoked with the family) or sees the family revoked. Returns
+    /// the family, or `None` for an unknown token. Idempotent.
+    async fn revoke_family_of(
+        &self,
+        presented: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<FamilyId>, StoreError>;
+
+    /// Records an access token's `jti` as revoked until `expires_at`. Idempotent. Rows of
+    /// tokens expired by `now` are purged in the same transaction (lazy purge: the table holds
+    /// at most the tokens revoked within one access-token lifetime).
+    async fn revoke_access_token(
+        &self,
+        jti: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Whether an access token's `jti` was revoked by a logout.
+    async fn is_access_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+
+    /// The user's live sessions at `now` (not revoked, within their lifetime, with an unused
+    /// token within its idle timeout), newest first.
+    ///
+    /// # Errors
+    /// [`StoreError::UserNotFound`] for an unknown user.
+    async fn list_sessions(
+        &self,
+        username: &Username,
+        now: Timestamp,
+    ) -> Result<Vec<Session>, StoreError>;
+
+    /// One session by id, live or not.
+    async fn find_session(&self, id: &FamilyId) -> Result<Option<Session>, StoreError>;
+
+    /// Revokes every family of the user; returns the user and how many were live.
+    ///
+    /// # Errors
+    /// [`StoreError::UserNotFound`] for an unknown user.
+    async fn revoke_sessions_of(
+        &self,
+        username: &Username,
+        now: Timestamp,
+    ) -> Result<(User, u64), StoreError>;
+
+    // --- API keys
+
+    /// Stores a new key: its record and the hash of its secret, never the secret.
+    async fn create_api_key(
+        &self,
+        key: &ApiKey,
+        secret_hash: &ApiKeySecretHash,
+    ) -> Result<(), StoreError>;
+
+    /// The key with this id and its owner, for a login.
+    async fn find_api_key(&self, id: &ApiKeyId) -> Result<Option<StoredApiKey>, StoreError>;
+
+    /// Records a successful use.
+    async fn touch_api_key(&self, id: &ApiKeyId, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Keys of one user, or of everyone, with owners' names; never secrets or hashes.
+    async fn list_api_keys(
+        &self,
+        owner: Option<&Username>,
+    ) -> Result<Vec<ApiKeyListing>, StoreError>;
+
+    /// Revokes a key. Returns `false` when no key has this id. Idempotent.
+    async fn revoke_api_key(&self, id: &ApiKeyId, now: Timestamp) -> Result<bool, StoreError>;
 
     // --- signing keys
 

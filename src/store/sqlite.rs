@@ -15,11 +15,14 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{NewUser, Purged, RoleChange, Store, StoreError, StoredKey};
+use super::{
+    InspectedToken, NewUser, Purged, RoleChange, Store, StoreError, StoredApiKey, StoredKey,
+};
+use crate::crypto::api_key::ApiKeySecretHash;
 use crate::domain::{
-    Decision, FamilyId, NewFamily, NewToken, PresentedToken, RefreshPolicy, Role, Rotation,
-    Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username, decide,
-    normalise_roles,
+    ApiKey, ApiKeyId, ApiKeyListing, Decision, FamilyId, NewFamily, NewToken, PresentedToken,
+    RefreshPolicy, Role, Rotation, Session, SessionOrigin, Successor, Timestamp, TokenHash, User,
+    UserCredentials, UserId, Username, decide, normalise_roles,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -134,6 +137,113 @@ fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
     })
 }
 
+/// A presented refresh token with its family and user, by hash.
+const PRESENTED_TOKEN_SQL: &str = "\
+    SELECT t.family_id, t.issued_at, t.expires_at AS token_expires_at, t.used_at, \
+           t.successor_sealed, \
+           (SELECT s.used_at IS NULL FROM refresh_tokens s WHERE s.hash = t.successor_hash) \
+               AS successor_is_newest, \
+           f.revoked_at, f.expires_at AS family_expires_at, \
+           u.id, u.username, u.roles, u.enabled, u.created_at \
+    FROM refresh_tokens t \
+    JOIN refresh_families f ON f.id = t.family_id \
+    JOIN users u ON u.id = f.user_id \
+    WHERE t.hash = ?";
+
+fn millis(row: &SqliteRow, col: &str) -> Result<Timestamp, StoreError> {
+    Ok(Timestamp::from_unix_millis(
+        row.try_get(col).map_err(unavailable)?,
+    ))
+}
+
+fn opt_millis(row: &SqliteRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
+    Ok(row
+        .try_get::<Option<i64>, _>(col)
+        .map_err(unavailable)?
+        .map(Timestamp::from_unix_millis))
+}
+
+fn presented_from_row(row: &SqliteRow) -> Result<InspectedToken, StoreError> {
+    let state = PresentedToken {
+        user: user_from_row(row)?,
+        family_id: FamilyId::from_stored(row.try_get("family_id").map_err(unavailable)?),
+        family_revoked: opt_millis(row, "revoked_at")?.is_some(),
+        family_expires_at: millis(row, "family_expires_at")?,
+        expires_at: millis(row, "token_expires_at")?,
+        used_at: opt_millis(row, "used_at")?,
+        successor_is_newest: row
+            .try_get::<Option<bool>, _>("successor_is_newest")
+            .map_err(unavailable)?
+            .unwrap_or(false),
+        sealed_successor: row.try_get("successor_sealed").map_err(unavailable)?,
+    };
+    Ok(InspectedToken {
+        state,
+        issued_at: millis(row, "issued_at")?,
+    })
+}
+
+/// Sessions with their users, followed by the caller's WHERE clause (a literal: no dynamic
+/// SQL).
+macro_rules! session_sql {
+    ($rest:literal) => {
+        concat!(
+            "\
+    SELECT f.id AS family_id, f.created_at AS family_created_at, f.last_used_at, \
+           f.expires_at AS family_expires_at, f.source_addr, f.user_agent, \
+           u.id, u.username, u.roles, u.enabled, u.created_at \
+    FROM refresh_families f JOIN users u ON u.id = f.user_id ",
+            $rest
+        )
+    };
+}
+
+fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
+    Ok(Session {
+        id: FamilyId::from_stored(row.try_get("family_id").map_err(unavailable)?),
+        user: user_from_row(row)?,
+        created_at: millis(row, "family_created_at")?,
+        last_used_at: opt_millis(row, "last_used_at")?,
+        expires_at: millis(row, "family_expires_at")?,
+        origin: SessionOrigin {
+            source_addr: row.try_get("source_addr").map_err(unavailable)?,
+            user_agent: row.try_get("user_agent").map_err(unavailable)?,
+        },
+    })
+}
+
+/// API keys with their owners, followed by the caller's clauses (a literal).
+macro_rules! api_key_sql {
+    ($rest:literal) => {
+        concat!(
+            "\
+    SELECT k.id AS key_id, k.name, k.secret_hash, k.roles AS key_roles, \
+           k.created_at AS key_created_at, k.expires_at AS key_expires_at, k.last_used_at, \
+           k.revoked_at, u.id, u.username, u.roles, u.enabled, u.created_at \
+    FROM api_keys k JOIN users u ON u.id = k.user_id ",
+            $rest
+        )
+    };
+}
+
+fn api_key_from_row(row: &SqliteRow) -> Result<(ApiKey, User), StoreError> {
+    let owner = user_from_row(row)?;
+    let id: String = row.try_get("key_id").map_err(unavailable)?;
+    let key = ApiKey {
+        id: ApiKeyId::parse(&id).ok_or_else(|| {
+            StoreError::Unavailable(format!("malformed api key id {id:?}").into())
+        })?,
+        user_id: owner.id.clone(),
+        name: row.try_get("name").map_err(unavailable)?,
+        roles: decode_roles(row.try_get::<&str, _>("key_roles").map_err(unavailable)?)?,
+        created_at: millis(row, "key_created_at")?,
+        expires_at: opt_millis(row, "key_expires_at")?,
+        last_used_at: opt_millis(row, "last_used_at")?,
+        revoked_at: opt_millis(row, "revoked_at")?,
+    };
+    Ok((key, owner))
+}
+
 async fn fetch_user(
     tx: &mut Transaction<'static, Sqlite>,
     username: &Username,
@@ -154,8 +264,8 @@ async fn revoke_families_of(
     user: &UserId,
     now: Timestamp,
     reason: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
         "UPDATE refresh_families SET revoked_at = ?, revoked_reason = ? \
          WHERE user_id = ? AND revoked_at IS NULL",
     )
@@ -165,7 +275,17 @@ async fn revoke_families_of(
     .execute(&mut **tx)
     .await
     .map_err(unavailable)?;
-    Ok(())
+    // A revoked family's sealed successors are useless; drop them.
+    sqlx::query(
+        "UPDATE refresh_tokens SET successor_sealed = NULL \
+         WHERE successor_sealed IS NOT NULL \
+           AND family_id IN (SELECT id FROM refresh_families WHERE user_id = ?)",
+    )
+    .bind(user.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(done.rows_affected())
 }
 
 async fn revoke_family_in(
@@ -384,12 +504,16 @@ impl Store for SqliteStore {
     async fn start_family(&self, family: &NewFamily, first: &NewToken) -> Result<(), StoreError> {
         let mut tx = self.begin_immediate().await?;
         sqlx::query(
-            "INSERT INTO refresh_families (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO refresh_families \
+                 (id, user_id, created_at, expires_at, source_addr, user_agent) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(family.id.as_str())
         .bind(family.user.id.as_str())
         .bind(family.created_at.unix_millis())
         .bind(family.expires_at.unix_millis())
+        .bind(family.origin.source_addr.as_deref())
+        .bind(family.origin.user_agent.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -406,43 +530,15 @@ impl Store for SqliteStore {
         policy: &RefreshPolicy,
     ) -> Result<Rotation, StoreError> {
         let mut tx = self.begin_immediate().await?;
-        let row = sqlx::query(
-            "SELECT t.family_id, t.expires_at AS token_expires_at, t.used_at, t.successor_sealed, \
-                    (SELECT s.used_at IS NULL FROM refresh_tokens s WHERE s.hash = t.successor_hash) \
-                        AS successor_is_newest, \
-                    f.revoked_at, f.expires_at AS family_expires_at, \
-                    u.id, u.username, u.roles, u.enabled, u.created_at \
-             FROM refresh_tokens t \
-             JOIN refresh_families f ON f.id = t.family_id \
-             JOIN users u ON u.id = f.user_id \
-             WHERE t.hash = ?",
-        )
-        .bind(&presented.0[..])
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        let row = sqlx::query(PRESENTED_TOKEN_SQL)
+            .bind(&presented.0[..])
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         let Some(row) = row else {
             return Ok(Rotation::Rejected(crate::domain::Rejection::Unknown));
         };
-        let get_ts = |col: &str| -> Result<Option<Timestamp>, StoreError> {
-            Ok(row
-                .try_get::<Option<i64>, _>(col)
-                .map_err(unavailable)?
-                .map(Timestamp::from_unix_millis))
-        };
-        let state = PresentedToken {
-            user: user_from_row(&row)?,
-            family_id: FamilyId::from_stored(row.try_get("family_id").map_err(unavailable)?),
-            family_revoked: get_ts("revoked_at")?.is_some(),
-            family_expires_at: get_ts("family_expires_at")?.unwrap_or(now),
-            expires_at: get_ts("token_expires_at")?.unwrap_or(now),
-            used_at: get_ts("used_at")?,
-            successor_is_newest: row
-                .try_get::<Option<bool>, _>("successor_is_newest")
-                .map_err(unavailable)?
-                .unwrap_or(false),
-            sealed_successor: row.try_get("successor_sealed").map_err(unavailable)?,
-        };
+        let state = presented_from_row(&row)?.state;
         let PresentedToken {
             user, family_id, ..
         } = state.clone();
@@ -487,6 +583,12 @@ impl Store for SqliteStore {
                 .await
                 .map_err(unavailable)?;
                 insert_token(&mut tx, &family_id, &successor.token).await?;
+                sqlx::query("UPDATE refresh_families SET last_used_at = ? WHERE id = ?")
+                    .bind(now.unix_millis())
+                    .bind(family_id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
                 Rotation::Rotated { user, family_id }
             }
         };
@@ -499,6 +601,223 @@ impl Store for SqliteStore {
         revoke_family_in(&mut tx, family, now, "revoked").await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn inspect_refresh(
+        &self,
+        presented: &TokenHash,
+    ) -> Result<Option<InspectedToken>, StoreError> {
+        let row = sqlx::query(PRESENTED_TOKEN_SQL)
+            .bind(&presented.0[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(presented_from_row).transpose()
+    }
+
+    async fn revoke_family_of(
+        &self,
+        presented: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<FamilyId>, StoreError> {
+        // BEGIN IMMEDIATE, like rotate_refresh: the two serialise on the write lock.
+        let mut tx = self.begin_immediate().await?;
+        let family: Option<String> =
+            sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE hash = ?")
+                .bind(&presented.0[..])
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        let Some(family) = family.map(FamilyId::from_stored) else {
+            return Ok(None);
+        };
+        revoke_family_in(&mut tx, &family, now, "logout").await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(family))
+    }
+
+    async fn revoke_access_token(
+        &self,
+        jti: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at <= ?")
+            .bind(now.unix_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES (?, ?) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expires_at.unix_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn is_access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM revoked_access_tokens WHERE jti = ?")
+                .bind(jti)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(found.is_some())
+    }
+
+    async fn list_sessions(
+        &self,
+        username: &Username,
+        now: Timestamp,
+    ) -> Result<Vec<Session>, StoreError> {
+        if self.find_user(username).await?.is_none() {
+            return Err(StoreError::UserNotFound);
+        }
+        let rows = sqlx::query(session_sql!(
+            "WHERE u.username = ? AND f.revoked_at IS NULL AND f.expires_at > ? \
+               AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id \
+                           AND t.used_at IS NULL AND t.expires_at > ?) \
+             ORDER BY f.created_at DESC, f.id"
+        ))
+        .bind(username.as_str())
+        .bind(now.unix_millis())
+        .bind(now.unix_millis())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn find_session(&self, id: &FamilyId) -> Result<Option<Session>, StoreError> {
+        let row = sqlx::query(session_sql!("WHERE f.id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn revoke_sessions_of(
+        &self,
+        username: &Username,
+        now: Timestamp,
+    ) -> Result<(User, u64), StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let user = fetch_user(&mut tx, username).await?;
+        let revoked = revoke_families_of(&mut tx, &user.id, now, "sessions revoked").await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok((user, revoked))
+    }
+
+    async fn create_api_key(
+        &self,
+        key: &ApiKey,
+        secret_hash: &ApiKeySecretHash,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, name, secret_hash, roles, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(key.id.as_str())
+        .bind(key.user_id.as_str())
+        .bind(&key.name)
+        .bind(&secret_hash.0[..])
+        .bind(encode_roles(&key.roles))
+        .bind(key.created_at.unix_millis())
+        .bind(key.expires_at.map(Timestamp::unix_millis))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::UserNotFound,
+            _ => unavailable(e),
+        })?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, id: &ApiKeyId) -> Result<Option<StoredApiKey>, StoreError> {
+        let row = sqlx::query(api_key_sql!("WHERE k.id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let (key, owner) = api_key_from_row(&row)?;
+        let hash: Vec<u8> = row.try_get("secret_hash").map_err(unavailable)?;
+        let hash: [u8; 32] = hash
+            .try_into()
+            .map_err(|_| StoreError::Unavailable("malformed api key hash".into()))?;
+        Ok(Some(StoredApiKey {
+            key,
+            owner,
+            secret_hash: ApiKeySecretHash(hash),
+        }))
+    }
+
+    async fn touch_api_key(&self, id: &ApiKeyId, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+            .bind(now.unix_millis())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn list_api_keys(
+        &self,
+        owner: Option<&Username>,
+    ) -> Result<Vec<ApiKeyListing>, StoreError> {
+        let rows = match owner {
+            Some(username) => {
+                if self.find_user(username).await?.is_none() {
+                    return Err(StoreError::UserNotFound);
+                }
+                sqlx::query(api_key_sql!(
+                    "WHERE u.username = ? ORDER BY k.created_at, k.id"
+                ))
+                .bind(username.as_str())
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query(api_key_sql!("ORDER BY u.username, k.created_at, k.id"))
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let (key, owner) = api_key_from_row(row)?;
+                Ok(ApiKeyListing {
+                    key,
+                    username: owner.username,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_api_key(&self, id: &ApiKeyId, now: Timestamp) -> Result<bool, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM api_keys WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now.unix_millis())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(exists.is_some())
     }
 
     async fn purge_expired(&self, now: Timestamp, batch: u32) -> Result<Purged, StoreError> {

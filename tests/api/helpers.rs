@@ -10,8 +10,11 @@ use authd::crypto::access_token::AccessClaims;
 use authd::crypto::password::PasswordHasher;
 use authd::domain::SystemClock;
 use authd::grpc::AuthServiceClient;
-use authd::grpc::pb::{PasswordCredential, RefreshTokenRequest, TokenRequest, TokenResponse};
-use authd::service::{TokenService, UserAdmin};
+use authd::grpc::pb::{
+    ApiKeyCredential, IntrospectRequest, IntrospectResponse, LogoutRequest, PasswordCredential,
+    RefreshTokenRequest, TokenRequest, TokenResponse,
+};
+use authd::service::{ApiKeyAdmin, SessionAdmin, TokenService, UserAdmin};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -22,6 +25,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// A running authd on its own database.
 pub struct TestApp {
     pub config: Config,
+    /// The bound gRPC address.
+    pub addr: std::net::SocketAddr,
     pub client: AuthServiceClient<Channel>,
     pub service: Arc<TokenService>,
     /// Base URL of the HTTP side port, e.g. `http://127.0.0.1:41234`.
@@ -87,6 +92,7 @@ pub async fn spawn_on_with_clock(
         .expect("connects");
     TestApp {
         config,
+        addr,
         client,
         service,
         http,
@@ -111,6 +117,106 @@ impl TestApp {
             Arc::new(hasher),
             Arc::new(SystemClock),
             self.config.password_min_length,
+        )
+    }
+
+    /// The CLI's API-key administration on this server's database.
+    pub async fn api_keys(&self) -> ApiKeyAdmin {
+        let store = authd::store::open(&self.config.database_url).await.unwrap();
+        ApiKeyAdmin::new(store, Arc::new(SystemClock))
+    }
+
+    /// The CLI's session administration on this server's database.
+    pub async fn sessions(&self) -> SessionAdmin {
+        let store = authd::store::open(&self.config.database_url).await.unwrap();
+        SessionAdmin::new(store, Arc::new(SystemClock))
+    }
+
+    /// Creates an API key and returns `(id, key)`.
+    pub async fn create_api_key(
+        &self,
+        username: &str,
+        roles: &[&str],
+        expires_in: Option<Duration>,
+    ) -> (String, String) {
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        let created = self
+            .api_keys()
+            .await
+            .create(username, "test key", &roles, expires_in)
+            .await
+            .unwrap();
+        (created.key.id.to_string(), created.secret.expose())
+    }
+
+    pub async fn api_key_login(&self, api_key: &str) -> Result<TokenResponse, tonic::Status> {
+        let request = TokenRequest {
+            credential: Some(
+                authd::grpc::pb::token_request::Credential::ApiKeyCredential(ApiKeyCredential {
+                    api_key: api_key.into(),
+                }),
+            ),
+        };
+        self.client
+            .clone()
+            .token(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn logout(
+        &self,
+        refresh_token: &str,
+        access_token: &str,
+    ) -> Result<(), tonic::Status> {
+        let request = LogoutRequest {
+            refresh_token: refresh_token.into(),
+            access_token: access_token.into(),
+        };
+        self.client.clone().logout(request).await.map(|_| ())
+    }
+
+    pub async fn introspect(&self, token: &str) -> Result<IntrospectResponse, tonic::Status> {
+        let request = IntrospectRequest {
+            token: token.into(),
+            token_type_hint: String::new(),
+        };
+        self.client
+            .clone()
+            .introspect(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Whether Introspect reports `token` active; an inactive answer must carry nothing else.
+    pub async fn is_active(&self, token: &str) -> bool {
+        let answer = self.introspect(token).await.unwrap();
+        if !answer.active {
+            assert_eq!(
+                answer,
+                IntrospectResponse::default(),
+                "inactive says nothing more"
+            );
+        }
+        answer.active
+    }
+
+    /// Runs the built `authd` binary on this server's database; returns (exit ok, stdout,
+    /// stderr). It blocks the calling thread: use it from a multi-threaded test runtime, so the
+    /// server keeps answering meanwhile.
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("AUTHD_DATABASE_URL", &self.config.database_url)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
         )
     }
 

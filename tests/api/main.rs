@@ -3,11 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
 
+mod api_keys;
 mod helpers;
 mod keys;
+mod legacy;
 mod login;
+mod logout;
 mod operations;
 mod persistence;
 mod purge;
 mod refresh;
 mod resource_server;
+mod sessions;

@@ -1,0 +1,70 @@
+//! Sessions (refresh families) as an operator sees them: list a user's, end one, end all.
+
+use std::sync::Arc;
+
+use super::users::AdminError;
+use crate::domain::{Clock, FamilyId, Session, User, Username};
+use crate::store::{Store, StoreError};
+
+/// Lists and ends sessions, as driven by the CLI.
+pub struct SessionAdmin {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl SessionAdmin {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    fn user_error(username: &Username, e: StoreError) -> AdminError {
+        match e {
+            StoreError::UserNotFound => AdminError::UnknownUser(username.to_string()),
+            other => AdminError::Store(other),
+        }
+    }
+
+    /// The user's live sessions, newest first.
+    ///
+    /// # Errors
+    /// Invalid username; unknown user; storage.
+    pub async fn list(&self, username: &str) -> Result<Vec<Session>, AdminError> {
+        let username = Username::parse(username)?;
+        self.store
+            .list_sessions(&username, self.clock.now())
+            .await
+            .map_err(|e| Self::user_error(&username, e))
+    }
+
+    /// Ends one session: every refresh token of it stops working. Ending an ended session
+    /// again succeeds.
+    ///
+    /// # Errors
+    /// No session with that id; storage.
+    pub async fn revoke(&self, id: &str) -> Result<Session, AdminError> {
+        let id = FamilyId::from_stored(id.to_owned());
+        let session = self
+            .store
+            .find_session(&id)
+            .await
+            .map_err(AdminError::Store)?
+            .ok_or_else(|| AdminError::UnknownSession(id.as_str().chars().take(64).collect()))?;
+        self.store
+            .revoke_family(&id, self.clock.now())
+            .await
+            .map_err(AdminError::Store)?;
+        Ok(session)
+    }
+
+    /// Ends every session of the user; returns how many were live.
+    ///
+    /// # Errors
+    /// Invalid username; unknown user; storage.
+    pub async fn revoke_all(&self, username: &str) -> Result<(User, u64), AdminError> {
+        let username = Username::parse(username)?;
+        self.store
+            .revoke_sessions_of(&username, self.clock.now())
+            .await
+            .map_err(|e| Self::user_error(&username, e))
+    }
+}
