@@ -1,14 +1,17 @@
-//! Startup as a library: build everything (binding the port first), then serve until a
+//! Startup as a library: build everything (binding both ports first), then serve until a
 //! shutdown future completes.
 //!
-//! One shutdown for everything: when the future completes, the gRPC server stops accepting
-//! and drains, and the background tasks (housekeeping, TLS reload) stop with it.
+//! One process serves gRPC (`grpc_addr`, over TLS when configured) and the HTTP side port
+//! (`http_addr`: JWKS, discovery, health, metrics), and runs background jobs: the key job
+//! (reload keys from the database every minute, rotate when due), the health probe, the purge
+//! job and housekeeping (throttle counters, audit events, per-source buckets), plus the TLS
+//! watcher. One shutdown future stops all of them; in-flight requests finish first.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), authd::app::StartupError> {
 //! let config = authd::config::Config::default();
 //! let app = authd::app::Application::build(config).await?;
-//! println!("listening on {}", app.grpc_addr());
+//! println!("gRPC on {}, HTTP on {}", app.grpc_addr(), app.http_addr());
 //! app.run_until_stopped(std::future::pending()).await
 //! # }
 //! ```
@@ -22,11 +25,15 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError, KEY_RELOAD_INTERVAL};
+use crate::crypto::key_encryption::KeyEncryption;
 use crate::crypto::password::{HashError, PasswordHasher};
 use crate::domain::{Clock, SystemClock};
 use crate::grpc::AuthApi;
-use crate::service::{TokenService, load_or_create_keys, run_purge_job};
+use crate::grpc::health;
+use crate::http::{HttpState, router};
+use crate::metrics::GrpcMetricsLayer;
+use crate::service::{KeyManager, TokenService, run_purge_job};
 use crate::store::{self, Store, StoreError};
 use crate::tls::{ReloadingTls, TlsError};
 
@@ -41,23 +48,54 @@ pub enum StartupError {
     },
     #[error("signing keys: {0}")]
     Keys(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("password hashing: {0}")]
     Hash(#[from] HashError),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("HTTP server failed: {0}")]
+    Http(std::io::Error),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
 }
 
 /// A built, bound, not yet serving authd.
 pub struct Application {
-    listener: TcpListener,
+    grpc_listener: TcpListener,
     grpc_addr: SocketAddr,
+    http_listener: TcpListener,
+    http_addr: SocketAddr,
     service: Arc<TokenService>,
+    http_state: HttpState,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     tls: Option<Arc<ReloadingTls>>,
     config: Config,
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let bind_error = |source| StartupError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, bound))
+}
+
+/// The key encryption key from the configuration, ready to use.
+///
+/// # Errors
+/// When the configured value is not 32 bytes of base64.
+pub fn key_encryption(config: &Config) -> Result<Option<KeyEncryption>, StartupError> {
+    config
+        .key_encryption_key
+        .as_ref()
+        .map(|k| {
+            let bytes = k.bytes()?;
+            KeyEncryption::new(&bytes).map_err(|e| StartupError::Keys(e.to_string()))
+        })
+        .transpose()
 }
 
 impl Application {
@@ -69,21 +107,29 @@ impl Application {
         Self::build_with_clock(config, Arc::new(SystemClock)).await
     }
 
-    /// Opens and migrates the database, loads (or creates) the signing key, prepares the
-    /// hashing pool, loads the TLS files and binds the gRPC port (port 0 picks a free one).
+    /// Opens and migrates the database, loads (or creates) the signing keys, prepares the
+    /// hashing pool and the metrics recorder, loads the TLS files, and binds both ports (port 0
+    /// picks a free one).
     ///
     /// # Errors
-    /// When the database cannot be opened, the port cannot be bound, keys cannot be loaded
-    /// or the TLS files are unusable.
+    /// When the database cannot be opened, a port cannot be bound, keys cannot be loaded or
+    /// the TLS files are unusable.
     pub async fn build_with_clock(
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
+        let metrics = crate::metrics::install();
         let store: Arc<dyn Store> =
             store::open_with(&config.database_url, &config.store_options()).await?;
-        let keys = load_or_create_keys(store.as_ref(), config.signing_algorithm, clock.now())
-            .await
-            .map_err(|e| StartupError::Keys(e.to_string()))?;
+        let keys = KeyManager::start(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            config.key_policy(),
+            config.signing_algorithm,
+            key_encryption(&config)?,
+        )
+        .await
+        .map_err(|e| StartupError::Keys(e.to_string()))?;
         let hasher = Arc::new(PasswordHasher::with_queue(
             config.argon2(),
             config.hash_permits(),
@@ -92,7 +138,7 @@ impl Application {
         let service = Arc::new(TokenService::new(
             Arc::clone(&store),
             hasher,
-            keys,
+            Arc::new(keys),
             Arc::clone(&clock),
             config.token_settings(),
         ));
@@ -100,20 +146,22 @@ impl Application {
             .tls()
             .map(|files| ReloadingTls::load(files, vec![b"h2".to_vec()]).map(Arc::new))
             .transpose()?;
-        let listener = TcpListener::bind(config.grpc_addr)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: config.grpc_addr,
-                source,
-            })?;
-        let grpc_addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: config.grpc_addr,
-            source,
-        })?;
+        let (grpc_listener, grpc_addr) = bind(config.grpc_addr).await?;
+        let (http_listener, http_addr) = bind(config.http_addr).await?;
+        let http_state = HttpState::new(
+            Arc::clone(&service),
+            metrics,
+            config.jwks_max_age,
+            config.jwks_uri(),
+            config.signing_algorithm,
+        );
         Ok(Self {
-            listener,
+            grpc_listener,
             grpc_addr,
+            http_listener,
+            http_addr,
             service,
+            http_state,
             store,
             clock,
             tls,
@@ -126,6 +174,11 @@ impl Application {
         self.grpc_addr
     }
 
+    /// The address the HTTP side port is bound to.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
     /// The token service, e.g. for tests that inspect keys.
     pub fn service(&self) -> Arc<TokenService> {
         Arc::clone(&self.service)
@@ -136,26 +189,30 @@ impl Application {
         self.tls.clone()
     }
 
-    /// Serves, and runs the background jobs (purge, housekeeping), until `shutdown` completes;
-    /// then stops accepting connections, finishes the requests in flight and stops the jobs.
+    /// Serves gRPC and HTTP and runs the background jobs (key job, health probe, purge job,
+    /// housekeeping, TLS watcher) until `shutdown` completes, then stops accepting
+    /// connections, finishes the requests in flight and stops the jobs.
     ///
     /// # Errors
-    /// When the server fails.
+    /// When a server fails.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let config = self.config;
         let stop = CancellationToken::new();
-        let stopper = stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = shutdown => stopper.cancel(),
-                () = stopper.cancelled() => {},
-            }
-        });
-        // The jobs stop on the same signal as the server, even when the server fails.
+        // The jobs stop on the same signal as the servers, even when a server fails.
         let _stop_jobs = stop.clone().drop_guard();
+
+        let (reporter, health_server) = health::health_service();
+        health::probe_once(&self.service, &reporter).await;
+        let (reflection_v1, reflection_v1alpha) = health::reflection_services()?;
+        let probe = tokio::spawn(health::run_probe(
+            Arc::clone(&self.service),
+            reporter,
+            stop.clone(),
+        ));
+        let key_job = tokio::spawn(run_key_job(Arc::clone(&self.service), stop.clone()));
         let purge = tokio::spawn(run_purge_job(
             self.store,
             self.clock,
@@ -167,51 +224,94 @@ impl Application {
             config.clone(),
             stop.clone(),
         ));
-        let server = Server::builder()
+        let tls_watcher = self.tls.as_ref().map(|tls| {
+            tokio::spawn(Arc::clone(tls).watch(config.tls_reload_interval, stop.clone()))
+        });
+
+        let grpc_server = Server::builder()
             .timeout(config.request_timeout)
             .http2_keepalive_interval(Some(config.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
             .max_concurrent_streams(config.max_concurrent_streams)
             .max_connection_age(config.max_connection_age)
+            .layer(GrpcMetricsLayer)
             .add_service(
-                AuthApi::new(self.service)
+                AuthApi::new(Arc::clone(&self.service))
                     .trusting_proxies(config.trusted_proxies.clone())
                     .max_message_bytes(config.max_message_bytes)
                     .into_server(),
-            );
-        let served = match self.tls {
-            Some(tls) => {
-                tracing::info!(grpc_addr = %self.grpc_addr,
-                    mtls = config.tls_client_ca.is_some(), "authd serving (TLS)");
-                let watcher =
-                    tokio::spawn(Arc::clone(&tls).watch(config.tls_reload_interval, stop.clone()));
-                let incoming = crate::tls::incoming(self.listener, tls, stop.clone());
-                let served = server
-                    .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned())
-                    .await;
-                stop.cancel();
-                let _ = watcher.await;
-                served
-            }
+            )
+            .add_service(health_server)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        match &self.tls {
+            Some(_) => tracing::info!(grpc_addr = %self.grpc_addr, http_addr = %self.http_addr,
+                mtls = config.tls_client_ca.is_some(), "authd serving (gRPC over TLS)"),
             None => {
                 if !self.grpc_addr.ip().is_loopback() {
                     tracing::warn!(grpc_addr = %self.grpc_addr,
                         "serving without TLS on a non-loopback address: passwords and tokens \
                          cross the network in the clear; set tls_cert and tls_key");
                 }
-                tracing::info!(grpc_addr = %self.grpc_addr, "authd serving");
-                let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-                server
-                    .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned())
-                    .await
+                tracing::info!(grpc_addr = %self.grpc_addr, http_addr = %self.http_addr,
+                    "authd serving");
             }
+        }
+        let grpc_listener = self.grpc_listener;
+        let grpc_stop = stop.clone();
+        let grpc = async move {
+            match self.tls {
+                Some(tls) => {
+                    let incoming = crate::tls::incoming(grpc_listener, tls, grpc_stop.clone());
+                    grpc_server
+                        .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned())
+                        .await
+                }
+                None => {
+                    let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+                    grpc_server
+                        .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned())
+                        .await
+                }
+            }
+            .map_err(StartupError::from)
         };
+        let http = axum::serve(self.http_listener, router(self.http_state))
+            .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let http = async { http.await.map_err(StartupError::Http) };
+        let trigger = async {
+            shutdown.await;
+            stop.cancel();
+        };
+        // Either server failing stops the other one too.
+        let stop_on_error = |r: Result<(), StartupError>| {
+            if r.is_err() {
+                stop.cancel();
+            }
+            r
+        };
+        let ((), grpc, http) = tokio::join!(
+            async {
+                tokio::select! {
+                    () = trigger => {}
+                    () = stop.cancelled() => {}
+                }
+            },
+            async { stop_on_error(grpc.await) },
+            async { stop_on_error(http.await) },
+        );
         stop.cancel();
+        let _ = probe.await;
+        let _ = key_job.await;
         let _ = housekeeping.await;
+        if let Some(watcher) = tls_watcher {
+            let _ = watcher.await;
+        }
         if let Err(e) = purge.await {
             tracing::warn!(error = %e, "purge job ended abnormally");
         }
-        served?;
+        grpc?;
+        http?;
         tracing::info!("authd stopped");
         Ok(())
     }
@@ -236,6 +336,21 @@ async fn housekeeping(service: Arc<TokenService>, config: Config, stop: Cancella
             ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "housekeeping failed; will retry"),
+        }
+    }
+}
+
+/// Reloads keys every [`KEY_RELOAD_INTERVAL`] (so keys created by another replica or by
+/// `authd keys rotate` are picked up) and rotates when the schedule says so.
+async fn run_key_job(service: Arc<TokenService>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(KEY_RELOAD_INTERVAL) => {}
+        }
+        if let Err(e) = service.key_manager().maintain().await {
+            crate::metrics::database_error();
+            tracing::warn!(error = %e, "key maintenance failed; keeping the loaded keys");
         }
     }
 }

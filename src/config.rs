@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::keys::SigningAlgorithm;
 use crate::crypto::password::{Argon2Params, QueueLimits};
-use crate::domain::{RefreshPolicy, ThrottlePolicy};
+use crate::domain::{KeyPolicy, RefreshPolicy, TOKEN_CLOCK_SKEW, ThrottlePolicy};
 use crate::service::TokenSettings;
 use crate::store::StoreOptions;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Everything authd can be configured with. See README.md for the table of keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +24,8 @@ use crate::store::StoreOptions;
 pub struct Config {
     pub database_url: String,
     pub grpc_addr: SocketAddr,
+    /// The HTTP side port: JWKS, discovery, health and metrics.
+    pub http_addr: SocketAddr,
     pub issuer: String,
     #[serde(with = "list")]
     pub audience: Vec<String>,
@@ -108,7 +111,87 @@ pub struct Config {
     /// How often expired counters and audit events are purged.
     #[serde(with = "duration")]
     pub maintenance_interval: Duration,
+    /// How long verifiers may cache the JWKS (`Cache-Control: max-age`).
+    #[serde(with = "duration")]
+    pub jwks_max_age: Duration,
+    /// How long a new key is published before it signs; `None` means the default,
+    /// see [`Config::key_prepublish`].
+    #[serde(default, with = "optional_duration")]
+    pub key_prepublish: Option<Duration>,
+    /// How often a new signing key is rotated in automatically.
+    #[serde(with = "duration")]
+    pub key_rotation_interval: Duration,
+    /// 32 random bytes, base64: encrypts private signing keys at rest (AES-256-GCM).
+    #[serde(default)]
+    pub key_encryption_key: Option<KeyEncryptionKey>,
 }
+
+/// The key that encrypts private signing keys at rest. Never printed: `Debug` and `Serialize`
+/// show `<redacted>`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct KeyEncryptionKey(SecretString);
+
+impl KeyEncryptionKey {
+    pub fn new(base64: impl Into<String>) -> Self {
+        Self(SecretString::from(base64.into()))
+    }
+
+    /// The 32 key bytes.
+    ///
+    /// # Errors
+    /// When the value is not base64 (standard or URL-safe, padding optional) of exactly 32 bytes.
+    pub fn bytes(&self) -> Result<zeroize::Zeroizing<[u8; 32]>, ConfigError> {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        let text = self.0.expose_secret().trim().trim_end_matches('=');
+        let text = format!("{text}{}", "=".repeat((4 - text.len() % 4) % 4));
+        let decoded = zeroize::Zeroizing::new(
+            STANDARD
+                .decode(&text)
+                .or_else(|_| URL_SAFE.decode(&text))
+                .map_err(|_| invalid_kek())?,
+        );
+        let mut out = zeroize::Zeroizing::new([0u8; 32]);
+        if decoded.len() != 32 {
+            return Err(invalid_kek());
+        }
+        out.copy_from_slice(&decoded);
+        Ok(out)
+    }
+}
+
+fn invalid_kek() -> ConfigError {
+    ConfigError::Invalid("key_encryption_key must be 32 random bytes, base64-encoded".into())
+}
+
+impl std::fmt::Debug for KeyEncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl PartialEq for KeyEncryptionKey {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(
+            self.0
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(other.0.expose_secret().as_bytes()),
+        )
+    }
+}
+
+impl Serialize for KeyEncryptionKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// How often every process reloads the signing keys from the database, so keys created by
+/// another replica (or `authd keys rotate`) are picked up without a restart.
+pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Default for Config {
     fn default() -> Self {
@@ -150,6 +233,11 @@ impl Default for Config {
             tls_reload_interval: Duration::from_secs(10),
             audit_retention: Duration::from_secs(90 * 24 * 3600),
             maintenance_interval: Duration::from_secs(60),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            jwks_max_age: Duration::from_secs(5 * 60),
+            key_prepublish: None,
+            key_rotation_interval: Duration::from_secs(30 * 24 * 3600),
+            key_encryption_key: None,
         }
     }
 }
@@ -161,6 +249,8 @@ pub struct Overrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -285,6 +375,20 @@ impl Config {
             }
             _ => {}
         }
+        let min_prepublish = self.jwks_max_age.saturating_add(KEY_RELOAD_INTERVAL);
+        if self.key_prepublish() <= min_prepublish {
+            return Err(ConfigError::Invalid(format!(
+                "key_prepublish must exceed jwks_max_age + {} (the key reload interval), so \
+                 every verifier has seen a new key before it signs",
+                humantime::format_duration(KEY_RELOAD_INTERVAL)
+            )));
+        }
+        if self.key_rotation_interval <= self.key_prepublish() {
+            return invalid("key_rotation_interval must be longer than key_prepublish");
+        }
+        if let Some(kek) = &self.key_encryption_key {
+            kek.bytes()?;
+        }
         Ok(())
     }
 
@@ -318,6 +422,37 @@ impl Config {
     /// Whether `trusted_proxies` contains `ip`.
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// How long a new key is published before it signs: `key_prepublish` when set, else
+    /// `access_token_ttl + jwks_max_age`, but never less than `jwks_max_age` plus twice the
+    /// key reload interval (replicas see a new key up to one interval late).
+    pub fn key_prepublish(&self) -> Duration {
+        self.key_prepublish.unwrap_or_else(|| {
+            let floor = self
+                .jwks_max_age
+                .saturating_add(KEY_RELOAD_INTERVAL.saturating_mul(2));
+            self.access_token_ttl
+                .saturating_add(self.jwks_max_age)
+                .max(floor)
+        })
+    }
+
+    /// The key lifecycle settings.
+    pub fn key_policy(&self) -> KeyPolicy {
+        KeyPolicy {
+            prepublish: self.key_prepublish(),
+            rotation_interval: self.key_rotation_interval,
+            token_lifetime: self.access_token_ttl.saturating_add(TOKEN_CLOCK_SKEW),
+        }
+    }
+
+    /// Where verifiers find the keys: `{issuer}/.well-known/jwks.json`.
+    pub fn jwks_uri(&self) -> String {
+        format!(
+            "{}/.well-known/jwks.json",
+            self.issuer.trim_end_matches('/')
+        )
     }
 
     pub fn argon2(&self) -> Argon2Params {
@@ -414,6 +549,27 @@ mod net_list {
     }
 }
 
+/// An optional duration; absent or `null` is `None`.
+mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(with = "super::duration")] Duration);
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
 /// A list given either as an array (TOML) or as a comma-separated string (environment).
 mod list {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -490,6 +646,7 @@ mod tests {
             let overrides = Overrides {
                 database_url: Some("sqlite://flag.db".into()),
                 grpc_addr: None,
+                http_addr: None,
             };
             let c = Config::load(None, &overrides).map_err(|e| e.to_string())?;
             assert_eq!(c.issuer, "https://file");
@@ -559,5 +716,54 @@ mod tests {
             &Overrides::default(),
         );
         assert!(matches!(missing, Err(ConfigError::MissingFile(_))));
+    }
+
+    #[test]
+    fn key_prepublish_defaults_to_ttl_plus_jwks_age_and_must_outlast_caches() {
+        let c = Config::default();
+        assert_eq!(c.key_prepublish(), Duration::from_secs(20 * 60));
+        assert_eq!(c.jwks_uri(), "http://localhost:8080/.well-known/jwks.json");
+        let short_ttl = Config {
+            access_token_ttl: Duration::from_secs(10),
+            ..Config::default()
+        };
+        // Never below max-age plus two reload intervals, whatever the TTL.
+        assert_eq!(short_ttl.key_prepublish(), Duration::from_secs(7 * 60));
+        short_ttl.validate().unwrap();
+        let too_short = Config {
+            key_prepublish: Some(Duration::from_secs(5 * 60)),
+            ..Config::default()
+        };
+        assert!(too_short.validate().is_err());
+        let rotation_too_fast = Config {
+            key_rotation_interval: Duration::from_secs(60),
+            ..Config::default()
+        };
+        assert!(rotation_too_fast.validate().is_err());
+    }
+
+    #[test]
+    fn key_encryption_key_is_32_bytes_of_base64_and_never_shown() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "AUTHD_KEY_ENCRYPTION_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            );
+            jail.set_env("AUTHD_KEY_PREPUBLISH", "30m");
+            let c = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            let key = c.key_encryption_key.as_ref().unwrap().bytes().unwrap();
+            assert_eq!(key[31], 31);
+            assert_eq!(c.key_prepublish(), Duration::from_secs(1800));
+            assert!(!format!("{c:?}").contains("AAECAw"));
+            Ok(())
+        });
+        for bad in ["c2VjcmV0", "not base64!", ""] {
+            let c = Config {
+                key_encryption_key: Some(KeyEncryptionKey::new(bad)),
+                ..Config::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("32 random bytes"), "{e}");
+        }
     }
 }

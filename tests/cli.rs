@@ -33,7 +33,8 @@ impl Env {
             .env_clear()
             .env("AUTHD_DATABASE_URL", self.db_url())
             .env("AUTHD_ARGON2_MEMORY_KIB", "256")
-            .env("AUTHD_ARGON2_ITERATIONS", "1");
+            .env("AUTHD_ARGON2_ITERATIONS", "1")
+            .env("AUTHD_HTTP_ADDR", "127.0.0.1:0");
         cmd
     }
 
@@ -466,17 +467,28 @@ fn serve_logs_its_address_and_stops_on_sigterm() {
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut addr = None;
+    let mut http_addr = None;
     let mut line = String::new();
+    let mut log = String::new();
     while addr.is_none() && Instant::now() < deadline {
         line.clear();
         if stderr.read_line(&mut line).unwrap() == 0 {
             break;
         }
+        log.push_str(&line);
         if let Some(rest) = line.split("grpc_addr=").nth(1) {
             addr = rest.split_whitespace().next().map(str::to_owned);
         }
+        if let Some(rest) = line.split("http_addr=").nth(1) {
+            http_addr = rest.split_whitespace().next().map(str::to_owned);
+        }
     }
     let addr = addr.expect("serve logs the bound address");
+    let http_addr = http_addr.expect("serve logs the HTTP address");
+    assert!(
+        log.contains("AUTHD_KEY_ENCRYPTION_KEY is not set"),
+        "serve warns about unencrypted keys: {log}"
+    );
 
     // It answers a real login.
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -512,6 +524,24 @@ fn serve_logs_its_address_and_stops_on_sigterm() {
     );
     let pair: serde_json::Value = serde_json::from_str(&pair).unwrap();
     let refresh = pair["refresh_token"].as_str().unwrap();
+
+    // `token verify` with the keys in the database, and through the served JWKS.
+    let access = pair["access_token"].as_str().unwrap();
+    let jwks_url = format!("http://{http_addr}/.well-known/jwks.json");
+    for args in [
+        vec!["token", "verify", access],
+        vec!["token", "verify", "--jwks-url", &jwks_url, access],
+    ] {
+        let shown: serde_json::Value = serde_json::from_str(&env.ok(&args, "")).unwrap();
+        assert_eq!(shown["claims"]["preferred_username"], "alice");
+        assert_eq!(shown["header"]["typ"], "at+jwt");
+    }
+    // Change one character in the middle of the signature.
+    let at = access.rfind('.').unwrap() + 10;
+    let swapped = if &access[at..=at] == "A" { "B" } else { "A" };
+    let tampered = format!("{}{swapped}{}", &access[..at], &access[at + 1..]);
+    let err = env.fails(&["token", "verify", "--jwks-url", &jwks_url, &tampered], "");
+    assert_eq!(err.trim_end(), "error: invalid token: signature is invalid");
     assert_eq!(refresh.len(), 43);
     let altered = format!("-{}", &refresh[1..]);
     let out = env.run(&["client", "refresh", &altered, "--addr", &url], "");
@@ -918,4 +948,50 @@ fn sighup_reloads_the_tls_certificate_without_a_restart() {
     assert!(!works_with(&first_cert));
     let log = server.stop();
     assert!(log.contains("SIGHUP"), "{log}");
+}
+
+#[test]
+fn token_verify_says_why_a_token_is_invalid() {
+    let env = Env::new();
+    env.ok(&["keys", "list"], "");
+    let err = env.fails(&["token", "verify", "not-a-token"], "");
+    assert_eq!(
+        err.trim_end(),
+        "error: invalid token: token is not a compact JWS (three base64url parts)"
+    );
+    let none = "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0.eyJzdWIiOiJ4In0.";
+    let err = env.fails(&["token", "verify", none], "");
+    assert_eq!(
+        err.trim_end(),
+        "error: invalid token: algorithm \"none\" is not allowed"
+    );
+}
+
+#[test]
+fn keys_rotate_schedules_a_key_and_list_shows_states() {
+    let env = Env::new();
+    let out = env.ok(&["keys", "rotate"], "");
+    assert!(out.contains("is published now and signs from"), "{out}");
+    let out = env.ok(&["keys", "rotate"], "");
+    assert!(out.contains("is already waiting to sign from"), "{out}");
+    let list = env.ok(&["keys", "list"], "");
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    assert!(lines[0].starts_with("KID"));
+    assert!(lines[1].contains(" pending "), "{list}");
+    assert!(lines[2].contains(" active "), "{list}");
+    assert!(lines[1..].iter().all(|l| l.contains(" ES256 ")));
+    // The encryption key is never echoed, even when invalid.
+    let out = env
+        .command(&["keys", "list"])
+        .env("AUTHD_KEY_ENCRYPTION_KEY", "c2VjcmV0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("key_encryption_key must be 32 random bytes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("c2VjcmV0"), "{stderr}");
 }

@@ -38,6 +38,7 @@ fn authd(db_url: &str, env: &[(&str, &str)]) -> Command {
         .env("AUTHD_ARGON2_ITERATIONS", "1")
         // All test traffic comes from 127.0.0.1: the per-source limit is tested elsewhere.
         .env("AUTHD_PER_SOURCE_RATE", "0")
+        .env("AUTHD_HTTP_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn,authd=info")
         .envs(env.iter().copied());
     cmd

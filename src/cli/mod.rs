@@ -7,9 +7,11 @@
 mod apikey;
 mod audit;
 mod client;
+mod keys;
 mod migrate;
 mod serve;
 mod session;
+mod token;
 mod user;
 
 use std::path::PathBuf;
@@ -39,6 +41,9 @@ enum Command {
         /// gRPC listen address (overrides AUTHD_GRPC_ADDR)
         #[arg(long, value_name = "HOST:PORT")]
         grpc_addr: Option<std::net::SocketAddr>,
+        /// HTTP side port: JWKS, discovery, health, metrics (overrides AUTHD_HTTP_ADDR)
+        #[arg(long, value_name = "HOST:PORT")]
+        http_addr: Option<std::net::SocketAddr>,
     },
     /// Apply pending database migrations and exit
     Migrate,
@@ -57,21 +62,27 @@ enum Command {
     /// Call a running server (for trying authd from the shell)
     #[command(subcommand)]
     Client(client::ClientCommand),
+    /// Manage signing keys
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Inspect access tokens
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Runs the parsed command line to completion.
 pub fn run(cli: Cli) -> ExitCode {
+    let (grpc_addr, http_addr) = match &cli.command {
+        Command::Serve {
+            grpc_addr,
+            http_addr,
+        } => (*grpc_addr, *http_addr),
+        _ => (None, None),
+    };
     let overrides = Overrides {
         database_url: cli.database_url.clone(),
-        grpc_addr: match &cli.command {
-            Command::Serve { grpc_addr } => *grpc_addr,
-            Command::Migrate
-            | Command::User(_)
-            | Command::Apikey(_)
-            | Command::Session(_)
-            | Command::Audit(_)
-            | Command::Client(_) => None,
-        },
+        grpc_addr,
+        http_addr,
     };
     let result = Config::load(cli.config.as_deref(), &overrides)
         .map_err(|e| e.to_string())
@@ -88,6 +99,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Session(cmd) => runtime.block_on(session::run(config, cmd)),
                 Command::Audit(cmd) => runtime.block_on(audit::run(config, cmd)),
                 Command::Client(cmd) => runtime.block_on(client::run(config, cmd)),
+                Command::Keys(cmd) => runtime.block_on(keys::run(config, cmd)),
+                Command::Token(cmd) => runtime.block_on(token::run(config, cmd)),
             }
         });
     match result {

@@ -5,6 +5,13 @@ use crate::config::Config;
 
 pub async fn run(config: Config) -> Result<(), String> {
     crate::telemetry::init("info");
+    if config.key_encryption_key.is_none() {
+        tracing::warn!(
+            "AUTHD_KEY_ENCRYPTION_KEY is not set: private signing keys are stored UNENCRYPTED \
+             in the database; anyone who can read it can forge tokens. Set it to 32 random \
+             bytes, base64 (e.g. `openssl rand -base64 32`)"
+        );
+    }
     let app = Application::build(config)
         .await
         .map_err(|e| e.to_string())?;

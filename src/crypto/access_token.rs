@@ -118,7 +118,7 @@ mod tests {
     fn ring() -> KeyRing {
         let stored =
             SigningKey::generate(SigningAlgorithm::ES256, Timestamp::from_unix_millis(0)).unwrap();
-        KeyRing::from_stored(&[stored]).unwrap()
+        KeyRing::from_stored(&[stored], None).unwrap()
     }
 
     fn claims() -> AccessClaims {

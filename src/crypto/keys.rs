@@ -16,7 +16,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Timestamp;
+use super::key_encryption::{KeyEncryption, KeyEncryptionError};
+use crate::domain::{KeyPolicy, KeyState, KeyTimes, Timestamp};
 use crate::store::StoredKey;
 
 /// The JWS algorithms authd signs with. Both are asymmetric; RS256 (PKCS#1 v1.5) is not
@@ -65,6 +66,12 @@ pub enum KeyError {
     Generation,
     #[error("signing failed: {0}")]
     Signing(#[from] jsonwebtoken::errors::Error),
+    #[error(
+        "signing key {0} is encrypted at rest; set AUTHD_KEY_ENCRYPTION_KEY to the key it was encrypted with"
+    )]
+    EncryptedWithoutKey(String),
+    #[error(transparent)]
+    Encryption(#[from] KeyEncryptionError),
 }
 
 /// A public key in JWK coordinates (base64url).
@@ -147,7 +154,7 @@ impl fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    /// Generates a new key pair, active from `now`, in its storable form.
+    /// Generates a new key pair, active from `now`, in its storable form (not yet encrypted).
     ///
     /// # Errors
     /// If the CSPRNG or key generation fails.
@@ -169,22 +176,37 @@ impl SigningKey {
         Ok(StoredKey {
             kid: public.thumbprint(),
             algorithm: alg.as_str().to_owned(),
-            private_pkcs8: pkcs8,
+            private_key: pkcs8,
+            encrypted: false,
             created_at: now,
             activates_at: now,
             retires_at: None,
         })
     }
 
+    /// Loads a stored key, decrypting it with `kek` when it is sealed.
+    ///
     /// # Errors
-    /// When the stored algorithm is unknown or the key material does not parse.
-    pub fn from_stored(stored: &StoredKey) -> Result<Self, KeyError> {
+    /// When the stored algorithm is unknown, the key is sealed and `kek` is missing or wrong,
+    /// or the key material does not parse.
+    pub fn from_stored(stored: &StoredKey, kek: Option<&KeyEncryption>) -> Result<Self, KeyError> {
         let algorithm: SigningAlgorithm = stored.algorithm.parse()?;
-        let public = public_key(algorithm, &stored.private_pkcs8)
-            .ok_or_else(|| KeyError::InvalidKey(stored.kid.clone()))?;
+        let opened;
+        let pkcs8: &[u8] = if stored.encrypted {
+            let kek = kek.ok_or_else(|| KeyError::EncryptedWithoutKey(stored.kid.clone()))?;
+            opened = kek.open(&stored.kid, &stored.private_key)?;
+            &opened
+        } else {
+            &stored.private_key
+        };
+        let public =
+            public_key(algorithm, pkcs8).ok_or_else(|| KeyError::InvalidKey(stored.kid.clone()))?;
+        if public.thumbprint() != stored.kid {
+            return Err(KeyError::InvalidKey(stored.kid.clone()));
+        }
         let encoding = match algorithm {
-            SigningAlgorithm::ES256 => EncodingKey::from_ec_der(&stored.private_pkcs8),
-            SigningAlgorithm::EdDSA => EncodingKey::from_ed_der(&stored.private_pkcs8),
+            SigningAlgorithm::ES256 => EncodingKey::from_ec_der(pkcs8),
+            SigningAlgorithm::EdDSA => EncodingKey::from_ed_der(pkcs8),
         };
         Ok(Self {
             kid: stored.kid.clone(),
@@ -197,9 +219,17 @@ impl SigningKey {
         })
     }
 
+    pub fn times(&self) -> KeyTimes {
+        KeyTimes {
+            created_at: self.created_at,
+            activates_at: self.activates_at,
+            retires_at: self.retires_at,
+        }
+    }
+
     /// Whether this key may sign at `now`.
     pub fn signs_at(&self, now: Timestamp) -> bool {
-        self.activates_at <= now && self.retires_at.is_none_or(|r| now < r)
+        self.times().signs_at(now)
     }
 
     /// Signs `claims` with header `typ`, `alg` and `kid` set.
@@ -235,13 +265,45 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// # Errors
-    /// When a stored key cannot be loaded.
-    pub fn from_stored(stored: &[StoredKey]) -> Result<Self, KeyError> {
+    /// When a stored key cannot be loaded (see [`SigningKey::from_stored`]).
+    pub fn from_stored(
+        stored: &[StoredKey],
+        kek: Option<&KeyEncryption>,
+    ) -> Result<Self, KeyError> {
         let keys = stored
             .iter()
-            .map(SigningKey::from_stored)
+            .map(|k| SigningKey::from_stored(k, kek))
             .collect::<Result<_, _>>()?;
         Ok(Self { keys })
+    }
+
+    /// The keys a verifier may meet at `now`: pending, active and retiring ones.
+    pub fn published(&self, now: Timestamp, policy: &KeyPolicy) -> Vec<&SigningKey> {
+        self.keys
+            .iter()
+            .filter(|k| k.times().state(now, policy).is_published())
+            .collect()
+    }
+
+    /// The JWKS document (RFC 7517) of the published keys. Never private material.
+    pub fn jwks(&self, now: Timestamp, policy: &KeyPolicy) -> serde_json::Value {
+        let keys: Vec<_> = self
+            .published(now, policy)
+            .into_iter()
+            .map(|k| k.public.to_jwk(&k.kid, k.algorithm))
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// A key's state at `now`. The ring's signer is `Active`; other keys whose own times say
+    /// active but which lost to a newer key are shown as `Retiring`.
+    pub fn state_of(&self, key: &SigningKey, now: Timestamp, policy: &KeyPolicy) -> KeyState {
+        match key.times().state(now, policy) {
+            KeyState::Active if self.signing_key(now).is_some_and(|s| s.kid != key.kid) => {
+                KeyState::Retiring
+            }
+            state => state,
+        }
     }
 
     /// The key that signs at `now`: of those active, the most recently activated (ties broken
@@ -271,7 +333,7 @@ mod tests {
     fn generated_keys_load_sign_and_verify() {
         for alg in [SigningAlgorithm::ES256, SigningAlgorithm::EdDSA] {
             let stored = SigningKey::generate(alg, Timestamp::from_unix_millis(0)).unwrap();
-            let key = SigningKey::from_stored(&stored).unwrap();
+            let key = SigningKey::from_stored(&stored, None).unwrap();
             assert_eq!(key.kid, key.public.thumbprint());
             let token = key
                 .sign(
@@ -299,7 +361,7 @@ mod tests {
     fn jwk_has_no_private_material() {
         let stored =
             SigningKey::generate(SigningAlgorithm::ES256, Timestamp::from_unix_millis(0)).unwrap();
-        let key = SigningKey::from_stored(&stored).unwrap();
+        let key = SigningKey::from_stored(&stored, None).unwrap();
         let jwk = key.public.to_jwk(&key.kid, key.algorithm);
         assert!(jwk.get("d").is_none());
         assert_eq!(jwk["use"], "sig");
@@ -312,8 +374,24 @@ mod tests {
         let old = SigningKey::generate(SigningAlgorithm::ES256, t(0)).unwrap();
         let mut future = SigningKey::generate(SigningAlgorithm::EdDSA, t(0)).unwrap();
         future.activates_at = t(1000);
-        let ring = KeyRing::from_stored(&[old.clone(), future.clone()]).unwrap();
+        let ring = KeyRing::from_stored(&[old.clone(), future.clone()], None).unwrap();
         assert_eq!(ring.signing_key(t(999)).unwrap().kid, old.kid);
         assert_eq!(ring.signing_key(t(1000)).unwrap().kid, future.kid);
+    }
+
+    #[test]
+    fn encrypted_keys_need_the_right_key_encryption_key() {
+        let mut stored =
+            SigningKey::generate(SigningAlgorithm::EdDSA, Timestamp::from_unix_millis(0)).unwrap();
+        let kek = KeyEncryption::new(&[1u8; 32]).unwrap();
+        stored.private_key = kek.seal(&stored.kid, &stored.private_key).unwrap();
+        stored.encrypted = true;
+        assert!(SigningKey::from_stored(&stored, Some(&kek)).is_ok());
+        assert!(matches!(
+            SigningKey::from_stored(&stored, None),
+            Err(KeyError::EncryptedWithoutKey(_))
+        ));
+        let wrong = KeyEncryption::new(&[2u8; 32]).unwrap();
+        assert!(SigningKey::from_stored(&stored, Some(&wrong)).is_err());
     }
 }

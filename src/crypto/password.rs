@@ -210,14 +210,24 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
+        let queued = std::time::Instant::now();
         let permit = match Arc::clone(&self.permits).try_acquire_owned() {
             Ok(permit) => permit,
             Err(tokio::sync::TryAcquireError::Closed) => return Err(HashError::PoolClosed),
-            Err(tokio::sync::TryAcquireError::NoPermits) => self.wait_for_permit().await?,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                crate::metrics::argon2_queued(1.0);
+                let waited = self.wait_for_permit().await;
+                crate::metrics::argon2_queued(-1.0);
+                waited?
+            }
         };
+        crate::metrics::argon2_started(queued.elapsed());
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            work()
+            let started = std::time::Instant::now();
+            let result = work();
+            crate::metrics::argon2_finished(started.elapsed());
+            result
         })
         .await
         .map_err(|_| HashError::PoolClosed)?

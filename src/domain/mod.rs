@@ -5,6 +5,7 @@
 
 mod api_key;
 mod audit;
+mod key_schedule;
 mod password;
 mod refresh;
 mod role;
@@ -18,6 +19,7 @@ pub use api_key::{
     roles_for_new_key,
 };
 pub use audit::{AuditEvent, AuditKind};
+pub use key_schedule::{KeyPolicy, KeyState, KeyTimes, PlannedRotation, TOKEN_CLOCK_SKEW};
 pub use password::{MAX_PASSWORD_BYTES, Password, PasswordError};
 pub use refresh::{
     Decision, FamilyId, MAX_USER_AGENT_CHARS, NewFamily, NewToken, PresentedToken, RefreshPolicy,

@@ -5,6 +5,7 @@
 //! knows protobuf types.
 
 mod error;
+pub mod health;
 
 pub use error::RETRY_AFTER;
 

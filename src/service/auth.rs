@@ -19,6 +19,8 @@ use crate::domain::{
     Timestamp, User, Username,
 };
 use crate::limits::SourceLimiter;
+use crate::metrics::LoginOutcome;
+use crate::service::KeyManager;
 use crate::store::{Store, StoreError};
 
 use super::{Auditor, RequestContext};
@@ -68,6 +70,9 @@ pub enum AuthError {
 
 impl From<StoreError> for AuthError {
     fn from(e: StoreError) -> Self {
+        if matches!(e, StoreError::Unavailable(_)) {
+            crate::metrics::database_error();
+        }
         Self::Unavailable(Box::new(e))
     }
 }
@@ -107,7 +112,7 @@ impl From<RandomnessError> for AuthError {
 pub struct TokenService {
     pub(super) store: Arc<dyn Store>,
     hasher: Arc<PasswordHasher>,
-    keys: KeyRing,
+    keys: Arc<KeyManager>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) settings: TokenSettings,
     limiter: SourceLimiter,
@@ -118,7 +123,7 @@ impl TokenService {
     pub fn new(
         store: Arc<dyn Store>,
         hasher: Arc<PasswordHasher>,
-        keys: KeyRing,
+        keys: Arc<KeyManager>,
         clock: Arc<dyn Clock>,
         settings: TokenSettings,
     ) -> Self {
@@ -158,6 +163,17 @@ impl TokenService {
         self.limit(ctx, "login")?;
         let shown_name: String = username.chars().take(64).collect();
         let outcome = self.authenticate(username, password, ctx).await;
+        crate::metrics::login(match &outcome {
+            Ok(_) => LoginOutcome::Success,
+            Err(AuthError::Unavailable(_) | AuthError::Overloaded) => LoginOutcome::Error,
+            Err(AuthError::InvalidArgument(_)) => LoginOutcome::InvalidRequest,
+            Err(AuthError::Throttled { .. } | AuthError::RateLimited { .. }) => {
+                LoginOutcome::Throttled
+            }
+            Err(AuthError::InvalidCredentials | AuthError::InvalidRefreshToken) => {
+                LoginOutcome::InvalidCredentials
+            }
+        });
         match &outcome {
             Ok(user) => info!(
                 target: "authd::login", username = %user.username, user_id = %user.id, %source,
@@ -360,6 +376,7 @@ impl TokenService {
         let Some(presented) = RefreshToken::parse(presented) else {
             info!(target: "authd::refresh", %peer, %request_id, outcome = "malformed",
                 "refresh refused");
+            crate::metrics::refresh("malformed");
             return Err(AuthError::InvalidRefreshToken);
         };
         let now = self.clock.now();
@@ -383,11 +400,13 @@ impl TokenService {
                 now,
                 &self.settings.refresh,
             )
-            .await?;
+            .await
+            .inspect_err(|_| crate::metrics::refresh("error"))?;
         match rotation {
             Rotation::Rotated { user, family_id } => {
                 info!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
                     %request_id, outcome = "rotated", "refresh token rotated");
+                crate::metrics::refresh("rotated");
                 self.audit
                     .record(event(AuditKind::TokenRefreshed, &user, &family_id))
                     .await;
@@ -408,6 +427,7 @@ impl TokenService {
                 info!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
                     %request_id, outcome = "grace_retry",
                     "previous refresh token retried within the grace window");
+                crate::metrics::refresh("grace_retry");
                 self.audit
                     .record(
                         event(AuditKind::TokenRefreshed, &user, &family_id)
@@ -424,6 +444,8 @@ impl TokenService {
                 warn!(target: "authd::refresh", user_id = %user.id, username = %user.username,
                     family = %family_id, %peer, %request_id, outcome = "reuse_detected",
                     "refresh token reuse detected; family revoked");
+                crate::metrics::refresh("reuse_detected");
+                crate::metrics::reuse_detected();
                 self.audit
                     .record(event(AuditKind::RefreshReuseDetected, &user, &family_id))
                     .await;
@@ -438,6 +460,7 @@ impl TokenService {
             Rotation::Rejected(why) => {
                 info!(target: "authd::refresh", %peer, %request_id, outcome = "rejected",
                     reason = why.as_str(), "refresh refused");
+                crate::metrics::refresh("rejected");
                 Err(AuthError::InvalidRefreshToken)
             }
         }
@@ -463,8 +486,8 @@ impl TokenService {
         key_id: Option<&ApiKeyId>,
         now: Timestamp,
     ) -> Result<String, AuthError> {
-        let key = self
-            .keys
+        let ring = self.keys.ring();
+        let key = ring
             .signing_key(now)
             .ok_or_else(|| AuthError::Unavailable("no active signing key".into()))?;
         let jti = crate::crypto::random_bytes::<16>().map_err(|_| RandomnessError)?;
@@ -484,8 +507,13 @@ impl TokenService {
         Ok(key.sign(ACCESS_TOKEN_TYP, &claims)?)
     }
 
-    /// The key ring, for verifying tokens this service issued.
-    pub fn keys(&self) -> &KeyRing {
+    /// The current key ring, for verifying tokens this service issued.
+    pub fn keys(&self) -> Arc<KeyRing> {
+        self.keys.ring()
+    }
+
+    /// The key manager: rotation, reloading, the JWKS.
+    pub fn key_manager(&self) -> &Arc<KeyManager> {
         &self.keys
     }
 
@@ -521,11 +549,31 @@ impl TokenService {
         .await
     }
 
+    pub fn settings(&self) -> &TokenSettings {
+        &self.settings
+    }
+
     /// Whether storage answers, for readiness checks.
     ///
     /// # Errors
     /// When the store does not answer.
     pub async fn ping(&self) -> Result<(), AuthError> {
         Ok(self.store.ping().await?)
+    }
+
+    /// Whether this process can issue tokens: the database answers and a key signs now.
+    ///
+    /// # Errors
+    /// Says which of the two is missing.
+    pub async fn ready(&self) -> Result<(), AuthError> {
+        self.ping().await?;
+        if self.keys.ring().signing_key(self.clock.now()).is_none() {
+            return Err(AuthError::Unavailable("no active signing key".into()));
+        }
+        Ok(())
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 }

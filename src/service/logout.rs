@@ -142,7 +142,7 @@ impl TokenService {
         now: Timestamp,
     ) -> Result<AccessClaims, access_token::VerifyError> {
         access_token::verify(
-            self.keys(),
+            &self.keys(),
             token,
             &self.settings.issuer,
             &self.settings.audience,

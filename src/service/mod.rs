@@ -20,7 +20,7 @@ pub use api_keys::{ApiKeyAdmin, CreatedApiKey, MAX_KEY_NAME_CHARS};
 pub use audit::{AUDIT_TARGET, Auditor, to_json as audit_json};
 pub use auth::{AuthError, IssuedTokens, TokenService, TokenSettings};
 pub use context::{MAX_REQUEST_ID_CHARS, RequestContext};
-pub use keys::load_or_create_keys;
+pub use keys::{KeyInfo, KeyManager, KeySetupError, RotateOutcome, list_keys};
 pub use logout::Introspection;
 pub use purge::{PURGE_BATCH, run_purge_job};
 pub use sessions::SessionAdmin;

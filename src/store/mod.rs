@@ -35,12 +35,15 @@ pub enum StoreError {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// A signing key as stored: private key material in PKCS#8 DER.
+/// A signing key as stored: private key material in PKCS#8 DER, either in the clear or sealed
+/// with the key encryption key (see [`crate::crypto::key_encryption`]).
 #[derive(Clone)]
 pub struct StoredKey {
     pub kid: String,
     pub algorithm: String,
-    pub private_pkcs8: Vec<u8>,
+    pub private_key: Vec<u8>,
+    /// Whether `private_key` is sealed (AES-256-GCM) rather than plain PKCS#8.
+    pub encrypted: bool,
     pub created_at: Timestamp,
     pub activates_at: Timestamp,
     pub retires_at: Option<Timestamp>,
@@ -51,7 +54,10 @@ impl std::fmt::Debug for StoredKey {
         f.debug_struct("StoredKey")
             .field("kid", &self.kid)
             .field("algorithm", &self.algorithm)
+            .field("encrypted", &self.encrypted)
             .field("created_at", &self.created_at)
+            .field("activates_at", &self.activates_at)
+            .field("retires_at", &self.retires_at)
             .finish_non_exhaustive()
     }
 }
@@ -260,7 +266,22 @@ pub trait Store: Send + Sync + 'static {
     // --- signing keys
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
-    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+    /// Inserts `key` only if no stored key activates after `unless_activation_after` (`None`:
+    /// only if there is no key at all), and in the same transaction sets `retires_at` to the
+    /// new key's activation on every key that had none and activates earlier. Returns whether
+    /// it inserted: of several processes rotating at once, one does.
+    async fn insert_signing_key_if(
+        &self,
+        key: &StoredKey,
+        unless_activation_after: Option<Timestamp>,
+    ) -> Result<bool, StoreError>;
+    /// Replaces a key's private part, e.g. to encrypt a key stored in the clear.
+    async fn reseal_signing_key(
+        &self,
+        kid: &str,
+        private_key: &[u8],
+        encrypted: bool,
+    ) -> Result<(), StoreError>;
 
     // --- login throttling (counters per normalised username, existing or not)
 

@@ -119,6 +119,56 @@ impl PostgresStore {
         self.pool.begin().await.map_err(unavailable)
     }
 
+    /// See [`Store::insert_signing_key_if`]. A transaction-scoped advisory lock serialises
+    /// rotating replicas (row locks cannot, when the table is empty), so the check and the
+    /// insert see every key another replica committed first.
+    async fn insert_signing_key_if_once(
+        &self,
+        key: &StoredKey,
+        unless_activation_after: Option<Timestamp>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SIGNING_KEYS_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let later: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM signing_keys WHERE $1::BIGINT IS NULL OR activates_at > $1",
+        )
+        .bind(unless_activation_after.map(Timestamp::unix_millis))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if later > 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE signing_keys SET retires_at = $1 WHERE retires_at IS NULL AND activates_at < $1",
+        )
+        .bind(key.activates_at.unix_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query(
+            "INSERT INTO signing_keys \
+             (kid, algorithm, private_key, encrypted, created_at, activates_at, retires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(&key.private_key)
+        .bind(key.encrypted)
+        .bind(key.created_at.unix_millis())
+        .bind(key.activates_at.unix_millis())
+        .bind(key.retires_at.map(Timestamp::unix_millis))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
     async fn create_user_once(&self, new: &NewUser) -> Result<(), StoreError> {
         let user = &new.user;
         sqlx::query(
@@ -488,6 +538,9 @@ const PURGE_ENDED_FAMILIES: &str = "DELETE FROM refresh_families WHERE id IN ( \
        SELECT id FROM refresh_families WHERE expires_at <= $1 OR revoked_at IS NOT NULL \
        LIMIT $2 FOR UPDATE SKIP LOCKED)";
 
+/// The advisory-lock key that serialises signing-key rotations across replicas.
+const SIGNING_KEYS_LOCK: i64 = 0x6175_7468_645f_6b31; // "authd_k1"
+
 /// Runs `op` under [`OPERATION_TIMEOUT`].
 async fn within_deadline<T>(
     op: impl Future<Output = Result<T, StoreError>>,
@@ -570,7 +623,8 @@ fn key_from_row(row: &PgRow) -> Result<StoredKey, StoreError> {
     Ok(StoredKey {
         kid: row.try_get("kid").map_err(unavailable)?,
         algorithm: row.try_get("algorithm").map_err(unavailable)?,
-        private_pkcs8: row.try_get("private_key").map_err(unavailable)?,
+        private_key: row.try_get("private_key").map_err(unavailable)?,
+        encrypted: row.try_get("encrypted").map_err(unavailable)?,
         created_at: Timestamp::from_unix_millis(row.try_get("created_at").map_err(unavailable)?),
         activates_at: Timestamp::from_unix_millis(
             row.try_get("activates_at").map_err(unavailable)?,
@@ -1115,8 +1169,9 @@ impl Store for PostgresStore {
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         within_deadline(async {
             let rows = sqlx::query(
-                "SELECT kid, algorithm, private_key, created_at, activates_at, retires_at \
-                 FROM signing_keys ORDER BY created_at, kid",
+                "SELECT kid, algorithm, private_key, encrypted, created_at, activates_at, \
+                        retires_at \
+                 FROM signing_keys ORDER BY activates_at, kid",
             )
             .fetch_all(&self.pool)
             .await
@@ -1126,22 +1181,28 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+    async fn insert_signing_key_if(
+        &self,
+        key: &StoredKey,
+        unless_activation_after: Option<Timestamp>,
+    ) -> Result<bool, StoreError> {
+        retrying!(self.insert_signing_key_if_once(key, unless_activation_after))
+    }
+
+    async fn reseal_signing_key(
+        &self,
+        kid: &str,
+        private_key: &[u8],
+        encrypted: bool,
+    ) -> Result<(), StoreError> {
         within_deadline(async {
-            sqlx::query(
-                "INSERT INTO signing_keys \
-                 (kid, algorithm, private_key, created_at, activates_at, retires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&key.kid)
-            .bind(&key.algorithm)
-            .bind(&key.private_pkcs8)
-            .bind(key.created_at.unix_millis())
-            .bind(key.activates_at.unix_millis())
-            .bind(key.retires_at.map(Timestamp::unix_millis))
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+            sqlx::query("UPDATE signing_keys SET private_key = $1, encrypted = $2 WHERE kid = $3")
+                .bind(private_key)
+                .bind(encrypted)
+                .bind(kid)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
             Ok(())
         })
         .await

@@ -335,10 +335,16 @@ async fn insert_token(
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        // Touch every table, so a database that answers but lost its schema is not "up".
+        sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM users LIMIT 1)), \
+                    (SELECT COUNT(*) FROM (SELECT 1 FROM refresh_families LIMIT 1)), \
+                    (SELECT COUNT(*) FROM (SELECT 1 FROM refresh_tokens LIMIT 1)), \
+                    (SELECT COUNT(*) FROM (SELECT 1 FROM signing_keys LIMIT 1))",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
         Ok(())
     }
 
@@ -834,8 +840,8 @@ impl Store for SqliteStore {
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kid, algorithm, private_key, created_at, activates_at, retires_at \
-             FROM signing_keys ORDER BY created_at, kid",
+            "SELECT kid, algorithm, private_key, encrypted, created_at, activates_at, retires_at \
+             FROM signing_keys ORDER BY activates_at, kid",
         )
         .fetch_all(&self.pool)
         .await
@@ -845,7 +851,8 @@ impl Store for SqliteStore {
                 Ok(StoredKey {
                     kid: row.try_get("kid").map_err(unavailable)?,
                     algorithm: row.try_get("algorithm").map_err(unavailable)?,
-                    private_pkcs8: row.try_get("private_key").map_err(unavailable)?,
+                    private_key: row.try_get("private_key").map_err(unavailable)?,
+                    encrypted: row.try_get("encrypted").map_err(unavailable)?,
                     created_at: Timestamp::from_unix_millis(
                         row.try_get("created_at").map_err(unavailable)?,
                     ),
@@ -861,20 +868,70 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+    async fn insert_signing_key_if(
+        &self,
+        key: &StoredKey,
+        unless_activation_after: Option<Timestamp>,
+    ) -> Result<bool, StoreError> {
+        // BEGIN IMMEDIATE: the check and the insert happen under the write lock, so processes
+        // rotating at once serialise here and only the first inserts.
+        let mut tx = self.begin_immediate().await?;
+        let later: i64 = match unless_activation_after {
+            Some(t) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE activates_at > ?")
+                    .bind(t.unix_millis())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(unavailable)?
+            }
+            None => sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?,
+        };
+        if later > 0 {
+            return Ok(false);
+        }
         sqlx::query(
-            "INSERT INTO signing_keys (kid, algorithm, private_key, created_at, activates_at, retires_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "UPDATE signing_keys SET retires_at = ? WHERE retires_at IS NULL AND activates_at < ?",
+        )
+        .bind(key.activates_at.unix_millis())
+        .bind(key.activates_at.unix_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query(
+            "INSERT INTO signing_keys \
+             (kid, algorithm, private_key, encrypted, created_at, activates_at, retires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&key.kid)
         .bind(&key.algorithm)
-        .bind(&key.private_pkcs8)
+        .bind(&key.private_key)
+        .bind(key.encrypted)
         .bind(key.created_at.unix_millis())
         .bind(key.activates_at.unix_millis())
         .bind(key.retires_at.map(Timestamp::unix_millis))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn reseal_signing_key(
+        &self,
+        kid: &str,
+        private_key: &[u8],
+        encrypted: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE signing_keys SET private_key = ?, encrypted = ? WHERE kid = ?")
+            .bind(private_key)
+            .bind(encrypted)
+            .bind(kid)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use authd::app::Application;
 use authd::config::Config;
 use authd::crypto::access_token::AccessClaims;
 use authd::crypto::password::PasswordHasher;
-use authd::domain::{Clock, SystemClock};
+use authd::domain::SystemClock;
 use authd::grpc::AuthServiceClient;
 use authd::grpc::pb::{
     ApiKeyCredential, IntrospectRequest, IntrospectResponse, LogoutRequest, PasswordCredential,
@@ -30,6 +30,9 @@ pub struct TestApp {
     pub tls: Option<Arc<authd::tls::ReloadingTls>>,
     pub client: AuthServiceClient<Channel>,
     pub service: Arc<TokenService>,
+    /// Base URL of the HTTP side port, e.g. `http://127.0.0.1:41234`.
+    pub http: String,
+    pub grpc_addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     // Last, so the directory outlives the server using it.
@@ -41,6 +44,7 @@ pub fn test_config(dir: &TempDir) -> Config {
     Config {
         database_url: format!("sqlite://{}", dir.path().join("authd.db").display()),
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
         argon2_memory_kib: 256,
         argon2_iterations: 1,
         argon2_parallelism: 1,
@@ -66,16 +70,17 @@ pub async fn spawn_on(dir: Arc<TempDir>, config: Config) -> TestApp {
     spawn_on_with_clock(dir, config, Arc::new(SystemClock)).await
 }
 
-/// Starts a server whose notion of "now" is `clock`.
+/// Starts a server whose notion of "now" comes from `clock`.
 pub async fn spawn_on_with_clock(
     dir: Arc<TempDir>,
     config: Config,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn authd::domain::Clock>,
 ) -> TestApp {
     let app = Application::build_with_clock(config.clone(), clock)
         .await
         .expect("server builds");
     let addr = app.grpc_addr();
+    let http = format!("http://{}", app.http_addr());
     let service = app.service();
     let tls = app.tls();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -98,6 +103,8 @@ pub async fn spawn_on_with_clock(
         tls,
         client,
         service,
+        http,
+        grpc_addr: addr,
         stop: Some(stop),
         server: Some(server),
         dir,
@@ -250,6 +257,20 @@ impl TestApp {
             .token(request)
             .await
             .map(tonic::Response::into_inner)
+    }
+
+    /// GET on the HTTP side port: status, headers and body.
+    pub async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+        let response = reqwest::get(format!("{}{path}", self.http)).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.unwrap())
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let (status, _, body) = self.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
     }
 
     pub async fn refresh(&self, token: &str) -> Result<TokenResponse, tonic::Status> {

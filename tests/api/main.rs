@@ -6,13 +6,16 @@
 mod api_keys;
 mod audit;
 mod helpers;
+mod keys;
 mod legacy;
 mod limits;
 mod login;
 mod logout;
+mod operations;
 mod persistence;
 mod purge;
 mod refresh;
+mod resource_server;
 mod sessions;
 mod throttling;
 mod tls;

@@ -1,0 +1,70 @@
+//! `authd token verify`: check an access token the way a resource server would, with the
+//! `authd-verifier` crate, and say exactly why it is not valid when it is not.
+
+use clap::Subcommand;
+
+use crate::app::key_encryption;
+use crate::config::Config;
+use crate::crypto::keys::KeyRing;
+use crate::domain::{Clock, SystemClock};
+use crate::store;
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Verify an access token; prints its header and claims, or why it is invalid
+    Verify {
+        /// The access token, or - to read it from standard input
+        #[arg(allow_hyphen_values = true)]
+        token: String,
+        /// Fetch keys from this JWKS URL (e.g. http://127.0.0.1:8080/.well-known/jwks.json)
+        /// instead of reading them from the database
+        #[arg(long, value_name = "URL")]
+        jwks_url: Option<String>,
+    },
+}
+
+pub async fn run(config: Config, command: TokenCommand) -> Result<(), String> {
+    let TokenCommand::Verify { token, jwks_url } = command;
+    let token = if token == "-" {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the token from stdin: {e}"))?;
+        line.trim().to_owned()
+    } else {
+        token
+    };
+    let verifier_config =
+        authd_verifier::VerifierConfig::new(config.issuer.clone(), config.audience.clone());
+    let verifier = match jwks_url {
+        Some(url) => authd_verifier::Verifier::with_jwks_url(verifier_config, url)
+            .map_err(|e| e.to_string())?,
+        None => {
+            let store = store::open(&config.database_url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let stored = store.signing_keys().await.map_err(|e| e.to_string())?;
+            let kek = key_encryption(&config).map_err(|e| e.to_string())?;
+            let ring = KeyRing::from_stored(&stored, kek.as_ref())
+                .map_err(|e| format!("{e} (or verify against the server with --jwks-url)"))?;
+            let jwks = ring.jwks(SystemClock.now(), &config.key_policy());
+            let jwks = serde_json::from_value(jwks).map_err(|e| e.to_string())?;
+            authd_verifier::Verifier::with_keys(verifier_config, jwks)
+        }
+    };
+    let claims = verifier
+        .verify(&token)
+        .await
+        .map_err(|e| format!("invalid token: {e}"))?;
+    let header = jsonwebtoken::decode_header(&token).map_err(|e| e.to_string())?;
+    let out = serde_json::json!({
+        "valid": true,
+        "header": { "alg": format!("{:?}", header.alg), "typ": header.typ, "kid": header.kid },
+        "claims": claims,
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}

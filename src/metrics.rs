@@ -1,0 +1,263 @@
+//! Prometheus metrics: the recorder (installed once per process, rendered on the HTTP side
+//! port's `/metrics`, no listener of its own), the names of every metric authd records, and a
+//! tower layer counting gRPC requests per method and status code.
+//!
+//! Code elsewhere records through the `metrics` facade with the helpers below, so the names
+//! and label values live in one place. Label values come from fixed sets only (never from
+//! client input), so the number of series stays bounded.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const GRPC_REQUESTS: &str = "authd_grpc_requests_total";
+pub const GRPC_DURATION: &str = "authd_grpc_request_duration_seconds";
+pub const LOGINS: &str = "authd_logins_total";
+pub const REFRESHES: &str = "authd_refreshes_total";
+pub const REUSE_DETECTED: &str = "authd_refresh_reuse_detected_total";
+pub const FAMILIES_REVOKED: &str = "authd_refresh_families_revoked_total";
+pub const ARGON2_QUEUE_DEPTH: &str = "authd_argon2_queue_depth";
+pub const ARGON2_IN_FLIGHT: &str = "authd_argon2_in_flight";
+pub const ARGON2_WAIT: &str = "authd_argon2_wait_seconds";
+pub const ARGON2_DURATION: &str = "authd_argon2_duration_seconds";
+pub const DATABASE_ERRORS: &str = "authd_database_errors_total";
+pub const SIGNING_KEY_AGE: &str = "authd_signing_key_age_seconds";
+pub const SIGNING_KEYS_PUBLISHED: &str = "authd_signing_keys_published";
+
+/// Login outcomes. `throttled` is recorded by login rate limiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    Success,
+    InvalidCredentials,
+    Throttled,
+    /// A request missing its username or password.
+    InvalidRequest,
+    Error,
+}
+
+impl LoginOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::Throttled => "throttled",
+            Self::InvalidRequest => "invalid_request",
+            Self::Error => "error",
+        }
+    }
+}
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the Prometheus recorder as the process-wide `metrics` recorder, once; later calls
+/// return the same handle. `None` when another recorder was installed first (metrics then go
+/// there, and `/metrics` says so).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .ok()?;
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => {
+                    describe();
+                    Some(handle)
+                }
+                Err(_) => {
+                    tracing::warn!("a metrics recorder was already installed; /metrics is empty");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(GRPC_REQUESTS, "gRPC requests by method and status code");
+    describe_histogram!(
+        GRPC_DURATION,
+        metrics::Unit::Seconds,
+        "gRPC request latency"
+    );
+    describe_counter!(LOGINS, "login attempts by outcome");
+    describe_counter!(REFRESHES, "refresh attempts by outcome");
+    describe_counter!(
+        REUSE_DETECTED,
+        "refresh tokens presented again after rotation"
+    );
+    describe_counter!(FAMILIES_REVOKED, "refresh families revoked, by reason");
+    describe_gauge!(ARGON2_QUEUE_DEPTH, "password hashes waiting for a permit");
+    describe_gauge!(ARGON2_IN_FLIGHT, "password hashes running");
+    describe_histogram!(
+        ARGON2_WAIT,
+        metrics::Unit::Seconds,
+        "time waiting for a hashing permit"
+    );
+    describe_histogram!(
+        ARGON2_DURATION,
+        metrics::Unit::Seconds,
+        "time spent hashing"
+    );
+    describe_counter!(
+        DATABASE_ERRORS,
+        "operations that failed because the database did"
+    );
+    describe_gauge!(
+        SIGNING_KEY_AGE,
+        metrics::Unit::Seconds,
+        "how long the signing key has signed"
+    );
+    describe_gauge!(SIGNING_KEYS_PUBLISHED, "keys in the JWKS");
+}
+
+pub fn login(outcome: LoginOutcome) {
+    counter!(LOGINS, "outcome" => outcome.as_str()).increment(1);
+}
+
+/// `outcome` is one of a fixed set: rotated, grace_retry, reuse_detected, rejected,
+/// malformed, error.
+pub fn refresh(outcome: &'static str) {
+    counter!(REFRESHES, "outcome" => outcome).increment(1);
+}
+
+pub fn reuse_detected() {
+    counter!(REUSE_DETECTED).increment(1);
+    counter!(FAMILIES_REVOKED, "reason" => "reuse").increment(1);
+}
+
+pub fn database_error() {
+    counter!(DATABASE_ERRORS).increment(1);
+}
+
+pub fn argon2_queued(delta: f64) {
+    gauge!(ARGON2_QUEUE_DEPTH).increment(delta);
+}
+
+pub fn argon2_started(waited: Duration) {
+    histogram!(ARGON2_WAIT).record(waited.as_secs_f64());
+    gauge!(ARGON2_IN_FLIGHT).increment(1.0);
+}
+
+pub fn argon2_finished(took: Duration) {
+    histogram!(ARGON2_DURATION).record(took.as_secs_f64());
+    gauge!(ARGON2_IN_FLIGHT).decrement(1.0);
+}
+
+pub fn signing_keys(age: Option<Duration>, published: usize) {
+    gauge!(SIGNING_KEY_AGE).set(age.map_or(0.0, |a| a.as_secs_f64()));
+    #[allow(clippy::cast_precision_loss)] // a handful of keys
+    gauge!(SIGNING_KEYS_PUBLISHED).set(published as f64);
+}
+
+/// The methods counted by name; anything else is counted as `other`, so clients cannot
+/// create series at will.
+const KNOWN_METHODS: &[&str] = &[
+    "/auth.v1.AuthService/Token",
+    "/auth.v1.AuthService/RefreshToken",
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+fn method_label(path: &str) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|m| **m == path)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn code_label<B>(response: &http::Response<B>) -> &'static str {
+    // Errors from unary handlers are "trailers-only" responses: the status is in the headers.
+    // A response without `grpc-status` in its headers carries it in trailers, which for our
+    // unary handlers means success.
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+    match code {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::Unknown => "UNKNOWN",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Aborted => "ABORTED",
+        tonic::Code::OutOfRange => "OUT_OF_RANGE",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Internal => "INTERNAL",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// A tower layer for the tonic server: counts requests and records their latency (until the
+/// response headers) per method and status code.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcMetricsLayer;
+
+impl<S> tower::Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetrics { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GrpcMetrics<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for GrpcMetrics<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let method = method_label(request.uri().path());
+        let start = Instant::now();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let result = future.await;
+            let code = match &result {
+                Ok(response) => code_label(response),
+                Err(_) => "TRANSPORT_ERROR",
+            };
+            counter!(GRPC_REQUESTS, "method" => method, "code" => code).increment(1);
+            histogram!(GRPC_DURATION, "method" => method, "code" => code)
+                .record(start.elapsed().as_secs_f64());
+            result
+        })
+    }
+}
