@@ -117,7 +117,14 @@ impl Application {
     ) -> Result<(), StartupError> {
         tracing::info!(grpc_addr = %self.grpc_addr, "authd serving");
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        // TEMPORARY (issue 6): a minimal grpc.health.v1.Health so `authd bench noop` has a
+        // transport ceiling to measure; issue 3 adds the real health service, which replaces this.
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<crate::grpc::AuthServiceServer<AuthApi>>()
+            .await;
         Server::builder()
+            .add_service(health_service)
             .add_service(AuthApi::new(self.service).into_server())
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
