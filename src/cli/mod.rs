@@ -3,6 +3,7 @@
 //! Every subcommand loads the same layered [`Config`], so `authd user …` acts on the database
 //! `authd serve` uses. Errors print one line to stderr and exit non-zero.
 
+mod bench;
 mod client;
 mod serve;
 mod user;
@@ -41,6 +42,8 @@ enum Command {
     /// Call a running server (for trying authd from the shell)
     #[command(subcommand)]
     Client(client::ClientCommand),
+    /// Load a running server and measure it (see BENCHMARKS.md)
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command line to completion.
@@ -49,9 +52,19 @@ pub fn run(cli: Cli) -> ExitCode {
         database_url: cli.database_url.clone(),
         grpc_addr: match &cli.command {
             Command::Serve { grpc_addr } => *grpc_addr,
-            Command::User(_) | Command::Client(_) => None,
+            Command::User(_) | Command::Client(_) | Command::Bench(_) => None,
         },
     };
+    // `bench startup` starts servers that must read the same configuration.
+    let mut server_args = Vec::new();
+    if let Some(path) = &cli.config {
+        server_args.push("--config".to_owned());
+        server_args.push(path.display().to_string());
+    }
+    if let Some(url) = &cli.database_url {
+        server_args.push("--database-url".to_owned());
+        server_args.push(url.clone());
+    }
     let result = Config::load(cli.config.as_deref(), &overrides)
         .map_err(|e| e.to_string())
         .and_then(|config| {
@@ -63,6 +76,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Serve { .. } => runtime.block_on(serve::run(config)),
                 Command::User(cmd) => runtime.block_on(user::run(config, cmd)),
                 Command::Client(cmd) => runtime.block_on(client::run(config, cmd)),
+                Command::Bench(args) => runtime.block_on(bench::run(config, args, server_args)),
             }
         });
     match result {
