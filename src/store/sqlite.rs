@@ -4,6 +4,13 @@
 //! busy timeout so the CLI can write while `serve` runs. Every read-modify-write runs in a
 //! `BEGIN IMMEDIATE` transaction: the write lock is taken up front, so concurrent rotations of
 //! one token serialise instead of failing on a lock upgrade.
+//!
+//! Rotations are *group-committed*: one writer task takes every rotation waiting at that moment
+//! and applies them, one after the other and each decided by [`decide`] on the state the
+//! previous ones left, inside one `BEGIN IMMEDIATE … COMMIT`; then it answers each caller. So
+//! many rotations share one fsync, nobody is answered before the batch is durable, and two
+//! presentations of one token in one batch still have exactly one winner (the second sees the
+//! first's write, as if it had run in a later transaction).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,19 +21,27 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{NewUser, RoleChange, Store, StoreError, StoredKey};
 use crate::domain::{
-    Decision, FamilyId, NewFamily, NewToken, PresentedToken, RefreshPolicy, Role, Rotation,
-    Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username, decide,
+    Decision, FamilyId, NewFamily, NewToken, PresentedToken, RefreshPolicy, Rejection, Role,
+    Rotation, Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username, decide,
     normalise_roles,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// Most rotations committed in one transaction. Under load a batch is whatever arrived while
+/// the previous one was being written, so this only bounds the worst case.
+const MAX_ROTATION_BATCH: usize = 256;
+/// Rotations that may wait for the writer before callers wait to hand theirs over.
+const ROTATION_QUEUE: usize = 4096;
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    rotations: RotationWriter,
 }
 
 impl SqliteStore {
@@ -50,7 +65,8 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         MIGRATOR.run(&pool).await.map_err(unavailable)?;
-        Ok(Self { pool })
+        let rotations = RotationWriter::spawn(pool.clone());
+        Ok(Self { pool, rotations })
     }
 
     async fn begin_immediate(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -170,6 +186,207 @@ async fn insert_token(
     .await
     .map_err(unavailable)?;
     Ok(())
+}
+
+/// One rotation, as asked of the writer.
+struct RotationJob {
+    presented: TokenHash,
+    successor: Successor,
+    now: Timestamp,
+    policy: RefreshPolicy,
+}
+
+type RotationReply = oneshot::Sender<Result<Rotation, StoreError>>;
+
+/// The handle to the single task that writes rotations (see the module docs).
+#[derive(Debug, Clone)]
+struct RotationWriter {
+    jobs: mpsc::Sender<(RotationJob, RotationReply)>,
+}
+
+impl RotationWriter {
+    /// Starts the writer; it stops when the last handle is dropped.
+    fn spawn(pool: SqlitePool) -> Self {
+        let (jobs, queue) = mpsc::channel(ROTATION_QUEUE);
+        tokio::spawn(write_rotations(pool, queue));
+        Self { jobs }
+    }
+
+    /// Queues a rotation and waits until the batch holding it is committed (or failed).
+    async fn rotate(&self, job: RotationJob) -> Result<Rotation, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Unavailable("the rotation writer has stopped".into());
+        self.jobs.send((job, reply)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// The writer task: takes every queued rotation (up to [`MAX_ROTATION_BATCH`]), applies them
+/// in one transaction, and answers each caller only after the commit.
+async fn write_rotations(
+    pool: SqlitePool,
+    mut queue: mpsc::Receiver<(RotationJob, RotationReply)>,
+) {
+    let mut batch = Vec::with_capacity(MAX_ROTATION_BATCH);
+    while queue.recv_many(&mut batch, MAX_ROTATION_BATCH).await > 0 {
+        let (jobs, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+        match rotate_batch(&pool, &jobs).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    // A caller that went away still had its rotation applied, exactly as
+                    // when a reply is lost on the network.
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, rotations = jobs.len(),
+                    "rotation batch failed and was rolled back");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Unavailable(
+                        format!("rotation batch failed: {e}").into(),
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Applies `jobs` in order in one transaction. A rotation whose stored state cannot be read
+/// fails alone (nothing of it was written); a failed write or commit fails the whole batch,
+/// which is rolled back (the transaction is dropped uncommitted).
+async fn rotate_batch(
+    pool: &SqlitePool,
+    jobs: &[RotationJob],
+) -> Result<Vec<Result<Rotation, StoreError>>, StoreError> {
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(unavailable)?;
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let state = match load_presented(&mut tx, &job.presented, job.now).await {
+            Ok(Some(state)) => state,
+            Ok(None) => {
+                outcomes.push(Ok(Rotation::Rejected(Rejection::Unknown)));
+                continue;
+            }
+            Err(e) => {
+                outcomes.push(Err(e));
+                continue;
+            }
+        };
+        outcomes.push(Ok(apply_rotation(&mut tx, job, state).await?));
+    }
+    tx.commit().await.map_err(unavailable)?;
+    Ok(outcomes)
+}
+
+/// Loads the presented token with its family and user, as the rules need them.
+async fn load_presented(
+    tx: &mut Transaction<'static, Sqlite>,
+    presented: &TokenHash,
+    now: Timestamp,
+) -> Result<Option<PresentedToken>, StoreError> {
+    let row = sqlx::query(
+        "SELECT t.family_id, t.expires_at AS token_expires_at, t.used_at, t.successor_sealed, \
+                (SELECT s.used_at IS NULL FROM refresh_tokens s WHERE s.hash = t.successor_hash) \
+                    AS successor_is_newest, \
+                f.revoked_at, f.expires_at AS family_expires_at, \
+                u.id, u.username, u.roles, u.enabled, u.created_at \
+         FROM refresh_tokens t \
+         JOIN refresh_families f ON f.id = t.family_id \
+         JOIN users u ON u.id = f.user_id \
+         WHERE t.hash = ?",
+    )
+    .bind(&presented.0[..])
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let get_ts = |col: &str| -> Result<Option<Timestamp>, StoreError> {
+        Ok(row
+            .try_get::<Option<i64>, _>(col)
+            .map_err(unavailable)?
+            .map(Timestamp::from_unix_millis))
+    };
+    Ok(Some(PresentedToken {
+        user: user_from_row(&row)?,
+        family_id: FamilyId::from_stored(row.try_get("family_id").map_err(unavailable)?),
+        family_revoked: get_ts("revoked_at")?.is_some(),
+        family_expires_at: get_ts("family_expires_at")?.unwrap_or(now),
+        expires_at: get_ts("token_expires_at")?.unwrap_or(now),
+        used_at: get_ts("used_at")?,
+        successor_is_newest: row
+            .try_get::<Option<bool>, _>("successor_is_newest")
+            .map_err(unavailable)?
+            .unwrap_or(false),
+        sealed_successor: row.try_get("successor_sealed").map_err(unavailable)?,
+    }))
+}
+
+/// Decides with [`decide`] and applies the decision.
+async fn apply_rotation(
+    tx: &mut Transaction<'static, Sqlite>,
+    job: &RotationJob,
+    state: PresentedToken,
+) -> Result<Rotation, StoreError> {
+    let RotationJob {
+        presented,
+        successor,
+        now,
+        policy,
+    } = job;
+    match decide(&state, *now, policy) {
+        Decision::Reject(why) => Ok(Rotation::Rejected(why)),
+        Decision::ReturnSuccessor(sealed_successor) => Ok(Rotation::Replayed {
+            user: state.user,
+            family_id: state.family_id,
+            sealed_successor,
+        }),
+        Decision::RevokeFamily => {
+            revoke_family_in(tx, &state.family_id, *now, "refresh token reuse").await?;
+            Ok(Rotation::ReuseDetected {
+                user: state.user,
+                family_id: state.family_id,
+            })
+        }
+        Decision::Rotate => {
+            let marked = sqlx::query(
+                "UPDATE refresh_tokens \
+                 SET used_at = ?, successor_hash = ?, successor_sealed = ? \
+                 WHERE hash = ? AND used_at IS NULL",
+            )
+            .bind(now.unix_millis())
+            .bind(&successor.token.hash.0[..])
+            .bind(&successor.sealed)
+            .bind(&presented.0[..])
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+            // The write lock is held since BEGIN IMMEDIATE and rotations are applied one after
+            // the other, so this cannot race; checking the count keeps the guarantee even if
+            // that ever changes.
+            if marked.rows_affected() != 1 {
+                return Err(StoreError::Unavailable("concurrent rotation".into()));
+            }
+            // The previous token's sealed copy of *this* token is no longer needed: only the
+            // immediately previous token may use the grace window.
+            sqlx::query(
+                "UPDATE refresh_tokens SET successor_sealed = NULL WHERE successor_hash = ?",
+            )
+            .bind(&presented.0[..])
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+            insert_token(tx, &state.family_id, &successor.token).await?;
+            Ok(Rotation::Rotated {
+                user: state.user,
+                family_id: state.family_id,
+            })
+        }
+    }
 }
 
 #[async_trait]
@@ -360,93 +577,14 @@ impl Store for SqliteStore {
         now: Timestamp,
         policy: &RefreshPolicy,
     ) -> Result<Rotation, StoreError> {
-        let mut tx = self.begin_immediate().await?;
-        let row = sqlx::query(
-            "SELECT t.family_id, t.expires_at AS token_expires_at, t.used_at, t.successor_sealed, \
-                    (SELECT s.used_at IS NULL FROM refresh_tokens s WHERE s.hash = t.successor_hash) \
-                        AS successor_is_newest, \
-                    f.revoked_at, f.expires_at AS family_expires_at, \
-                    u.id, u.username, u.roles, u.enabled, u.created_at \
-             FROM refresh_tokens t \
-             JOIN refresh_families f ON f.id = t.family_id \
-             JOIN users u ON u.id = f.user_id \
-             WHERE t.hash = ?",
-        )
-        .bind(&presented.0[..])
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let Some(row) = row else {
-            return Ok(Rotation::Rejected(crate::domain::Rejection::Unknown));
-        };
-        let get_ts = |col: &str| -> Result<Option<Timestamp>, StoreError> {
-            Ok(row
-                .try_get::<Option<i64>, _>(col)
-                .map_err(unavailable)?
-                .map(Timestamp::from_unix_millis))
-        };
-        let state = PresentedToken {
-            user: user_from_row(&row)?,
-            family_id: FamilyId::from_stored(row.try_get("family_id").map_err(unavailable)?),
-            family_revoked: get_ts("revoked_at")?.is_some(),
-            family_expires_at: get_ts("family_expires_at")?.unwrap_or(now),
-            expires_at: get_ts("token_expires_at")?.unwrap_or(now),
-            used_at: get_ts("used_at")?,
-            successor_is_newest: row
-                .try_get::<Option<bool>, _>("successor_is_newest")
-                .map_err(unavailable)?
-                .unwrap_or(false),
-            sealed_successor: row.try_get("successor_sealed").map_err(unavailable)?,
-        };
-        let PresentedToken {
-            user, family_id, ..
-        } = state.clone();
-        let rotation = match decide(&state, now, policy) {
-            Decision::Reject(why) => return Ok(Rotation::Rejected(why)),
-            Decision::ReturnSuccessor(sealed_successor) => {
-                return Ok(Rotation::Replayed {
-                    user,
-                    family_id,
-                    sealed_successor,
-                });
-            }
-            Decision::RevokeFamily => {
-                revoke_family_in(&mut tx, &family_id, now, "refresh token reuse").await?;
-                Rotation::ReuseDetected { user, family_id }
-            }
-            Decision::Rotate => {
-                let marked = sqlx::query(
-                    "UPDATE refresh_tokens \
-                     SET used_at = ?, successor_hash = ?, successor_sealed = ? \
-                     WHERE hash = ? AND used_at IS NULL",
-                )
-                .bind(now.unix_millis())
-                .bind(&successor.token.hash.0[..])
-                .bind(&successor.sealed)
-                .bind(&presented.0[..])
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-                // The write lock is held since BEGIN IMMEDIATE, so this cannot race; checking
-                // the count keeps the guarantee even if that ever changes.
-                if marked.rows_affected() != 1 {
-                    return Err(StoreError::Unavailable("concurrent rotation".into()));
-                }
-                // The previous token's sealed copy of *this* token is no longer needed: only
-                // the immediately previous token may use the grace window.
-                sqlx::query(
-                    "UPDATE refresh_tokens SET successor_sealed = NULL WHERE successor_hash = ?",
-                )
-                .bind(&presented.0[..])
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-                insert_token(&mut tx, &family_id, &successor.token).await?;
-                Rotation::Rotated { user, family_id }
-            }
-        };
-        tx.commit().await.map_err(unavailable)?;
-        Ok(rotation)
+        self.rotations
+            .rotate(RotationJob {
+                presented: *presented,
+                successor: successor.clone(),
+                now,
+                policy: *policy,
+            })
+            .await
     }
 
     async fn revoke_family(&self, family: &FamilyId, now: Timestamp) -> Result<(), StoreError> {
