@@ -640,3 +640,139 @@ impl Store for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const T0: Timestamp = Timestamp::from_unix_millis(1_800_000_000_000);
+
+    fn policy(grace: Duration) -> RefreshPolicy {
+        RefreshPolicy {
+            idle_ttl: Duration::from_secs(3600),
+            max_lifetime: Duration::from_secs(86_400),
+            reuse_grace: grace,
+        }
+    }
+
+    fn token(n: u8) -> NewToken {
+        NewToken {
+            hash: TokenHash([n; 32]),
+            issued_at: T0,
+            expires_at: T0.saturating_add(Duration::from_secs(3600)),
+        }
+    }
+
+    fn job(presented: u8, successor: u8, grace: Duration) -> RotationJob {
+        RotationJob {
+            presented: TokenHash([presented; 32]),
+            successor: Successor {
+                token: token(successor),
+                sealed: vec![successor; 60],
+            },
+            now: T0,
+            policy: policy(grace),
+        }
+    }
+
+    /// A store with one user and one family whose first token is `token(1)`.
+    async fn store_with_family() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let user = User {
+            id: UserId::generate(),
+            username: Username::parse("alice").unwrap(),
+            roles: vec![],
+            enabled: true,
+            created_at: T0,
+        };
+        store
+            .create_user(&NewUser {
+                user: user.clone(),
+                password_hash: "unused".into(),
+            })
+            .await
+            .unwrap();
+        let family = NewFamily {
+            id: FamilyId::generate(),
+            user,
+            created_at: T0,
+            expires_at: T0.saturating_add(Duration::from_secs(86_400)),
+        };
+        store.start_family(&family, &token(1)).await.unwrap();
+        (store, dir)
+    }
+
+    #[tokio::test]
+    async fn one_token_twice_in_one_batch_has_one_winner_and_the_second_is_reuse() {
+        let (store, _dir) = store_with_family().await;
+        let jobs = [job(1, 2, Duration::ZERO), job(1, 3, Duration::ZERO)];
+        let outcomes = rotate_batch(&store.pool, &jobs).await.unwrap();
+        assert!(matches!(outcomes[0], Ok(Rotation::Rotated { .. })));
+        assert!(matches!(outcomes[1], Ok(Rotation::ReuseDetected { .. })));
+        // Reuse revoked the family, including the winner's successor.
+        let after = rotate_batch(&store.pool, &[job(2, 4, Duration::ZERO)])
+            .await
+            .unwrap();
+        assert!(matches!(
+            after[0],
+            Ok(Rotation::Rejected(Rejection::FamilyRevoked))
+        ));
+    }
+
+    #[tokio::test]
+    async fn one_token_twice_in_one_batch_within_grace_returns_the_first_successor() {
+        let (store, _dir) = store_with_family().await;
+        let grace = Duration::from_secs(10);
+        let jobs = [job(1, 2, grace), job(1, 3, grace)];
+        let outcomes = rotate_batch(&store.pool, &jobs).await.unwrap();
+        assert!(matches!(outcomes[0], Ok(Rotation::Rotated { .. })));
+        match &outcomes[1] {
+            Ok(Rotation::Replayed {
+                sealed_successor, ..
+            }) => assert_eq!(sealed_successor, &vec![2; 60]),
+            other => panic!("expected the first successor back, got {other:?}"),
+        }
+        // The second presentation stored nothing: its would-be successor does not exist.
+        let stray = rotate_batch(&store.pool, &[job(3, 5, grace)])
+            .await
+            .unwrap();
+        assert!(matches!(
+            stray[0],
+            Ok(Rotation::Rejected(Rejection::Unknown))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_chain_rotates_through_the_writer_and_concurrent_presentations_have_one_winner() {
+        let (store, _dir) = store_with_family().await;
+        let grace = Duration::ZERO;
+        let rotate = |presented: u8, successor: u8| {
+            let job = job(presented, successor, grace);
+            let store = store.clone();
+            async move {
+                store
+                    .rotate_refresh(&job.presented, &job.successor, job.now, &job.policy)
+                    .await
+            }
+        };
+        for n in 1..10u8 {
+            let rotation = rotate(n, n + 1).await.unwrap();
+            assert!(
+                matches!(rotation, Rotation::Rotated { .. }),
+                "{n}: {rotation:?}"
+            );
+        }
+        // Sixteen callers present the newest token at once (queued together, so most likely
+        // in one batch): exactly one rotates it.
+        let concurrent = futures::future::join_all((0..16).map(|_| rotate(10, 11))).await;
+        let winners = concurrent
+            .iter()
+            .filter(|r| matches!(r, Ok(Rotation::Rotated { .. })))
+            .count();
+        assert_eq!(winners, 1, "{concurrent:?}");
+    }
+}
