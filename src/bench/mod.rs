@@ -12,6 +12,7 @@
 //!   of the given user and always presenting its newest token;
 //! - `mixed`: each worker logs in, then refreshes its chain 50 times, and again.
 
+mod limit;
 mod report;
 mod rss;
 mod startup;
@@ -31,6 +32,7 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::grpc::AuthServiceClient;
 use crate::grpc::pb::{self, token_request::Credential};
 
+pub use limit::{LoginLimit, measure_login_limit};
 pub use report::{OpStats, Report};
 pub use rss::{RssSample, read_rss};
 pub use startup::{StartupReport, measure_startup};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
-use super::{Operation, RssSample, Scenario, Tally};
+use super::{LoginLimit, Operation, RssSample, Scenario, Tally};
 
 /// Latency and outcome figures of one operation (or of all operations together).
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +88,8 @@ pub struct Report {
     /// Failed requests by gRPC status code name, all operations together.
     pub errors_by_code: BTreeMap<String, u64>,
     pub server_memory: ServerMemory,
+    /// The argon2id limit measured before a login run, to compare logins/s with.
+    pub login_limit: Option<LoginLimit>,
 }
 
 impl Report {
@@ -126,7 +128,15 @@ impl Report {
             operations,
             errors_by_code,
             server_memory,
+            login_limit: None,
         }
+    }
+
+    /// Logins/s of this run divided by the argon2id limit, when both are known.
+    pub fn login_ratio_to_limit(&self) -> Option<f64> {
+        let limit = self.login_limit?.logins_per_s();
+        let logins = self.operations.get(&Operation::Login)?;
+        (limit > 0.0).then(|| logins.rps / limit)
     }
 
     /// One JSON object: `scenario`, `requests`, `errors`, `rps`, `p50_ms`, `p90_ms`, `p99_ms`,
@@ -158,6 +168,17 @@ impl Report {
             }
             if let Some(hwm) = self.server_memory.after.and_then(|s| s.peak_kib) {
                 object.insert("server_rss_peak_kib".into(), hwm.into());
+            }
+            if let Some(limit) = self.login_limit {
+                object.insert(
+                    "argon2_single_core_per_s".into(),
+                    round(limit.single_core_per_s).into(),
+                );
+                object.insert("cores".into(), limit.cores.into());
+                object.insert("login_limit_rps".into(), round(limit.logins_per_s()).into());
+                if let Some(ratio) = self.login_ratio_to_limit() {
+                    object.insert("login_ratio_to_limit".into(), round(ratio).into());
+                }
             }
         }
         object
@@ -228,6 +249,23 @@ impl fmt::Display for Report {
             write!(f, "{:.1} MiB after", mib(after.rss_kib))?;
             if let Some(peak) = after.peak_kib {
                 write!(f, " (peak since start {:.1} MiB)", mib(peak))?;
+            }
+            writeln!(f)?;
+        }
+        if let Some(limit) = self.login_limit {
+            write!(
+                f,
+                "  argon2id limit: {:.1} verifications/s on one core (m={} KiB, t={}, p={}) \
+                 x {} cores = {:.1} logins/s",
+                limit.single_core_per_s,
+                limit.params.memory_kib,
+                limit.params.iterations,
+                limit.params.parallelism,
+                limit.cores,
+                limit.logins_per_s()
+            )?;
+            if let Some(ratio) = self.login_ratio_to_limit() {
+                write!(f, "; this run reached {:.1}% of it", ratio * 100.0)?;
             }
             writeln!(f)?;
         }

@@ -76,6 +76,16 @@ pub async fn run(config: Config, args: BenchArgs, server_args: Vec<String>) -> R
         }),
         _ => None,
     };
+    // The physical limit of logins, measured here before the run while the server is idle.
+    let login_limit = if scenario == Scenario::Login {
+        Some(
+            bench::measure_login_limit(config.argon2())
+                .await
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
     let config = BenchConfig {
         scenario,
         addr: args.addr.unwrap_or_else(|| config.grpc_addr.to_string()),
@@ -88,7 +98,8 @@ pub async fn run(config: Config, args: BenchArgs, server_args: Vec<String>) -> R
         credentials,
         server_pid: args.pid,
     };
-    let report = bench::run(config).await.map_err(|e| e.to_string())?;
+    let mut report = bench::run(config).await.map_err(|e| e.to_string())?;
+    report.login_limit = login_limit;
     if args.json {
         println!("{}", report.to_json());
     } else {
