@@ -20,7 +20,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Connection, Row, Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{NewUser, RoleChange, Store, StoreError, StoredKey};
@@ -61,11 +61,11 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(unavailable)?;
         MIGRATOR.run(&pool).await.map_err(unavailable)?;
-        let rotations = RotationWriter::spawn(pool.clone());
+        let rotations = RotationWriter::spawn(options);
         Ok(Self { pool, rotations })
     }
 
@@ -146,7 +146,7 @@ async fn revoke_families_of(
 }
 
 async fn revoke_family_in(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     family: &FamilyId,
     now: Timestamp,
     reason: &str,
@@ -171,7 +171,7 @@ async fn revoke_family_in(
 }
 
 async fn insert_token(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     family: &FamilyId,
     token: &NewToken,
 ) -> Result<(), StoreError> {
@@ -206,9 +206,9 @@ struct RotationWriter {
 
 impl RotationWriter {
     /// Starts the writer; it stops when the last handle is dropped.
-    fn spawn(pool: SqlitePool) -> Self {
+    fn spawn(options: SqliteConnectOptions) -> Self {
         let (jobs, queue) = mpsc::channel(ROTATION_QUEUE);
-        tokio::spawn(write_rotations(pool, queue));
+        tokio::spawn(write_rotations(options, queue));
         Self { jobs }
     }
 
@@ -223,14 +223,27 @@ impl RotationWriter {
 
 /// The writer task: takes every queued rotation (up to [`MAX_ROTATION_BATCH`]), applies them
 /// in one transaction, and answers each caller only after the commit.
+///
+/// It keeps a connection of its own rather than taking one from the pool: SQLite discards a
+/// connection's page cache whenever another connection has written, so a connection that
+/// does every rotation keeps its cache (and its prepared statements) warm. After a failed
+/// batch it reconnects.
 async fn write_rotations(
-    pool: SqlitePool,
+    options: SqliteConnectOptions,
     mut queue: mpsc::Receiver<(RotationJob, RotationReply)>,
 ) {
+    let mut connection: Option<SqliteConnection> = None;
     let mut batch = Vec::with_capacity(MAX_ROTATION_BATCH);
     while queue.recv_many(&mut batch, MAX_ROTATION_BATCH).await > 0 {
         let (jobs, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-        match rotate_batch(&pool, &jobs).await {
+        let outcome = match connection.as_mut() {
+            Some(conn) => rotate_batch(conn, &jobs).await,
+            None => match SqliteConnection::connect_with(&options).await {
+                Ok(conn) => rotate_batch(connection.insert(conn), &jobs).await,
+                Err(e) => Err(unavailable(e)),
+            },
+        };
+        match outcome {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // A caller that went away still had its rotation applied, exactly as
@@ -239,6 +252,7 @@ async fn write_rotations(
                 }
             }
             Err(e) => {
+                connection = None;
                 tracing::error!(error = %e, rotations = jobs.len(),
                     "rotation batch failed and was rolled back");
                 for reply in replies {
@@ -255,10 +269,10 @@ async fn write_rotations(
 /// fails alone (nothing of it was written); a failed write or commit fails the whole batch,
 /// which is rolled back (the transaction is dropped uncommitted).
 async fn rotate_batch(
-    pool: &SqlitePool,
+    connection: &mut SqliteConnection,
     jobs: &[RotationJob],
 ) -> Result<Vec<Result<Rotation, StoreError>>, StoreError> {
-    let mut tx = pool
+    let mut tx = connection
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(unavailable)?;
@@ -283,7 +297,7 @@ async fn rotate_batch(
 
 /// Loads the presented token with its family and user, as the rules need them.
 async fn load_presented(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     presented: &TokenHash,
     now: Timestamp,
 ) -> Result<Option<PresentedToken>, StoreError> {
@@ -328,7 +342,7 @@ async fn load_presented(
 
 /// Decides with [`decide`] and applies the decision.
 async fn apply_rotation(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     job: &RotationJob,
     state: PresentedToken,
 ) -> Result<Rotation, StoreError> {
@@ -372,10 +386,14 @@ async fn apply_rotation(
                 return Err(StoreError::Unavailable("concurrent rotation".into()));
             }
             // The previous token's sealed copy of *this* token is no longer needed: only the
-            // immediately previous token may use the grace window.
+            // immediately previous token may use the grace window. `successor_hash` has no
+            // index, so the family (indexed) bounds the search to this session's tokens
+            // instead of the whole table (see BENCHMARKS.md; an index is the real fix).
             sqlx::query(
-                "UPDATE refresh_tokens SET successor_sealed = NULL WHERE successor_hash = ?",
+                "UPDATE refresh_tokens SET successor_sealed = NULL \
+                 WHERE family_id = ? AND successor_hash = ?",
             )
+            .bind(state.family_id.as_str())
             .bind(&presented.0[..])
             .execute(&mut **tx)
             .await
@@ -677,6 +695,10 @@ mod tests {
         }
     }
 
+    async fn connection(store: &SqliteStore) -> SqliteConnection {
+        store.pool.acquire().await.unwrap().detach()
+    }
+
     /// A store with one user and one family whose first token is `token(1)`.
     async fn store_with_family() -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -710,11 +732,13 @@ mod tests {
     async fn one_token_twice_in_one_batch_has_one_winner_and_the_second_is_reuse() {
         let (store, _dir) = store_with_family().await;
         let jobs = [job(1, 2, Duration::ZERO), job(1, 3, Duration::ZERO)];
-        let outcomes = rotate_batch(&store.pool, &jobs).await.unwrap();
+        let outcomes = rotate_batch(&mut connection(&store).await, &jobs)
+            .await
+            .unwrap();
         assert!(matches!(outcomes[0], Ok(Rotation::Rotated { .. })));
         assert!(matches!(outcomes[1], Ok(Rotation::ReuseDetected { .. })));
         // Reuse revoked the family, including the winner's successor.
-        let after = rotate_batch(&store.pool, &[job(2, 4, Duration::ZERO)])
+        let after = rotate_batch(&mut connection(&store).await, &[job(2, 4, Duration::ZERO)])
             .await
             .unwrap();
         assert!(matches!(
@@ -728,7 +752,9 @@ mod tests {
         let (store, _dir) = store_with_family().await;
         let grace = Duration::from_secs(10);
         let jobs = [job(1, 2, grace), job(1, 3, grace)];
-        let outcomes = rotate_batch(&store.pool, &jobs).await.unwrap();
+        let outcomes = rotate_batch(&mut connection(&store).await, &jobs)
+            .await
+            .unwrap();
         assert!(matches!(outcomes[0], Ok(Rotation::Rotated { .. })));
         match &outcomes[1] {
             Ok(Rotation::Replayed {
@@ -737,7 +763,7 @@ mod tests {
             other => panic!("expected the first successor back, got {other:?}"),
         }
         // The second presentation stored nothing: its would-be successor does not exist.
-        let stray = rotate_batch(&store.pool, &[job(3, 5, grace)])
+        let stray = rotate_batch(&mut connection(&store).await, &[job(3, 5, grace)])
             .await
             .unwrap();
         assert!(matches!(
