@@ -35,6 +35,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// Most rotations committed in one transaction. Under load a batch is whatever arrived while
 /// the previous one was being written, so this only bounds the worst case.
 const MAX_ROTATION_BATCH: usize = 256;
+/// The rotation writer's SQLite page cache, in KiB (negative: a size, not a page count).
+const WRITER_CACHE_SIZE: i32 = -16 * 1024;
 /// Rotations that may wait for the writer before callers wait to hand theirs over.
 const ROTATION_QUEUE: usize = 4096;
 
@@ -65,7 +67,10 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         MIGRATOR.run(&pool).await.map_err(unavailable)?;
-        let rotations = RotationWriter::spawn(options);
+        // Tokens are keyed by random hashes, so each rotation touches random pages; a page
+        // cache bigger than the default 2 MiB keeps them in memory instead of re-reading them.
+        let rotations =
+            RotationWriter::spawn(options.pragma("cache_size", WRITER_CACHE_SIZE.to_string()));
         Ok(Self { pool, rotations })
     }
 
