@@ -54,20 +54,20 @@ start_server
 sleep 1
 printf '{"scenario":"idle","server_rss_kib":%s}\n' "$(awk '/VmRSS/ {print $2}' "/proc/$server/status")"
 
-load() { # scenario concurrency [extra args...]
-    local scenario=$1 concurrency=$2
-    shift 2
+load() { # scenario concurrency duration [extra args...]
+    local scenario=$1 concurrency=$2 duration=$3
+    shift 3
     printf '%s\n' "$PASSWORD" | "$authd" bench "$scenario" --addr "$addr" \
-        --concurrency "$concurrency" --duration "$DURATION" --pid "$server" \
+        --concurrency "$concurrency" --duration "$duration" --pid "$server" \
         --user bench --password-stdin --json "$@"
 }
 
-load noop "$CONCURRENCY"
-load refresh "$CONCURRENCY"
-load mixed "$CONCURRENCY"
-load login "$LOGIN_CONCURRENCY"
+load noop "$CONCURRENCY" "$DURATION"
+load refresh "$CONCURRENCY" "$DURATION"
+load mixed "$CONCURRENCY" "$DURATION"
+load login "$LOGIN_CONCURRENCY" "$DURATION"
 # Memory under a flood: 1,000 logins in flight at once (each worker sends exactly one).
-load login 1000 --requests 1000 --duration 120s
+load login 1000 120s --requests 1000
 
 stop_server
 # Time from process start to the first answer, on the now existing database.
