@@ -4,6 +4,7 @@
 //! See ARCHITECTURE.md for the map of the code and its invariants.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -6,6 +6,7 @@
 
 mod apikey;
 mod audit;
+mod bench;
 mod client;
 mod keys;
 mod migrate;
@@ -68,6 +69,8 @@ enum Command {
     /// Inspect access tokens
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Load a running server and measure it (see BENCHMARKS.md)
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command line to completion.
@@ -84,6 +87,16 @@ pub fn run(cli: Cli) -> ExitCode {
         grpc_addr,
         http_addr,
     };
+    // `bench startup` starts servers that must read the same configuration.
+    let mut server_args = Vec::new();
+    if let Some(path) = &cli.config {
+        server_args.push("--config".to_owned());
+        server_args.push(path.display().to_string());
+    }
+    if let Some(url) = &cli.database_url {
+        server_args.push("--database-url".to_owned());
+        server_args.push(url.clone());
+    }
     let result = Config::load(cli.config.as_deref(), &overrides)
         .map_err(|e| e.to_string())
         .and_then(|config| {
@@ -101,6 +114,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Client(cmd) => runtime.block_on(client::run(config, cmd)),
                 Command::Keys(cmd) => runtime.block_on(keys::run(config, cmd)),
                 Command::Token(cmd) => runtime.block_on(token::run(config, cmd)),
+                Command::Bench(args) => runtime.block_on(bench::run(config, args, server_args)),
             }
         });
     match result {

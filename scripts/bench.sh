@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs every end-to-end benchmark of BENCHMARKS.md against a fresh release server on a fresh
+# database in a temporary directory, and prints one JSON object per line (machine facts first).
+#
+#   scripts/bench.sh                 # 10 s per scenario, concurrency 64
+#   DURATION=30s scripts/bench.sh    # longer runs
+#
+# The server and the load generator read the same configuration (AUTHD_* variables), so
+# AUTHD_ARGON2_MEMORY_KIB etc. apply to both. Everything runs on this machine (loopback only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONCURRENCY=${CONCURRENCY:-64}
+LOGIN_CONCURRENCY=${LOGIN_CONCURRENCY:-16}
+PASSWORD='correct horse battery staple'
+
+cargo build --release --quiet
+authd=$PWD/target/release/authd
+dir=$(mktemp -d)
+server=""
+cleanup() {
+    if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+export AUTHD_DATABASE_URL="sqlite://$dir/authd.db"
+
+printf '{"scenario":"machine","nproc":%s,"cpu":"%s","mem_total_kib":%s,"load_average":"%s"}\n' \
+    "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" \
+    "$(awk '/MemTotal/ {print $2}' /proc/meminfo)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+
+printf '%s\n' "$PASSWORD" | "$authd" user add bench --password-stdin >/dev/null
+
+start_server() {
+    "$authd" serve --grpc-addr 127.0.0.1:0 2>"$dir/serve.log" &
+    server=$!
+    for _ in $(seq 1 300); do
+        addr=$(sed -n 's/.*grpc_addr=\([0-9.:]*\).*/\1/p' "$dir/serve.log" | head -1)
+        [ -n "$addr" ] && return 0
+        sleep 0.05
+    done
+    echo "the server did not start" >&2
+    exit 1
+}
+
+stop_server() {
+    kill "$server"
+    wait "$server" 2>/dev/null || true
+    server=""
+}
+
+start_server
+sleep 1
+printf '{"scenario":"idle","server_rss_kib":%s}\n' "$(awk '/VmRSS/ {print $2}' "/proc/$server/status")"
+
+load() { # scenario concurrency duration [extra args...]
+    local scenario=$1 concurrency=$2 duration=$3
+    shift 3
+    printf '%s\n' "$PASSWORD" | "$authd" bench "$scenario" --addr "$addr" \
+        --concurrency "$concurrency" --duration "$duration" --pid "$server" \
+        --user bench --password-stdin --json "$@"
+}
+
+load noop "$CONCURRENCY" "$DURATION"
+load refresh "$CONCURRENCY" "$DURATION"
+load mixed "$CONCURRENCY" "$DURATION"
+load login "$LOGIN_CONCURRENCY" "$DURATION"
+# Memory under a flood: 1,000 logins in flight at once (each worker sends exactly one).
+load login 1000 120s --requests 1000
+
+stop_server
+# Time from process start to the first answer, on the now existing database.
+"$authd" bench startup --runs 20 --json

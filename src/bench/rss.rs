@@ -1,0 +1,100 @@
+//! The server's resident memory, read from `/proc/PID/status` (Linux), and a sampler that keeps
+//! the highest value seen while a run goes on.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How often the sampler reads `/proc/PID/status` during a run.
+const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
+/// One reading of a process's memory, in KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RssSample {
+    /// `VmRSS`: resident now.
+    pub rss_kib: u64,
+    /// `VmHWM`: the highest resident size since the process started.
+    pub peak_kib: Option<u64>,
+}
+
+/// Reads `VmRSS` and `VmHWM` of `pid`; `None` when the process or the file is not there
+/// (not Linux, process gone).
+pub async fn read_rss(pid: u32) -> Option<RssSample> {
+    let status = tokio::fs::read_to_string(format!("/proc/{pid}/status"))
+        .await
+        .ok()?;
+    parse_status(&status)
+}
+
+fn parse_status(status: &str) -> Option<RssSample> {
+    let field = |name: &str| {
+        status.lines().find_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix(':')?;
+            rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()
+        })
+    };
+    Some(RssSample {
+        rss_kib: field("VmRSS")?,
+        peak_kib: field("VmHWM"),
+    })
+}
+
+/// Samples a process's RSS until stopped.
+pub(super) struct Sampler {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Option<RssSample>>,
+}
+
+impl Sampler {
+    pub(super) fn start(pid: u32) -> Self {
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut max: Option<RssSample> = None;
+            loop {
+                if let Some(sample) = read_rss(pid).await
+                    && max.is_none_or(|m| sample.rss_kib > m.rss_kib)
+                {
+                    max = Some(sample);
+                }
+                tokio::select! {
+                    _ = &mut stopped => return max,
+                    () = tokio::time::sleep(SAMPLE_EVERY) => {}
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    /// Stops sampling; the highest RSS seen.
+    pub(super) async fn stop(self) -> Option<RssSample> {
+        let _ = self.stop.send(());
+        self.task.await.ok().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rss_and_peak_from_proc_status() {
+        let status = "Name:\tauthd\nVmHWM:\t   20480 kB\nVmRSS:\t   12345 kB\nThreads:\t4\n";
+        assert_eq!(
+            parse_status(status),
+            Some(RssSample {
+                rss_kib: 12345,
+                peak_kib: Some(20480)
+            })
+        );
+        assert_eq!(parse_status("Name:\tx\n"), None);
+    }
+
+    #[tokio::test]
+    async fn reads_this_process() {
+        if cfg!(target_os = "linux") {
+            let sample = read_rss(std::process::id()).await.unwrap();
+            assert!(sample.rss_kib > 0);
+        }
+    }
+}

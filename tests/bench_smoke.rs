@@ -1,0 +1,164 @@
+//! The load generator cannot rot: the real `authd serve`, a real user, and every `authd bench`
+//! scenario for a few hundred requests. Asserts zero errors and the JSON shape scripts depend
+//! on — never a speed (figures belong in BENCHMARKS.md).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// The server, killed when the test ends however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn authd(dir: &TempDir, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authd"));
+    cmd.args(args)
+        .current_dir(dir.path())
+        .env_clear()
+        .env(
+            "AUTHD_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("authd.db").display()),
+        )
+        .env("AUTHD_ARGON2_MEMORY_KIB", "256")
+        .env("AUTHD_ARGON2_ITERATIONS", "1")
+        .env("AUTHD_HTTP_ADDR", "127.0.0.1:0")
+        // The load generator sends everything from 127.0.0.1.
+        .env("AUTHD_PER_SOURCE_RATE", "0");
+    cmd
+}
+
+fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Starts `authd serve` on port 0 and reads the bound address from its log.
+fn serve(dir: &TempDir) -> (Server, String) {
+    let mut child = authd(dir, &["serve", "--grpc-addr", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut line = String::new();
+    while Instant::now() < deadline {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(rest) = line.split("grpc_addr=").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_owned();
+            // Keep draining the log so the server never blocks on a full pipe.
+            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+            return (server, addr);
+        }
+    }
+    panic!("serve did not log its address");
+}
+
+fn bench(dir: &TempDir, addr: &str, scenario: &str, pid: u32) -> serde_json::Value {
+    let pid = pid.to_string();
+    let mut args = vec![
+        "bench",
+        scenario,
+        "--addr",
+        addr,
+        "--concurrency",
+        "8",
+        "--requests",
+        "200",
+        "--duration",
+        "120s",
+        "--pid",
+        &pid,
+        "--json",
+    ];
+    if scenario != "noop" {
+        args.extend(["--user", "alice", "--password-stdin"]);
+    }
+    let out = run_with_stdin(authd(dir, &args), &format!("{PASSWORD}\n"));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "bench {scenario} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "one JSON object on one line: {stdout}"
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[test]
+fn every_bench_scenario_runs_without_errors_and_prints_the_documented_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_stdin(
+        authd(&dir, &["user", "add", "alice", "--password-stdin"]),
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (server, addr) = serve(&dir);
+    let pid = server.0.id();
+
+    for scenario in ["noop", "login", "refresh", "mixed"] {
+        let report = bench(&dir, &addr, scenario, pid);
+        assert_eq!(report["scenario"], scenario);
+        assert_eq!(report["errors"], 0, "{scenario}: {report}");
+        assert_eq!(report["requests"], 200, "{scenario}: {report}");
+        for key in ["rps", "p50_ms", "p90_ms", "p99_ms", "max_ms"] {
+            assert!(
+                report[key].as_f64().is_some_and(|v| v >= 0.0),
+                "{scenario}: {key} in {report}"
+            );
+        }
+        assert!(
+            report["server_rss_after_kib"]
+                .as_u64()
+                .is_some_and(|v| v > 0)
+        );
+    }
+}
+
+#[test]
+fn bench_without_a_user_for_a_login_scenario_is_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_stdin(
+        authd(&dir, &["bench", "refresh", "--addr", "127.0.0.1:1"]),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
