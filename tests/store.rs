@@ -96,6 +96,10 @@ conformance!(
     revoked_access_tokens_are_remembered_until_expiry,
     sessions_are_listed_with_their_origin_and_revoked,
     api_keys_round_trip_without_their_secret,
+    login_failures_are_charged_by_compare_and_swap,
+    concurrent_charges_on_one_counter_charge_exactly_one,
+    login_failure_counters_are_cleared_and_purged,
+    audit_events_are_stored_listed_and_purged,
 );
 
 // --- fixtures
@@ -990,4 +994,143 @@ async fn api_keys_round_trip_without_their_secret(b: Backend) {
     // Keys go with their user.
     s.delete_user(&name("alice")).await.unwrap();
     assert!(s.find_api_key(secret.id()).await.unwrap().is_none());
+}
+
+// --- login throttling and audit trail
+
+async fn login_failures_are_charged_by_compare_and_swap(b: Backend) {
+    let s = b.store.as_ref();
+    let carol = name("carol");
+    let forget_before = T0;
+    assert_eq!(s.login_failures(&carol).await.unwrap(), None);
+    // The first failure creates the counter; `seen` = None only charges a missing counter.
+    assert!(
+        s.charge_login_attempt(&carol, None, at(1), forget_before)
+            .await
+            .unwrap()
+    );
+    let first = s.login_failures(&carol).await.unwrap().unwrap();
+    assert_eq!(first.consecutive_failures, 1);
+    assert_eq!(first.last_failure_at, at(1));
+    assert!(
+        !s.charge_login_attempt(&carol, None, at(2), forget_before)
+            .await
+            .unwrap()
+    );
+    // A stale `seen` is refused and changes nothing; the current one is charged.
+    let stale = authd::domain::FailureCount {
+        consecutive_failures: 7,
+        last_failure_at: at(1),
+    };
+    assert!(
+        !s.charge_login_attempt(&carol, Some(stale), at(2), forget_before)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.charge_login_attempt(&carol, Some(first), at(2), forget_before)
+            .await
+            .unwrap()
+    );
+    let second = s.login_failures(&carol).await.unwrap().unwrap();
+    assert_eq!(
+        (second.consecutive_failures, second.last_failure_at),
+        (2, at(2))
+    );
+    // A counter whose last failure is before `forget_before` starts again at 1.
+    assert!(
+        s.charge_login_attempt(&carol, Some(second), at(60), at(30))
+            .await
+            .unwrap()
+    );
+    let restarted = s.login_failures(&carol).await.unwrap().unwrap();
+    assert_eq!(
+        (restarted.consecutive_failures, restarted.last_failure_at),
+        (1, at(60))
+    );
+    // Counters are per name, whether or not such a user exists.
+    assert_eq!(s.login_failures(&name("dave")).await.unwrap(), None);
+}
+
+async fn concurrent_charges_on_one_counter_charge_exactly_one(b: Backend) {
+    let s = Arc::clone(&b.store);
+    let carol = name("carol");
+    assert!(
+        s.charge_login_attempt(&carol, None, at(1), T0)
+            .await
+            .unwrap()
+    );
+    let seen = s.login_failures(&carol).await.unwrap();
+    let attempts = (0..12).map(|_| {
+        let s = Arc::clone(&s);
+        let carol = carol.clone();
+        tokio::spawn(async move {
+            s.charge_login_attempt(&carol, seen, at(2), T0)
+                .await
+                .unwrap()
+        })
+    });
+    let mut charged = 0;
+    for attempt in attempts {
+        charged += usize::from(attempt.await.unwrap());
+    }
+    assert_eq!(charged, 1);
+    assert_eq!(
+        s.login_failures(&carol)
+            .await
+            .unwrap()
+            .unwrap()
+            .consecutive_failures,
+        2
+    );
+}
+
+async fn login_failure_counters_are_cleared_and_purged(b: Backend) {
+    let s = b.store.as_ref();
+    for (n, minute) in [("a1", 1), ("a2", 2), ("a3", 3), ("b1", 50)] {
+        assert!(
+            s.charge_login_attempt(&name(n), None, at(minute), T0)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(s.clear_login_failures(&name("a3")).await.unwrap());
+    assert!(!s.clear_login_failures(&name("a3")).await.unwrap());
+    // Bounded batches: at most `limit` rows per call, only those older than `before`.
+    assert_eq!(s.purge_login_failures(at(10), 1).await.unwrap(), 1);
+    assert_eq!(s.purge_login_failures(at(10), 100).await.unwrap(), 1);
+    assert_eq!(s.purge_login_failures(at(10), 100).await.unwrap(), 0);
+    assert!(s.login_failures(&name("b1")).await.unwrap().is_some());
+}
+
+async fn audit_events_are_stored_listed_and_purged(b: Backend) {
+    use authd::domain::{AuditEvent, AuditKind};
+    let s = b.store.as_ref();
+    let alice = add_user(s, "alice").await;
+    let events = [
+        AuditEvent::new(AuditKind::LoginFailed, at(1)).username("alice"),
+        AuditEvent::new(AuditKind::LoginSucceeded, at(2))
+            .user(&alice)
+            .source(Some("127.0.0.1".into()))
+            .request_id("req-1")
+            .detail("family=f"),
+        AuditEvent::new(AuditKind::UserCreated, at(3)).username("bob"),
+        AuditEvent::new(AuditKind::KeyRotated, at(40)),
+    ];
+    for e in &events {
+        s.insert_audit_event(e).await.unwrap();
+    }
+    let all = s.audit_events(None, 100).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all, events.to_vec(), "oldest first, every field kept");
+    let newest_two = s.audit_events(None, 2).await.unwrap();
+    assert_eq!(newest_two, events[2..].to_vec());
+    let of_alice = s.audit_events(Some("alice"), 100).await.unwrap();
+    assert_eq!(of_alice, events[..2].to_vec());
+    assert_eq!(s.purge_audit_events(at(10), 2).await.unwrap(), 2);
+    assert_eq!(s.purge_audit_events(at(10), 2).await.unwrap(), 1);
+    assert_eq!(
+        s.audit_events(None, 100).await.unwrap(),
+        events[3..].to_vec()
+    );
 }
