@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "proto/auth/v1/auth.proto";
     let legacy = "tests/proto/legacy/auth/v1/auth.proto";
     println!("cargo:rerun-if-changed={proto}");
+    // sqlx::migrate! embeds the migrations; rebuild when one is added or changed.
+    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed={legacy}");
     let fds = protox::compile([proto], ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
