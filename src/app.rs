@@ -72,7 +72,10 @@ pub struct Application {
     http_state: HttpState,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// TLS for the gRPC port (ALPN h2), when configured.
     tls: Option<Arc<ReloadingTls>>,
+    /// TLS for the HTTP side port (ALPN http/1.1): the same files, loaded separately.
+    http_tls: Option<Arc<ReloadingTls>>,
     config: Config,
 }
 
@@ -146,6 +149,10 @@ impl Application {
             .tls()
             .map(|files| ReloadingTls::load(files, vec![b"h2".to_vec()]).map(Arc::new))
             .transpose()?;
+        let http_tls = config
+            .tls()
+            .map(|files| ReloadingTls::load(files, vec![b"http/1.1".to_vec()]).map(Arc::new))
+            .transpose()?;
         let (grpc_listener, grpc_addr) = bind(config.grpc_addr).await?;
         let (http_listener, http_addr) = bind(config.http_addr).await?;
         let http_state = HttpState::new(
@@ -165,6 +172,7 @@ impl Application {
             store,
             clock,
             tls,
+            http_tls,
             config,
         })
     }
@@ -224,9 +232,13 @@ impl Application {
             config.clone(),
             stop.clone(),
         ));
-        let tls_watcher = self.tls.as_ref().map(|tls| {
-            tokio::spawn(Arc::clone(tls).watch(config.tls_reload_interval, stop.clone()))
-        });
+        let tls_watchers: Vec<_> = [&self.tls, &self.http_tls]
+            .into_iter()
+            .flatten()
+            .map(|tls| {
+                tokio::spawn(Arc::clone(tls).watch(config.tls_reload_interval, stop.clone()))
+            })
+            .collect();
 
         let grpc_server = Server::builder()
             .timeout(config.request_timeout)
@@ -246,7 +258,7 @@ impl Application {
             .add_service(reflection_v1alpha);
         match &self.tls {
             Some(_) => tracing::info!(grpc_addr = %self.grpc_addr, http_addr = %self.http_addr,
-                mtls = config.tls_client_ca.is_some(), "authd serving (gRPC over TLS)"),
+                mtls = config.tls_client_ca.is_some(), "authd serving (TLS on both ports)"),
             None => {
                 if !self.grpc_addr.ip().is_loopback() {
                     tracing::warn!(grpc_addr = %self.grpc_addr,
@@ -276,9 +288,28 @@ impl Application {
             }
             .map_err(StartupError::from)
         };
-        let http = axum::serve(self.http_listener, router(self.http_state))
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
-        let http = async { http.await.map_err(StartupError::Http) };
+        let http_listener = self.http_listener;
+        let http_tls = self.http_tls;
+        let http_router = router(self.http_state);
+        let http_stop = stop.clone();
+        let http = async move {
+            match http_tls {
+                Some(tls) => {
+                    let listener =
+                        crate::tls::TlsListener::new(http_listener, tls, http_stop.clone())
+                            .map_err(StartupError::Http)?;
+                    axum::serve(listener, http_router)
+                        .with_graceful_shutdown(http_stop.cancelled_owned())
+                        .await
+                }
+                None => {
+                    axum::serve(http_listener, http_router)
+                        .with_graceful_shutdown(http_stop.cancelled_owned())
+                        .await
+                }
+            }
+            .map_err(StartupError::Http)
+        };
         let trigger = async {
             shutdown.await;
             stop.cancel();
@@ -304,7 +335,7 @@ impl Application {
         let _ = probe.await;
         let _ = key_job.await;
         let _ = housekeeping.await;
-        if let Some(watcher) = tls_watcher {
+        for watcher in tls_watchers {
             let _ = watcher.await;
         }
         if let Err(e) = purge.await {

@@ -270,3 +270,54 @@ pub fn incoming(
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
+
+/// The TLS connections of [`incoming`] as an axum listener, so the HTTP side port is served
+/// over the same reloadable certificate as gRPC.
+pub struct TlsListener {
+    connections: tokio_stream::wrappers::ReceiverStream<io::Result<TlsStream<TcpStream>>>,
+    local_addr: std::net::SocketAddr,
+}
+
+impl TlsListener {
+    /// # Errors
+    /// When the listener's local address cannot be read.
+    pub fn new(
+        listener: TcpListener,
+        tls: Arc<ReloadingTls>,
+        stop: CancellationToken,
+    ) -> io::Result<Self> {
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            connections: incoming(listener, tls, stop),
+            local_addr,
+        })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        use tokio_stream::StreamExt as _;
+        loop {
+            match self.connections.next().await {
+                Some(Ok(stream)) => {
+                    let Ok(peer) = stream.get_ref().0.peer_addr() else {
+                        continue;
+                    };
+                    return (stream, peer);
+                }
+                // A failed handshake concerns one client only; `incoming` has logged it.
+                Some(Err(_)) => {}
+                // The acceptor stopped with the shutdown; the server is draining and will not
+                // ask again.
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}

@@ -224,3 +224,38 @@ async fn a_broken_replacement_keeps_the_current_certificate() {
     );
     assert!(fresh_login_works(&app, &ca.pem(), None).await);
 }
+
+#[tokio::test]
+async fn http_side_port_is_served_over_tls_too() {
+    let files = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("authd test ca");
+    let app = spawn_tls(files.path(), &ca.server(), None, Duration::from_secs(60)).await;
+    let port = app.http.rsplit(':').next().unwrap().to_owned();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let jwks = client
+        .get(format!("https://localhost:{port}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jwks.status(), 200);
+    let body: serde_json::Value = serde_json::from_str(&jwks.text().await.unwrap()).unwrap();
+    assert!(!body["keys"].as_array().unwrap().is_empty());
+    // Plain HTTP to the TLS port gets no answer.
+    assert!(reqwest::get(format!("{}/healthz", app.http)).await.is_err());
+    // A client trusting another CA refuses the server.
+    let other = TestCa::new("other ca");
+    let untrusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(other.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    assert!(
+        untrusting
+            .get(format!("https://localhost:{port}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+}
