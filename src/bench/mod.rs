@@ -190,7 +190,10 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     }
     let credentials = config.credentials.map(Arc::new);
 
-    // Setup, outside the measurement: refresh chains start from a login each.
+    // Setup, outside the measurement: refresh chains start from a login each. One login at a
+    // time: simultaneous logins of one account contend on its throttle counter (each in-flight
+    // attempt is charged until it succeeds), which would measure the throttle, not authd.
+    let one_login_at_a_time = Arc::new(tokio::sync::Semaphore::new(1));
     let mut setup = JoinSet::new();
     for i in 0..config.concurrency {
         let mut worker = Worker::new(
@@ -198,8 +201,10 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
             channels[i % connections].clone(),
             credentials.clone(),
         );
+        let one_login_at_a_time = Arc::clone(&one_login_at_a_time);
         setup.spawn(async move {
             if worker.scenario == Scenario::Refresh {
+                let _turn = one_login_at_a_time.acquire_owned().await;
                 worker.chain = Some(
                     worker
                         .login()
