@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use authd::crypto::refresh_token::RefreshToken;
 use authd::domain::{
-    FamilyId, NewFamily, NewToken, RefreshPolicy, Rotation, SessionOrigin, Successor, Timestamp,
-    TokenHash, User, UserId, Username,
+    FamilyId, NewFamily, NewToken, Origin, RefreshPolicy, Rotation, SessionOrigin, Successor,
+    Timestamp, TokenHash, User, UserId, Username,
 };
 use authd::store::{NewUser, Store};
 use divan::Bencher;
@@ -120,7 +120,7 @@ impl Chains {
                     sealed: vec![0; 60],
                 };
                 let rotation = store
-                    .rotate_refresh(&presented, &successor, now, &POLICY)
+                    .rotate_refresh(&presented, &successor, now, &POLICY, &Origin::default())
                     .await
                     .unwrap();
                 assert!(matches!(rotation, Rotation::Rotated { .. }), "{rotation:?}");

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use authd::domain::{
-    FamilyId, NewFamily, NewToken, RefreshPolicy, Role, Rotation, Successor, Timestamp, TokenHash,
-    User, UserId, Username,
+    FamilyId, NewFamily, NewToken, Origin, RefreshPolicy, Role, Rotation, Successor, Timestamp,
+    TokenHash, User, UserId, Username,
 };
 use authd::store::{NewUser, Store};
 
@@ -75,7 +75,7 @@ async fn rotate(store: &dyn Store, current: TokenHash) -> (TokenHash, Duration) 
     };
     let started = Instant::now();
     let r = store
-        .rotate_refresh(&current, &successor, at, &policy())
+        .rotate_refresh(&current, &successor, at, &policy(), &Origin::default())
         .await
         .unwrap();
     assert!(matches!(r, Rotation::Rotated { .. }), "{r:?}");

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use authd::crypto::api_key::ApiKeySecret;
 use authd::domain::{
-    ApiKey, FamilyId, NewFamily, NewToken, RefreshPolicy, Rejection, Role, Rotation, SessionOrigin,
-    Successor, Timestamp, TokenHash, User, UserId, Username, is_live,
+    ApiKey, FamilyId, NewFamily, NewToken, Origin, RefreshPolicy, Rejection, Role, Rotation,
+    SessionOrigin, Successor, Timestamp, TokenHash, User, UserId, Username, is_live,
 };
 use authd::store::{NewUser, Purged, RoleChange, Store, StoreError, StoredKey};
 
@@ -100,6 +100,7 @@ conformance!(
     concurrent_charges_on_one_counter_charge_exactly_one,
     login_failure_counters_are_cleared_and_purged,
     audit_events_are_stored_listed_and_purged,
+    rotations_store_their_audit_events_in_the_same_transaction,
 );
 
 // --- fixtures
@@ -197,7 +198,10 @@ async fn rotate(
     policy: &RefreshPolicy,
 ) -> TokenHash {
     let next = successor(now, policy);
-    match store.rotate_refresh(presented, &next, now, policy).await {
+    match store
+        .rotate_refresh(presented, &next, now, policy, &Origin::default())
+        .await
+    {
         Ok(Rotation::Rotated { .. }) => next.token.hash,
         other => panic!("expected a rotation, got {other:?}"),
     }
@@ -210,7 +214,13 @@ async fn outcome(
     policy: &RefreshPolicy,
 ) -> Rotation {
     store
-        .rotate_refresh(presented, &successor(now, policy), now, policy)
+        .rotate_refresh(
+            presented,
+            &successor(now, policy),
+            now,
+            policy,
+            &Origin::default(),
+        )
         .await
         .unwrap()
 }
@@ -328,7 +338,11 @@ async fn refresh_token_rotates_once(b: Backend) {
     let alice = add_user(s, "alice").await;
     let (family, first) = login(s, &alice, at(0), &p).await;
     let next = successor(at(1), &p);
-    match s.rotate_refresh(&first, &next, at(1), &p).await.unwrap() {
+    match s
+        .rotate_refresh(&first, &next, at(1), &p, &Origin::default())
+        .await
+        .unwrap()
+    {
         Rotation::Rotated { user, family_id } => {
             assert_eq!(user, alice);
             assert_eq!(family_id, family);
@@ -353,7 +367,9 @@ async fn grace_replay_returns_the_sealed_successor(b: Backend) {
     let alice = add_user(s, "alice").await;
     let (_, first) = login(s, &alice, at(0), &p).await;
     let next = successor(at(1), &p);
-    s.rotate_refresh(&first, &next, at(1), &p).await.unwrap();
+    s.rotate_refresh(&first, &next, at(1), &p, &Origin::default())
+        .await
+        .unwrap();
     // Within the grace window: the same successor, sealed, and nothing new stored.
     match outcome(s, &first, at(1), &p).await {
         Rotation::Replayed {
@@ -843,7 +859,7 @@ async fn logout_racing_rotation_leaves_no_live_token(b: Backend) {
         let next = succ.token.hash;
         let (s1, s2) = (Arc::clone(&b.store), Arc::clone(&b.store));
         let rotation = tokio::spawn(async move {
-            s1.rotate_refresh(&first, &succ, at(round + 1), &p)
+            s1.rotate_refresh(&first, &succ, at(round + 1), &p, &Origin::default())
                 .await
                 .unwrap()
         });
@@ -1132,5 +1148,64 @@ async fn audit_events_are_stored_listed_and_purged(b: Backend) {
     assert_eq!(
         s.audit_events(None, 100).await.unwrap(),
         events[3..].to_vec()
+    );
+}
+
+async fn rotations_store_their_audit_events_in_the_same_transaction(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(MINUTE);
+    let alice = add_user(s, "alice").await;
+    let (family, first) = login(s, &alice, at(0), &p).await;
+    let origin = Origin {
+        source: Some("198.51.100.4".into()),
+        request_id: Some("req-42".into()),
+    };
+    let rotate_from = |presented: TokenHash| {
+        let origin = origin.clone();
+        async move {
+            s.rotate_refresh(&presented, &successor(at(1), &p), at(1), &p, &origin)
+                .await
+                .unwrap()
+        }
+    };
+    let kinds = || async {
+        s.audit_events(Some("alice"), 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                assert_eq!(e.source, origin.source);
+                assert_eq!(e.request_id, origin.request_id);
+                assert_eq!(e.user_id.as_deref(), Some(alice.id.as_str()));
+                assert!(e.detail.unwrap().starts_with(&format!("family={family}")));
+                e.kind.as_str()
+            })
+            .collect::<Vec<_>>()
+    };
+    // A refusal names no user and records nothing.
+    assert!(rejected(&rotate_from(random_hash()).await).is_some());
+    assert!(kinds().await.is_empty());
+    // A rotation, then a retry within the grace window: one event each.
+    assert!(matches!(rotate_from(first).await, Rotation::Rotated { .. }));
+    assert!(matches!(
+        rotate_from(first).await,
+        Rotation::Replayed { .. }
+    ));
+    assert_eq!(kinds().await, ["token_refreshed", "token_refreshed"]);
+    // Past the window, presenting it again is reuse: two more, in order.
+    let late = at(10);
+    let r = s
+        .rotate_refresh(&first, &successor(late, &p), late, &p, &origin)
+        .await
+        .unwrap();
+    assert!(matches!(r, Rotation::ReuseDetected { .. }));
+    assert_eq!(
+        kinds().await,
+        [
+            "token_refreshed",
+            "token_refreshed",
+            "refresh_reuse_detected",
+            "family_revoked"
+        ]
     );
 }

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::{Timestamp, User};
+use super::{Rotation, Timestamp, User};
 
 /// The kinds of audit events. The `as_str` names are stable: they are stored and logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -136,9 +136,116 @@ impl AuditEvent {
     }
 }
 
+/// Where a request came from, as its audit events record it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The client's address (after trusted-proxy resolution), when known.
+    pub source: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Rotation {
+    /// The audit events this outcome records: `token_refreshed` for a rotation or a retry
+    /// within the grace window, `refresh_reuse_detected` and `family_revoked` for reuse, and
+    /// nothing for a refusal (it names no user). The store writes them in the rotation's own
+    /// transaction, so an outcome and its record commit together.
+    pub fn audit_events(&self, now: Timestamp, origin: &Origin) -> Vec<AuditEvent> {
+        let event = |kind, user: &User, detail: String| AuditEvent {
+            source: origin.source.clone(),
+            request_id: origin.request_id.clone(),
+            ..AuditEvent::new(kind, now).user(user).detail(detail)
+        };
+        match self {
+            Rotation::Rotated { user, family_id } => vec![event(
+                AuditKind::TokenRefreshed,
+                user,
+                format!("family={family_id}"),
+            )],
+            Rotation::Replayed {
+                user, family_id, ..
+            } => vec![event(
+                AuditKind::TokenRefreshed,
+                user,
+                format!("family={family_id}; grace retry"),
+            )],
+            Rotation::ReuseDetected { user, family_id } => vec![
+                event(
+                    AuditKind::RefreshReuseDetected,
+                    user,
+                    format!("family={family_id}"),
+                ),
+                event(
+                    AuditKind::FamilyRevoked,
+                    user,
+                    format!("family={family_id}; reason=refresh token reuse"),
+                ),
+            ],
+            Rotation::Rejected(_) => Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{FamilyId, Rejection, UserId, Username};
+
+    #[test]
+    fn rotation_outcomes_record_their_events_and_refusals_none() {
+        let user = User {
+            id: UserId::generate(),
+            username: Username::parse("alice").unwrap(),
+            roles: Vec::new(),
+            enabled: true,
+            created_at: Timestamp::from_unix_millis(0),
+        };
+        let family_id = FamilyId::generate();
+        let origin = Origin {
+            source: Some("192.0.2.1".into()),
+            request_id: Some("req-1".into()),
+        };
+        let now = Timestamp::from_unix_millis(5_000);
+        let kinds = |r: Rotation| {
+            r.audit_events(now, &origin)
+                .into_iter()
+                .map(|e| {
+                    assert_eq!(e.time, now);
+                    assert_eq!(e.source, origin.source);
+                    assert_eq!(e.request_id, origin.request_id);
+                    assert_eq!(e.username.as_deref(), Some("alice"));
+                    assert!(
+                        e.detail
+                            .unwrap()
+                            .starts_with(&format!("family={family_id}"))
+                    );
+                    e.kind
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            kinds(Rotation::Rotated {
+                user: user.clone(),
+                family_id: family_id.clone()
+            }),
+            [AuditKind::TokenRefreshed]
+        );
+        assert_eq!(
+            kinds(Rotation::Replayed {
+                user: user.clone(),
+                family_id: family_id.clone(),
+                sealed_successor: vec![1]
+            }),
+            [AuditKind::TokenRefreshed]
+        );
+        assert_eq!(
+            kinds(Rotation::ReuseDetected {
+                user,
+                family_id: family_id.clone()
+            }),
+            [AuditKind::RefreshReuseDetected, AuditKind::FamilyRevoked]
+        );
+        assert!(kinds(Rotation::Rejected(Rejection::IdleExpired)).is_empty());
+    }
 
     #[test]
     fn kinds_round_trip_through_their_names() {

@@ -39,6 +39,12 @@ impl Auditor {
         }
     }
 
+    /// Logs events the store has already recorded (in the transaction of the change they
+    /// describe, as a refresh does).
+    pub fn log_stored(&self, events: &[AuditEvent]) {
+        events.iter().for_each(log);
+    }
+
     /// Records that signing key `kid` became the active one. For the key-rotation code.
     pub async fn key_rotated(
         &self,

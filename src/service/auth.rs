@@ -14,9 +14,9 @@ use crate::crypto::keys::{KeyError, KeyRing};
 use crate::crypto::password::{HashError, PasswordHasher, Verification};
 use crate::crypto::refresh_token::{RandomnessError, RefreshToken};
 use crate::domain::{
-    Admission, ApiKeyId, AuditEvent, AuditKind, Clock, FamilyId, NewFamily, NewToken, Password,
-    PasswordError, RefreshPolicy, Role, Rotation, SessionOrigin, Successor, ThrottlePolicy,
-    Timestamp, User, Username,
+    Admission, ApiKeyId, AuditEvent, AuditKind, Clock, FamilyId, NewFamily, NewToken, Origin,
+    Password, PasswordError, RefreshPolicy, Role, Rotation, SessionOrigin, Successor,
+    ThrottlePolicy, Timestamp, User, Username,
 };
 use crate::limits::SourceLimiter;
 use crate::metrics::LoginOutcome;
@@ -380,17 +380,14 @@ impl TokenService {
             return Err(AuthError::InvalidRefreshToken);
         };
         let now = self.clock.now();
-        let event = |kind, user: &User, family: &FamilyId| {
-            AuditEvent::new(kind, now)
-                .user(user)
-                .source(ctx.source_label())
-                .request_id(request_id)
-                .detail(format!("family={family}"))
-        };
         let successor = RefreshToken::generate()?;
         let stored_successor = Successor {
             token: self.new_token(&successor, now),
             sealed: presented.seal_successor(&successor)?,
+        };
+        let origin = Origin {
+            source: ctx.source_label(),
+            request_id: Some(ctx.request_id.clone()),
         };
         let rotation = self
             .store
@@ -399,17 +396,16 @@ impl TokenService {
                 &stored_successor,
                 now,
                 &self.settings.refresh,
+                &origin,
             )
             .await
             .inspect_err(|_| crate::metrics::refresh("error"))?;
+        self.audit.log_stored(&rotation.audit_events(now, &origin));
         match rotation {
             Rotation::Rotated { user, family_id } => {
                 info!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
                     %request_id, outcome = "rotated", "refresh token rotated");
                 crate::metrics::refresh("rotated");
-                self.audit
-                    .record(event(AuditKind::TokenRefreshed, &user, &family_id))
-                    .await;
                 let access_token = self.access_token(&user, now)?;
                 Ok(IssuedTokens {
                     access_token,
@@ -428,12 +424,6 @@ impl TokenService {
                     %request_id, outcome = "grace_retry",
                     "previous refresh token retried within the grace window");
                 crate::metrics::refresh("grace_retry");
-                self.audit
-                    .record(
-                        event(AuditKind::TokenRefreshed, &user, &family_id)
-                            .detail(format!("family={family_id}; grace retry")),
-                    )
-                    .await;
                 let access_token = self.access_token(&user, now)?;
                 Ok(IssuedTokens {
                     access_token,
@@ -446,15 +436,6 @@ impl TokenService {
                     "refresh token reuse detected; family revoked");
                 crate::metrics::refresh("reuse_detected");
                 crate::metrics::reuse_detected();
-                self.audit
-                    .record(event(AuditKind::RefreshReuseDetected, &user, &family_id))
-                    .await;
-                self.audit
-                    .record(
-                        event(AuditKind::FamilyRevoked, &user, &family_id)
-                            .detail(format!("family={family_id}; reason=refresh token reuse")),
-                    )
-                    .await;
                 Err(AuthError::InvalidRefreshToken)
             }
             Rotation::Rejected(why) => {

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use crate::crypto::api_key::ApiKeySecretHash;
 use crate::domain::{
     ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, FailureCount, FamilyId, NewFamily, NewToken,
-    PresentedToken, RefreshPolicy, Role, Rotation, Session, Successor, Timestamp, TokenHash, User,
-    UserCredentials, UserId, Username,
+    Origin, PresentedToken, RefreshPolicy, Role, Rotation, Session, Successor, Timestamp,
+    TokenHash, User, UserCredentials, UserId, Username,
 };
 
 pub use postgres::PostgresStore;
@@ -165,13 +165,16 @@ pub trait Store: Send + Sync + 'static {
     async fn start_family(&self, family: &NewFamily, first: &NewToken) -> Result<(), StoreError>;
 
     /// Looks up the presented token and applies [`crate::domain::decide`] atomically: of any
-    /// number of concurrent calls with one token, at most one rotates it.
+    /// number of concurrent calls with one token, at most one rotates it. The outcome's audit
+    /// events ([`Rotation::audit_events`], stamped with `origin`) are written in the same
+    /// transaction, so a refresh and its record commit, or fail, together.
     async fn rotate_refresh(
         &self,
         presented: &TokenHash,
         successor: &Successor,
         now: Timestamp,
         policy: &RefreshPolicy,
+        origin: &Origin,
     ) -> Result<Rotation, StoreError>;
 
     /// Revokes one family. Idempotent.

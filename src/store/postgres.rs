@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::{
     InspectedToken, NewUser, Purged, RoleChange, Store, StoreError, StoreOptions, StoredApiKey,
@@ -36,7 +36,7 @@ use super::{
 use crate::crypto::api_key::ApiKeySecretHash;
 use crate::domain::{
     ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, AuditKind, Decision, FailureCount, FamilyId,
-    NewFamily, NewToken, PresentedToken, RefreshPolicy, Rejection, Role, Rotation, Session,
+    NewFamily, NewToken, Origin, PresentedToken, RefreshPolicy, Rejection, Role, Rotation, Session,
     SessionOrigin, Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username,
     decide, normalise_roles,
 };
@@ -296,6 +296,7 @@ impl PostgresStore {
         successor: &Successor,
         now: Timestamp,
         policy: &RefreshPolicy,
+        origin: &Origin,
     ) -> Result<Rotation, StoreError> {
         let mut tx = self.begin().await?;
         // 1. Lock the family. Every writer of a family's tokens takes this lock first, so
@@ -386,6 +387,9 @@ impl PostgresStore {
                 Rotation::Rotated { user, family_id }
             }
         };
+        for event in rotation.audit_events(now, origin) {
+            insert_audit(&mut tx, &event).await?;
+        }
         // Also when nothing was written: ends the transaction, and releases the family lock,
         // now rather than when the connection goes back to the pool.
         tx.commit().await.map_err(unavailable)?;
@@ -801,6 +805,24 @@ async fn insert_token(
     Ok(())
 }
 
+async fn insert_audit(connection: &mut PgConnection, event: &AuditEvent) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_events (at, event_type, user_id, username, source, request_id, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(event.time.unix_millis())
+    .bind(event.kind.as_str())
+    .bind(event.user_id.as_deref())
+    .bind(event.username.as_deref())
+    .bind(event.source.as_deref())
+    .bind(event.request_id.as_deref())
+    .bind(event.detail.as_deref())
+    .execute(connection)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -928,8 +950,9 @@ impl Store for PostgresStore {
         successor: &Successor,
         now: Timestamp,
         policy: &RefreshPolicy,
+        origin: &Origin,
     ) -> Result<Rotation, StoreError> {
-        retrying!(self.rotate_once(presented, successor, now, policy))
+        retrying!(self.rotate_once(presented, successor, now, policy, origin))
     }
 
     async fn revoke_family(&self, family: &FamilyId, now: Timestamp) -> Result<(), StoreError> {
@@ -1286,23 +1309,10 @@ impl Store for PostgresStore {
 
     async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
         within_deadline(async {
-            sqlx::query(
-                "INSERT INTO audit_events (at, event_type, user_id, username, source, request_id, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(event.time.unix_millis())
-            .bind(event.kind.as_str())
-            .bind(event.user_id.as_deref())
-            .bind(event.username.as_deref())
-            .bind(event.source.as_deref())
-            .bind(event.request_id.as_deref())
-            .bind(event.detail.as_deref())
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)
+            let mut connection = self.pool.acquire().await.map_err(unavailable)?;
+            insert_audit(&mut connection, event).await
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn audit_events(

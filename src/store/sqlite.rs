@@ -29,7 +29,7 @@ use super::{
 use crate::crypto::api_key::ApiKeySecretHash;
 use crate::domain::{
     ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, AuditKind, Decision, FailureCount, FamilyId,
-    NewFamily, NewToken, PresentedToken, RefreshPolicy, Rejection, Role, Rotation, Session,
+    NewFamily, NewToken, Origin, PresentedToken, RefreshPolicy, Rejection, Role, Rotation, Session,
     SessionOrigin, Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username,
     decide, normalise_roles,
 };
@@ -353,12 +353,34 @@ async fn insert_token(
     Ok(())
 }
 
+async fn insert_audit(
+    connection: &mut SqliteConnection,
+    event: &AuditEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_events (at, event_type, user_id, username, source, request_id, detail) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(event.time.unix_millis())
+    .bind(event.kind.as_str())
+    .bind(event.user_id.as_deref())
+    .bind(event.username.as_deref())
+    .bind(event.source.as_deref())
+    .bind(event.request_id.as_deref())
+    .bind(event.detail.as_deref())
+    .execute(connection)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
 /// One rotation, as asked of the writer.
 struct RotationJob {
     presented: TokenHash,
     successor: Successor,
     now: Timestamp,
     policy: RefreshPolicy,
+    origin: Origin,
 }
 
 type RotationReply = oneshot::Sender<Result<Rotation, StoreError>>;
@@ -454,7 +476,11 @@ async fn rotate_batch(
                 continue;
             }
         };
-        outcomes.push(Ok(apply_rotation(&mut tx, job, state).await?));
+        let rotation = apply_rotation(&mut tx, job, state).await?;
+        for event in rotation.audit_events(job.now, &job.origin) {
+            insert_audit(&mut tx, &event).await?;
+        }
+        outcomes.push(Ok(rotation));
     }
     tx.commit().await.map_err(unavailable)?;
     Ok(outcomes)
@@ -488,6 +514,7 @@ async fn apply_rotation(
         successor,
         now,
         policy,
+        ..
     } = job;
     match decide(&state, *now, policy) {
         Decision::Reject(why) => Ok(Rotation::Rejected(why)),
@@ -747,6 +774,7 @@ impl Store for SqliteStore {
         successor: &Successor,
         now: Timestamp,
         policy: &RefreshPolicy,
+        origin: &Origin,
     ) -> Result<Rotation, StoreError> {
         self.rotations
             .rotate(RotationJob {
@@ -754,6 +782,7 @@ impl Store for SqliteStore {
                 successor: successor.clone(),
                 now,
                 policy: *policy,
+                origin: origin.clone(),
             })
             .await
     }
@@ -1160,21 +1189,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_events (at, event_type, user_id, username, source, request_id, detail) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(event.time.unix_millis())
-        .bind(event.kind.as_str())
-        .bind(event.user_id.as_deref())
-        .bind(event.username.as_deref())
-        .bind(event.source.as_deref())
-        .bind(event.request_id.as_deref())
-        .bind(event.detail.as_deref())
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(())
+        let mut connection = self.pool.acquire().await.map_err(unavailable)?;
+        insert_audit(&mut connection, event).await
     }
 
     async fn audit_events(
@@ -1269,6 +1285,7 @@ mod tests {
             },
             now: T0,
             policy: policy(grace),
+            origin: Origin::default(),
         }
     }
 
@@ -1359,7 +1376,13 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .rotate_refresh(&job.presented, &job.successor, job.now, &job.policy)
+                    .rotate_refresh(
+                        &job.presented,
+                        &job.successor,
+                        job.now,
+                        &job.policy,
+                        &job.origin,
+                    )
                     .await
             }
         };
