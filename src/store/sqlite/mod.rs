@@ -20,18 +20,17 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Connection, Row, Sqlite, SqliteConnection, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 
+use self::writer::{RotationJob, RotationWriter};
 use super::{
     InspectedToken, NewUser, Purged, RoleChange, Store, StoreError, StoredApiKey, StoredKey,
 };
 use crate::crypto::api_key::ApiKeySecretHash;
 use crate::domain::{
-    ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, AuditKind, Decision, FailureCount, FamilyId,
-    NewFamily, NewToken, Origin, PresentedToken, RefreshPolicy, Rejection, Role, Rotation, Session,
-    SessionOrigin, Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username,
-    decide, normalise_roles,
+    ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, AuditKind, FailureCount, FamilyId, NewFamily,
+    NewToken, Origin, PresentedToken, RefreshPolicy, Role, Rotation, Session, SessionOrigin,
+    Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username, normalise_roles,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -160,8 +159,13 @@ fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
 }
 
 /// A presented refresh token with its family and user, by hash.
-const PRESENTED_TOKEN_SQL: &str = "\
-    SELECT t.family_id, t.issued_at, t.expires_at AS token_expires_at, t.used_at, \
+/// A presented token with its family and user, as the rotation rules need them, followed by
+/// the caller's WHERE clause (a literal: no dynamic SQL).
+macro_rules! presented_token_sql {
+    ($where:literal) => {
+        concat!(
+            "\
+    SELECT t.hash, t.family_id, t.issued_at, t.expires_at AS token_expires_at, t.used_at, \
            t.successor_sealed, \
            (SELECT s.used_at IS NULL FROM refresh_tokens s WHERE s.hash = t.successor_hash) \
                AS successor_is_newest, \
@@ -169,8 +173,15 @@ const PRESENTED_TOKEN_SQL: &str = "\
            u.id, u.username, u.roles, u.enabled, u.created_at \
     FROM refresh_tokens t \
     JOIN refresh_families f ON f.id = t.family_id \
-    JOIN users u ON u.id = f.user_id \
-    WHERE t.hash = ?";
+    JOIN users u ON u.id = f.user_id ",
+            $where
+        )
+    };
+}
+
+mod writer;
+
+const PRESENTED_TOKEN_SQL: &str = presented_token_sql!("WHERE t.hash = ?");
 
 fn millis(row: &SqliteRow, col: &str) -> Result<Timestamp, StoreError> {
     Ok(Timestamp::from_unix_millis(
@@ -372,209 +383,6 @@ async fn insert_audit(
     .await
     .map_err(unavailable)?;
     Ok(())
-}
-
-/// One rotation, as asked of the writer.
-struct RotationJob {
-    presented: TokenHash,
-    successor: Successor,
-    now: Timestamp,
-    policy: RefreshPolicy,
-    origin: Origin,
-}
-
-type RotationReply = oneshot::Sender<Result<Rotation, StoreError>>;
-
-/// The handle to the single task that writes rotations (see the module docs).
-#[derive(Debug, Clone)]
-struct RotationWriter {
-    jobs: mpsc::Sender<(RotationJob, RotationReply)>,
-}
-
-impl RotationWriter {
-    /// Starts the writer; it stops when the last handle is dropped.
-    fn spawn(options: SqliteConnectOptions) -> Self {
-        let (jobs, queue) = mpsc::channel(ROTATION_QUEUE);
-        tokio::spawn(write_rotations(options, queue));
-        Self { jobs }
-    }
-
-    /// Queues a rotation and waits until the batch holding it is committed (or failed).
-    async fn rotate(&self, job: RotationJob) -> Result<Rotation, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Unavailable("the rotation writer has stopped".into());
-        self.jobs.send((job, reply)).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
-    }
-}
-
-/// The writer task: takes every queued rotation (up to [`MAX_ROTATION_BATCH`]), applies them
-/// in one transaction, and answers each caller only after the commit.
-///
-/// It keeps a connection of its own rather than taking one from the pool: SQLite discards a
-/// connection's page cache whenever another connection has written, so a connection that
-/// does every rotation keeps its cache (and its prepared statements) warm. After a failed
-/// batch it reconnects.
-async fn write_rotations(
-    options: SqliteConnectOptions,
-    mut queue: mpsc::Receiver<(RotationJob, RotationReply)>,
-) {
-    let mut connection: Option<SqliteConnection> = None;
-    let mut batch = Vec::with_capacity(MAX_ROTATION_BATCH);
-    while queue.recv_many(&mut batch, MAX_ROTATION_BATCH).await > 0 {
-        let (jobs, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-        let outcome = match connection.as_mut() {
-            Some(conn) => rotate_batch(conn, &jobs).await,
-            None => match SqliteConnection::connect_with(&options).await {
-                Ok(conn) => rotate_batch(connection.insert(conn), &jobs).await,
-                Err(e) => Err(unavailable(e)),
-            },
-        };
-        match outcome {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    // A caller that went away still had its rotation applied, exactly as
-                    // when a reply is lost on the network.
-                    let _ = reply.send(outcome);
-                }
-            }
-            Err(e) => {
-                connection = None;
-                tracing::error!(error = %e, rotations = jobs.len(),
-                    "rotation batch failed and was rolled back");
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Unavailable(
-                        format!("rotation batch failed: {e}").into(),
-                    )));
-                }
-            }
-        }
-    }
-}
-
-/// Applies `jobs` in order in one transaction. A rotation whose stored state cannot be read
-/// fails alone (nothing of it was written); a failed write or commit fails the whole batch,
-/// which is rolled back (the transaction is dropped uncommitted).
-async fn rotate_batch(
-    connection: &mut SqliteConnection,
-    jobs: &[RotationJob],
-) -> Result<Vec<Result<Rotation, StoreError>>, StoreError> {
-    let mut tx = connection
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(unavailable)?;
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let state = match load_presented(&mut tx, &job.presented).await {
-            Ok(Some(state)) => state,
-            Ok(None) => {
-                outcomes.push(Ok(Rotation::Rejected(Rejection::Unknown)));
-                continue;
-            }
-            Err(e) => {
-                outcomes.push(Err(e));
-                continue;
-            }
-        };
-        let rotation = apply_rotation(&mut tx, job, state).await?;
-        for event in rotation.audit_events(job.now, &job.origin) {
-            insert_audit(&mut tx, &event).await?;
-        }
-        outcomes.push(Ok(rotation));
-    }
-    tx.commit().await.map_err(unavailable)?;
-    Ok(outcomes)
-}
-
-/// Loads the presented token with its family and user, as the rules need them.
-async fn load_presented(
-    tx: &mut Transaction<'_, Sqlite>,
-    presented: &TokenHash,
-) -> Result<Option<PresentedToken>, StoreError> {
-    let row = sqlx::query(PRESENTED_TOKEN_SQL)
-        .bind(&presented.0[..])
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(unavailable)?;
-    Ok(row
-        .as_ref()
-        .map(presented_from_row)
-        .transpose()?
-        .map(|inspected| inspected.state))
-}
-
-/// Decides with [`decide`] and applies the decision.
-async fn apply_rotation(
-    tx: &mut Transaction<'_, Sqlite>,
-    job: &RotationJob,
-    state: PresentedToken,
-) -> Result<Rotation, StoreError> {
-    let RotationJob {
-        presented,
-        successor,
-        now,
-        policy,
-        ..
-    } = job;
-    match decide(&state, *now, policy) {
-        Decision::Reject(why) => Ok(Rotation::Rejected(why)),
-        Decision::ReturnSuccessor(sealed_successor) => Ok(Rotation::Replayed {
-            user: state.user,
-            family_id: state.family_id,
-            sealed_successor,
-        }),
-        Decision::RevokeFamily => {
-            revoke_family_in(tx, &state.family_id, *now, "refresh token reuse").await?;
-            Ok(Rotation::ReuseDetected {
-                user: state.user,
-                family_id: state.family_id,
-            })
-        }
-        Decision::Rotate => {
-            let marked = sqlx::query(
-                "UPDATE refresh_tokens \
-                 SET used_at = ?, successor_hash = ?, successor_sealed = ? \
-                 WHERE hash = ? AND used_at IS NULL",
-            )
-            .bind(now.unix_millis())
-            .bind(&successor.token.hash.0[..])
-            .bind(&successor.sealed)
-            .bind(&presented.0[..])
-            .execute(&mut **tx)
-            .await
-            .map_err(unavailable)?;
-            // The write lock is held since BEGIN IMMEDIATE and rotations are applied one after
-            // the other, so this cannot race; checking the count keeps the guarantee even if
-            // that ever changes.
-            if marked.rows_affected() != 1 {
-                return Err(StoreError::Unavailable("concurrent rotation".into()));
-            }
-            // The previous token's sealed copy of *this* token is no longer needed: only the
-            // immediately previous token may use the grace window. `successor_hash` has no
-            // index, so the family (indexed) bounds the search to this session's tokens
-            // instead of the whole table (see BENCHMARKS.md; an index is the real fix).
-            sqlx::query(
-                "UPDATE refresh_tokens SET successor_sealed = NULL \
-                 WHERE family_id = ? AND successor_hash = ?",
-            )
-            .bind(state.family_id.as_str())
-            .bind(&presented.0[..])
-            .execute(&mut **tx)
-            .await
-            .map_err(unavailable)?;
-            insert_token(tx, &state.family_id, &successor.token).await?;
-            sqlx::query("UPDATE refresh_families SET last_used_at = ? WHERE id = ?")
-                .bind(now.unix_millis())
-                .bind(state.family_id.as_str())
-                .execute(&mut **tx)
-                .await
-                .map_err(unavailable)?;
-            Ok(Rotation::Rotated {
-                user: state.user,
-                family_id: state.family_id,
-            })
-        }
-    }
 }
 
 #[async_trait]
@@ -1250,156 +1058,4 @@ fn failure_count_from_row(row: &SqliteRow) -> Result<FailureCount, StoreError> {
             row.try_get("last_failure_at").map_err(unavailable)?,
         ),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    const T0: Timestamp = Timestamp::from_unix_millis(1_800_000_000_000);
-
-    fn policy(grace: Duration) -> RefreshPolicy {
-        RefreshPolicy {
-            idle_ttl: Duration::from_secs(3600),
-            max_lifetime: Duration::from_secs(86_400),
-            reuse_grace: grace,
-        }
-    }
-
-    fn token(n: u8) -> NewToken {
-        NewToken {
-            hash: TokenHash([n; 32]),
-            issued_at: T0,
-            expires_at: T0.saturating_add(Duration::from_secs(3600)),
-        }
-    }
-
-    fn job(presented: u8, successor: u8, grace: Duration) -> RotationJob {
-        RotationJob {
-            presented: TokenHash([presented; 32]),
-            successor: Successor {
-                token: token(successor),
-                sealed: vec![successor; 60],
-            },
-            now: T0,
-            policy: policy(grace),
-            origin: Origin::default(),
-        }
-    }
-
-    async fn connection(store: &SqliteStore) -> SqliteConnection {
-        store.pool.acquire().await.unwrap().detach()
-    }
-
-    /// A store with one user and one family whose first token is `token(1)`.
-    async fn store_with_family() -> (SqliteStore, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = SqliteStore::open(&url).await.unwrap();
-        let user = User {
-            id: UserId::generate(),
-            username: Username::parse("alice").unwrap(),
-            roles: vec![],
-            enabled: true,
-            created_at: T0,
-        };
-        store
-            .create_user(&NewUser {
-                user: user.clone(),
-                password_hash: "unused".into(),
-            })
-            .await
-            .unwrap();
-        let family = NewFamily {
-            id: FamilyId::generate(),
-            user,
-            created_at: T0,
-            expires_at: T0.saturating_add(Duration::from_secs(86_400)),
-            origin: SessionOrigin::default(),
-        };
-        store.start_family(&family, &token(1)).await.unwrap();
-        (store, dir)
-    }
-
-    #[tokio::test]
-    async fn one_token_twice_in_one_batch_has_one_winner_and_the_second_is_reuse() {
-        let (store, _dir) = store_with_family().await;
-        let jobs = [job(1, 2, Duration::ZERO), job(1, 3, Duration::ZERO)];
-        let outcomes = rotate_batch(&mut connection(&store).await, &jobs)
-            .await
-            .unwrap();
-        assert!(matches!(outcomes[0], Ok(Rotation::Rotated { .. })));
-        assert!(matches!(outcomes[1], Ok(Rotation::ReuseDetected { .. })));
-        // Reuse revoked the family, including the winner's successor.
-        let after = rotate_batch(&mut connection(&store).await, &[job(2, 4, Duration::ZERO)])
-            .await
-            .unwrap();
-        assert!(matches!(
-            after[0],
-            Ok(Rotation::Rejected(Rejection::FamilyRevoked))
-        ));
-    }
-
-    #[tokio::test]
-    async fn one_token_twice_in_one_batch_within_grace_returns_the_first_successor() {
-        let (store, _dir) = store_with_family().await;
-        let grace = Duration::from_secs(10);
-        let jobs = [job(1, 2, grace), job(1, 3, grace)];
-        let outcomes = rotate_batch(&mut connection(&store).await, &jobs)
-            .await
-            .unwrap();
-        assert!(matches!(outcomes[0], Ok(Rotation::Rotated { .. })));
-        match &outcomes[1] {
-            Ok(Rotation::Replayed {
-                sealed_successor, ..
-            }) => assert_eq!(sealed_successor, &vec![2; 60]),
-            other => panic!("expected the first successor back, got {other:?}"),
-        }
-        // The second presentation stored nothing: its would-be successor does not exist.
-        let stray = rotate_batch(&mut connection(&store).await, &[job(3, 5, grace)])
-            .await
-            .unwrap();
-        assert!(matches!(
-            stray[0],
-            Ok(Rotation::Rejected(Rejection::Unknown))
-        ));
-    }
-
-    #[tokio::test]
-    async fn a_chain_rotates_through_the_writer_and_concurrent_presentations_have_one_winner() {
-        let (store, _dir) = store_with_family().await;
-        let grace = Duration::ZERO;
-        let rotate = |presented: u8, successor: u8| {
-            let job = job(presented, successor, grace);
-            let store = store.clone();
-            async move {
-                store
-                    .rotate_refresh(
-                        &job.presented,
-                        &job.successor,
-                        job.now,
-                        &job.policy,
-                        &job.origin,
-                    )
-                    .await
-            }
-        };
-        for n in 1..10u8 {
-            let rotation = rotate(n, n + 1).await.unwrap();
-            assert!(
-                matches!(rotation, Rotation::Rotated { .. }),
-                "{n}: {rotation:?}"
-            );
-        }
-        // Sixteen callers present the newest token at once (queued together, so most likely
-        // in one batch): exactly one rotates it.
-        let concurrent = futures::future::join_all((0..16).map(|_| rotate(10, 11))).await;
-        let winners = concurrent
-            .iter()
-            .filter(|r| matches!(r, Ok(Rotation::Rotated { .. })))
-            .count();
-        assert_eq!(winners, 1, "{concurrent:?}");
-    }
 }
