@@ -28,6 +28,9 @@ pub const ARGON2_DURATION: &str = "authd_argon2_duration_seconds";
 pub const DATABASE_ERRORS: &str = "authd_database_errors_total";
 pub const SIGNING_KEY_AGE: &str = "authd_signing_key_age_seconds";
 pub const SIGNING_KEYS_PUBLISHED: &str = "authd_signing_keys_published";
+pub const ROTATION_BATCH_SIZE: &str = "authd_sqlite_rotation_batch_size";
+pub const ROTATION_BATCH_WRITE: &str = "authd_sqlite_rotation_batch_write_seconds";
+pub const ROTATION_BATCH_COMMIT: &str = "authd_sqlite_rotation_batch_commit_seconds";
 
 /// Login outcomes. `throttled` is recorded by login rate limiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +57,7 @@ impl LoginOutcome {
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -66,6 +70,11 @@ pub fn install() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full(ROTATION_BATCH_SIZE.into()),
+                    BATCH_SIZE_BUCKETS,
+                )
                 .ok()?;
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -120,6 +129,20 @@ fn describe() {
         "how long the signing key has signed"
     );
     describe_gauge!(SIGNING_KEYS_PUBLISHED, "keys in the JWKS");
+    describe_histogram!(
+        ROTATION_BATCH_SIZE,
+        "rotations group-committed in one SQLite transaction"
+    );
+    describe_histogram!(
+        ROTATION_BATCH_WRITE,
+        metrics::Unit::Seconds,
+        "time from BEGIN to the end of a rotation batch's writes (SQLite)"
+    );
+    describe_histogram!(
+        ROTATION_BATCH_COMMIT,
+        metrics::Unit::Seconds,
+        "time a rotation batch's COMMIT took, fsync included (SQLite)"
+    );
 }
 
 pub fn login(outcome: LoginOutcome) {
@@ -153,6 +176,15 @@ pub fn argon2_started(waited: Duration) {
 pub fn argon2_finished(took: Duration) {
     histogram!(ARGON2_DURATION).record(took.as_secs_f64());
     gauge!(ARGON2_IN_FLIGHT).decrement(1.0);
+}
+
+/// One group-committed SQLite rotation batch: its size, and how long its writes and its
+/// commit took.
+pub fn rotation_batch(rotations: usize, writes: Duration, commit: Duration) {
+    #[allow(clippy::cast_precision_loss)] // at most a few hundred
+    histogram!(ROTATION_BATCH_SIZE).record(rotations as f64);
+    histogram!(ROTATION_BATCH_WRITE).record(writes.as_secs_f64());
+    histogram!(ROTATION_BATCH_COMMIT).record(commit.as_secs_f64());
 }
 
 pub fn signing_keys(age: Option<Duration>, published: usize) {

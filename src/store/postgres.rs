@@ -285,7 +285,7 @@ impl PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-        insert_token(&mut tx, &family.id, first).await?;
+        insert_token(&mut tx, &family.id, first, None).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(())
     }
@@ -317,14 +317,15 @@ impl PostgresStore {
         // 2. Read the state after the lock: under READ COMMITTED this statement takes a new
         //    snapshot, so it sees everything the previous holder of the lock committed.
         let row = sqlx::query(
-            "SELECT t.family_id, t.expires_at AS token_expires_at, t.used_at, t.successor_sealed, \
-                    (SELECT s.used_at IS NULL FROM refresh_tokens s WHERE s.hash = t.successor_hash) \
-                        AS successor_is_newest, \
+            "SELECT t.family_id, t.expires_at AS token_expires_at, t.used_at, \
+                    s.sealed_by_predecessor AS successor_sealed, \
+                    s.hash IS NOT NULL AND s.used_at IS NULL AS successor_is_newest, \
                     f.revoked_at, f.expires_at AS family_expires_at, \
                     u.id, u.username, u.roles, u.enabled, u.created_at \
              FROM refresh_tokens t \
              JOIN refresh_families f ON f.id = t.family_id \
              JOIN users u ON u.id = f.user_id \
+             LEFT JOIN refresh_tokens s ON s.hash = t.successor_hash \
              WHERE t.hash = $1",
         )
         .bind(&presented.0[..])
@@ -352,14 +353,15 @@ impl PostgresStore {
                 Rotation::ReuseDetected { user, family_id }
             }
             Decision::Rotate => {
+                // Its own sealed copy (for a retry of its predecessor) goes: only the
+                // immediately previous token may use the grace window, and that is now this one.
                 let marked = sqlx::query(
                     "UPDATE refresh_tokens \
-                     SET used_at = $1, successor_hash = $2, successor_sealed = $3 \
-                     WHERE hash = $4 AND used_at IS NULL",
+                     SET used_at = $1, successor_hash = $2, sealed_by_predecessor = NULL \
+                     WHERE hash = $3 AND used_at IS NULL",
                 )
                 .bind(now.unix_millis())
                 .bind(&successor.token.hash.0[..])
-                .bind(&successor.sealed)
                 .bind(&presented.0[..])
                 .execute(&mut *tx)
                 .await
@@ -369,21 +371,13 @@ impl PostgresStore {
                 if marked.rows_affected() != 1 {
                     return Err(StoreError::Unavailable("concurrent rotation".into()));
                 }
-                // Only the immediately previous token may use the grace window.
-                sqlx::query(
-                    "UPDATE refresh_tokens SET successor_sealed = NULL WHERE successor_hash = $1",
+                insert_token(
+                    &mut tx,
+                    &family_id,
+                    &successor.token,
+                    Some(&successor.sealed),
                 )
-                .bind(&presented.0[..])
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-                insert_token(&mut tx, &family_id, &successor.token).await?;
-                sqlx::query("UPDATE refresh_families SET last_used_at = $1 WHERE id = $2")
-                    .bind(now.unix_millis())
-                    .bind(family_id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
+                .await?;
                 Rotation::Rotated { user, family_id }
             }
         };
@@ -657,7 +651,9 @@ fn opt_millis(row: &PgRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
 macro_rules! session_sql {
     ($rest:literal) => {
         concat!(
-            "SELECT f.id AS family_id, f.created_at AS family_created_at, f.last_used_at, \
+            "SELECT f.id AS family_id, f.created_at AS family_created_at, \
+                    (SELECT MAX(t.used_at) FROM refresh_tokens t WHERE t.family_id = f.id) \
+                        AS last_used_at, \
                     f.expires_at AS family_expires_at, f.source_addr, f.user_agent, \
                     u.id, u.username, u.roles, u.enabled, u.created_at \
              FROM refresh_families f JOIN users u ON u.id = f.user_id ",
@@ -745,10 +741,10 @@ async fn revoke_families_of(
     .execute(&mut **tx)
     .await
     .map_err(unavailable)?;
-    // A revoked family's sealed successors are useless; drop them.
+    // A revoked family's sealed copies are useless; drop them.
     sqlx::query(
-        "UPDATE refresh_tokens SET successor_sealed = NULL \
-         WHERE successor_sealed IS NOT NULL \
+        "UPDATE refresh_tokens SET sealed_by_predecessor = NULL \
+         WHERE sealed_by_predecessor IS NOT NULL \
            AND family_id IN (SELECT id FROM refresh_families WHERE user_id = $1)",
     )
     .bind(user.as_str())
@@ -774,10 +770,10 @@ async fn revoke_family_in(
     .execute(&mut **tx)
     .await
     .map_err(unavailable)?;
-    // A revoked family's sealed successors are useless; drop them.
+    // A revoked family's sealed copies are useless; drop them.
     sqlx::query(
-        "UPDATE refresh_tokens SET successor_sealed = NULL \
-         WHERE family_id = $1 AND successor_sealed IS NOT NULL",
+        "UPDATE refresh_tokens SET sealed_by_predecessor = NULL \
+         WHERE family_id = $1 AND sealed_by_predecessor IS NOT NULL",
     )
     .bind(family.as_str())
     .execute(&mut **tx)
@@ -786,19 +782,22 @@ async fn revoke_family_in(
     Ok(())
 }
 
+/// Stores a token; a successor comes with its copy sealed under its predecessor.
 async fn insert_token(
     tx: &mut Transaction<'static, Postgres>,
     family: &FamilyId,
     token: &NewToken,
+    sealed_by_predecessor: Option<&[u8]>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at) \
-         VALUES ($1, $2, $3, $4)",
+        "INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at, sealed_by_predecessor) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&token.hash.0[..])
     .bind(family.as_str())
     .bind(token.issued_at.unix_millis())
     .bind(token.expires_at.unix_millis())
+    .bind(sealed_by_predecessor)
     .execute(&mut **tx)
     .await
     .map_err(unavailable)?;
@@ -983,14 +982,14 @@ impl Store for PostgresStore {
         within_deadline(async {
             let row = sqlx::query(
                 "SELECT t.family_id, t.issued_at, t.expires_at AS token_expires_at, t.used_at, \
-                        t.successor_sealed, \
-                        (SELECT s.used_at IS NULL FROM refresh_tokens s \
-                         WHERE s.hash = t.successor_hash) AS successor_is_newest, \
+                        s.sealed_by_predecessor AS successor_sealed, \
+                        s.hash IS NOT NULL AND s.used_at IS NULL AS successor_is_newest, \
                         f.revoked_at, f.expires_at AS family_expires_at, \
                         u.id, u.username, u.roles, u.enabled, u.created_at \
                  FROM refresh_tokens t \
                  JOIN refresh_families f ON f.id = t.family_id \
                  JOIN users u ON u.id = f.user_id \
+                 LEFT JOIN refresh_tokens s ON s.hash = t.successor_hash \
                  WHERE t.hash = $1",
             )
             .bind(&presented.0[..])

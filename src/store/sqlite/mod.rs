@@ -158,7 +158,6 @@ fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
     })
 }
 
-/// A presented refresh token with its family and user, by hash.
 /// A presented token with its family and user, as the rotation rules need them, followed by
 /// the caller's WHERE clause (a literal: no dynamic SQL).
 macro_rules! presented_token_sql {
@@ -166,14 +165,14 @@ macro_rules! presented_token_sql {
         concat!(
             "\
     SELECT t.hash, t.family_id, t.issued_at, t.expires_at AS token_expires_at, t.used_at, \
-           t.successor_sealed, \
-           (SELECT s.used_at IS NULL FROM refresh_tokens s WHERE s.hash = t.successor_hash) \
-               AS successor_is_newest, \
+           s.sealed_by_predecessor AS successor_sealed, \
+           s.hash IS NOT NULL AND s.used_at IS NULL AS successor_is_newest, \
            f.revoked_at, f.expires_at AS family_expires_at, \
            u.id, u.username, u.roles, u.enabled, u.created_at \
     FROM refresh_tokens t \
     JOIN refresh_families f ON f.id = t.family_id \
-    JOIN users u ON u.id = f.user_id ",
+    JOIN users u ON u.id = f.user_id \
+    LEFT JOIN refresh_tokens s ON s.hash = t.successor_hash ",
             $where
         )
     };
@@ -222,7 +221,8 @@ macro_rules! session_sql {
     ($rest:literal) => {
         concat!(
             "\
-    SELECT f.id AS family_id, f.created_at AS family_created_at, f.last_used_at, \
+    SELECT f.id AS family_id, f.created_at AS family_created_at, \
+           (SELECT MAX(t.used_at) FROM refresh_tokens t WHERE t.family_id = f.id) AS last_used_at, \
            f.expires_at AS family_expires_at, f.source_addr, f.user_agent, \
            u.id, u.username, u.roles, u.enabled, u.created_at \
     FROM refresh_families f JOIN users u ON u.id = f.user_id ",
@@ -308,10 +308,10 @@ async fn revoke_families_of(
     .execute(&mut **tx)
     .await
     .map_err(unavailable)?;
-    // A revoked family's sealed successors are useless; drop them.
+    // A revoked family's sealed copies are useless; drop them.
     sqlx::query(
-        "UPDATE refresh_tokens SET successor_sealed = NULL \
-         WHERE successor_sealed IS NOT NULL \
+        "UPDATE refresh_tokens SET sealed_by_predecessor = NULL \
+         WHERE sealed_by_predecessor IS NOT NULL \
            AND family_id IN (SELECT id FROM refresh_families WHERE user_id = ?)",
     )
     .bind(user.as_str())
@@ -337,8 +337,8 @@ async fn revoke_family_in(
     .execute(&mut **tx)
     .await
     .map_err(unavailable)?;
-    // A revoked family's sealed successors are useless; drop them.
-    sqlx::query("UPDATE refresh_tokens SET successor_sealed = NULL WHERE family_id = ?")
+    // A revoked family's sealed copies are useless; drop them.
+    sqlx::query("UPDATE refresh_tokens SET sealed_by_predecessor = NULL WHERE family_id = ?")
         .bind(family.as_str())
         .execute(&mut **tx)
         .await

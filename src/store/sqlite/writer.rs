@@ -2,8 +2,8 @@
 //!
 //! A batch is applied in *rounds*. A round loads the stored state of all its presented tokens
 //! with one statement, decides each with [`decide`], and writes every decision with one
-//! statement per kind of change (mark used, drop stale sealed copies, insert successors, touch
-//! families, audit events), however many rotations it holds. Each statement is a round trip to
+//! statement per kind of change (mark the presented tokens used, insert their successors,
+//! insert the audit events), however many rotations it holds. Each statement is a round trip to
 //! the connection's thread, so this keeps the cost of a rotation low under load.
 //!
 //! The rotations of one round touch distinct tokens and families, so their order within the
@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::time::Instant;
 
 use serde_json::{Value, json};
 use sqlx::sqlite::SqliteConnectOptions;
@@ -116,6 +117,7 @@ pub(super) async fn rotate_batch(
     connection: &mut SqliteConnection,
     jobs: &[RotationJob],
 ) -> Result<Vec<Result<Rotation, StoreError>>, StoreError> {
+    let started = Instant::now();
     let mut tx = connection
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -126,7 +128,9 @@ pub(super) async fn rotate_batch(
         let taken = rotate_round(&mut tx, rest, &mut outcomes).await?;
         rest = &rest[taken..];
     }
+    let written = Instant::now();
     tx.commit().await.map_err(unavailable)?;
+    crate::metrics::rotation_batch(jobs.len(), written - started, written.elapsed());
     Ok(outcomes)
 }
 
@@ -261,9 +265,7 @@ impl Writes {
             if marked != expected {
                 return Err(StoreError::Unavailable("concurrent rotation".into()));
             }
-            execute(tx, DROP_STALE_SEALED_COPIES, &rows).await?;
             execute(tx, INSERT_SUCCESSORS, &rows).await?;
-            execute(tx, TOUCH_FAMILIES, &rows).await?;
         }
         if !self.audit.is_empty() {
             let rows: Vec<Value> = self.audit.iter().map(audit_row).collect();
@@ -273,25 +275,21 @@ impl Writes {
     }
 }
 
-/// Marks each presented token used and remembers its successor (sealed, for the grace window).
+/// Marks each presented token used and links its successor. Its own sealed copy (kept for a
+/// retry of its predecessor within the grace window) goes: only the immediately previous token
+/// may use the window, and that is now the presented one.
 const MARK_USED: &str = "\
     UPDATE refresh_tokens \
     SET used_at = r.value->>'at', successor_hash = unhex(r.value->>'successor'), \
-        successor_sealed = unhex(r.value->>'sealed') \
+        sealed_by_predecessor = NULL \
     FROM json_each(?1) AS r \
     WHERE refresh_tokens.hash = unhex(r.value->>'presented') AND refresh_tokens.used_at IS NULL";
-/// Only the immediately previous token may use the grace window: the presented token's own
-/// predecessor no longer needs its sealed copy of it.
-const DROP_STALE_SEALED_COPIES: &str = "\
-    UPDATE refresh_tokens SET successor_sealed = NULL \
-    WHERE successor_hash IN (SELECT unhex(value->>'presented') FROM json_each(?1))";
+/// Stores each successor with its copy sealed under a key derived from the presented token.
 const INSERT_SUCCESSORS: &str = "\
-    INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at) \
-    SELECT unhex(value->>'successor'), value->>'family', value->>'issued', value->>'expires' \
+    INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at, sealed_by_predecessor) \
+    SELECT unhex(value->>'successor'), value->>'family', value->>'issued', value->>'expires', \
+           unhex(value->>'sealed') \
     FROM json_each(?1)";
-const TOUCH_FAMILIES: &str = "\
-    UPDATE refresh_families SET last_used_at = r.value->>'at' \
-    FROM json_each(?1) AS r WHERE refresh_families.id = r.value->>'family'";
 const INSERT_AUDIT_EVENTS: &str = "\
     INSERT INTO audit_events (at, event_type, user_id, username, source, request_id, detail) \
     SELECT value->>'at', value->>'type', value->>'user_id', value->>'username', \
