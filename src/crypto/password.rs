@@ -4,6 +4,12 @@
 //! each hash or verification takes one of `permits` semaphore permits and runs on a blocking
 //! thread. Memory under a login flood is therefore bounded by about `permits × m_cost`.
 //!
+//! Each running hash works in a buffer of argon2 blocks taken from a small pool and given back
+//! afterwards, so there are never more than `permits` buffers, and they are reused rather than
+//! allocated, faulted in and freed for every login. The memory bound therefore holds by
+//! construction, whatever the allocator does with freed blocks (glibc keeps them: see
+//! BENCHMARKS.md, "Memory").
+//!
 //! The queue in front of the permits is bounded too: when `queue_max` callers are already
 //! waiting, or a caller has waited `queue_timeout` for a permit, it is refused with
 //! [`HashError::Overloaded`] (shed) rather than queued without bound.
@@ -12,9 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 
 use crate::domain::Password;
@@ -83,9 +88,7 @@ pub struct PasswordHasher {
     queue: QueueLimits,
     waiting: AtomicUsize,
     shed: AtomicU64,
-    /// A hash of a random password with the current parameters, verified against when a user
-    /// does not exist so that unknown users cost the same time as known ones.
-    dummy_hash: String,
+    buffers: Arc<Buffers>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -98,8 +101,95 @@ impl std::fmt::Debug for PasswordHasher {
     }
 }
 
-fn argon2(params: &Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+/// Salt length for new hashes, as the argon2 crate's own default (`Salt::RECOMMENDED_LENGTH`).
+const SALT_BYTES: usize = 16;
+
+/// The argon2 working memory of finished hashes, kept for the next ones. A hash takes a
+/// buffer (or starts an empty one) and gives it back, so there are at most as many as hashes
+/// ever ran at once: `permits`.
+#[derive(Default)]
+struct Buffers(std::sync::Mutex<Vec<Vec<Block>>>);
+
+impl Buffers {
+    fn take(&self) -> Vec<Block> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut free| free.pop())
+            .unwrap_or_default()
+    }
+
+    fn give_back(&self, buffer: Vec<Block>) {
+        if let Ok(mut free) = self.0.lock() {
+            free.push(buffer);
+        }
+    }
+}
+
+/// argon2 of `password` and `salt` into `out`, working in `buffer` (grown to the size the
+/// parameters need, and kept at that size).
+fn compute(
+    argon2: &Argon2<'_>,
+    buffer: &mut Vec<Block>,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    let blocks = argon2.params().block_count();
+    if buffer.len() < blocks {
+        buffer.resize(blocks, Block::default());
+    }
+    argon2.hash_password_into_with_memory(password, salt, out, &mut buffer[..blocks])
+}
+
+/// A new PHC string for `password`: argon2id with `params` and a fresh random salt. The same
+/// steps as the argon2 crate's `hash_password`, working in `buffer`.
+fn new_hash(
+    params: &Params,
+    buffer: &mut Vec<Block>,
+    password: &[u8],
+) -> Result<String, HashError> {
+    let failed = |e: &dyn std::fmt::Display| HashError::Hash(e.to_string());
+    let salt = super::random_bytes::<SALT_BYTES>().map_err(|e| failed(&e))?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    compute(&argon2, buffer, password, &salt, &mut out).map_err(|e| failed(&e))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
+        salt: Some(Salt::new(&salt).map_err(|e| failed(&e))?),
+        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `password` matches `hash`: the same steps as the argon2 crate's `verify_password`
+/// (algorithm, version and parameters from the hash; outputs compared in constant time by
+/// `Output`'s equality), working in `buffer`.
+fn matches(hash: &PasswordHash, buffer: &mut Vec<Block>, password: &[u8]) -> bool {
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let Ok(version) = hash
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+    else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(hash) else {
+        return false;
+    };
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let Some(out) = out.get_mut(..expected.len()) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params);
+    compute(&argon2, buffer, password, salt.as_ref(), out).is_ok()
+        && Output::new(out).is_ok_and(|computed| computed == *expected)
 }
 
 /// Counts a waiter for as long as it lives.
@@ -115,13 +205,13 @@ impl PasswordHasher {
     /// A hasher with the default queue limits.
     ///
     /// # Errors
-    /// When the parameters are outside what argon2 accepts, or the dummy hash fails.
+    /// When the parameters are outside what argon2 accepts.
     pub fn new(params: Argon2Params, permits: usize) -> Result<Self, HashError> {
         Self::with_queue(params, permits, QueueLimits::default())
     }
 
     /// # Errors
-    /// When the parameters are outside what argon2 accepts, or the dummy hash fails.
+    /// When the parameters are outside what argon2 accepts.
     pub fn with_queue(
         params: Argon2Params,
         permits: usize,
@@ -134,18 +224,13 @@ impl PasswordHasher {
             None,
         )
         .map_err(HashError::Params)?;
-        let random = super::random_bytes::<32>().map_err(|e| HashError::Hash(e.to_string()))?;
-        let dummy_hash = argon2(&params)
-            .hash_password(&random)
-            .map_err(|e| HashError::Hash(e.to_string()))?
-            .to_string();
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(permits.max(1))),
             queue,
             waiting: AtomicUsize::new(0),
             shed: AtomicU64::new(0),
-            dummy_hash,
+            buffers: Arc::default(),
         })
     }
 
@@ -155,18 +240,13 @@ impl PasswordHasher {
     /// When hashing fails or the pool is shut down.
     pub async fn hash(&self, password: Password) -> Result<String, HashError> {
         let params = self.params.clone();
-        self.run(move || {
-            argon2(&params)
-                .hash_password(password.expose_bytes())
-                .map(|h| h.to_string())
-                .map_err(|e| HashError::Hash(e.to_string()))
-        })
-        .await
+        self.run(move |buffer| new_hash(&params, buffer, password.expose_bytes()))
+            .await
     }
 
-    /// Verifies `password` against `stored`, or against a dummy hash when there is no user,
-    /// so both paths do the same work. A match on a hash with outdated parameters returns a
-    /// fresh hash to store.
+    /// Verifies `password` against `stored`. Without a stored hash (no such user) it still
+    /// computes one, with the configured parameters and a random salt, so both paths do the
+    /// same work. A match on a hash with outdated parameters returns a fresh hash to store.
     ///
     /// # Errors
     /// When the pool is shut down. A malformed stored hash is a mismatch, not an error.
@@ -176,17 +256,17 @@ impl PasswordHasher {
         stored: Option<String>,
     ) -> Result<Verification, HashError> {
         let params = self.params.clone();
-        let user_exists = stored.is_some();
-        let stored = stored.unwrap_or_else(|| self.dummy_hash.clone());
-        self.run(move || {
+        self.run(move |buffer| {
+            let password = password.expose_bytes();
+            let Some(stored) = stored else {
+                // Nobody's hash: the work of a verification, and a mismatch whatever it gives.
+                let _ = new_hash(&params, buffer, password)?;
+                return Ok(Verification::Mismatch);
+            };
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 return Ok(Verification::Mismatch);
             };
-            if argon2(&params)
-                .verify_password(password.expose_bytes(), &parsed)
-                .is_err()
-                || !user_exists
-            {
+            if !matches(&parsed, buffer, password) {
                 return Ok(Verification::Mismatch);
             }
             let current = Params::try_from(&parsed).ok();
@@ -198,17 +278,14 @@ impl PasswordHasher {
             if same_params {
                 return Ok(Verification::Match);
             }
-            argon2(&params)
-                .hash_password(password.expose_bytes())
-                .map(|h| Verification::MatchRehashed(h.to_string()))
-                .map_err(|e| HashError::Hash(e.to_string()))
+            new_hash(&params, buffer, password).map(Verification::MatchRehashed)
         })
         .await
     }
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
+        work: impl FnOnce(&mut Vec<Block>) -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
         let queued = std::time::Instant::now();
         let permit = match Arc::clone(&self.permits).try_acquire_owned() {
@@ -222,10 +299,13 @@ impl PasswordHasher {
             }
         };
         crate::metrics::argon2_started(queued.elapsed());
+        let buffers = Arc::clone(&self.buffers);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let started = std::time::Instant::now();
-            let result = work();
+            let mut buffer = buffers.take();
+            let result = work(&mut buffer);
+            buffers.give_back(buffer);
             crate::metrics::argon2_finished(started.elapsed());
             result
         })
@@ -279,6 +359,50 @@ mod tests {
 
     fn pw(s: &str) -> Password {
         Password::presented(s).unwrap()
+    }
+
+    #[test]
+    fn hashing_in_pooled_memory_agrees_with_the_argon2_crate() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let mut buffer = Vec::new();
+        // Our hashes verify with the crate's verifier...
+        let params = Params::new(64, 1, 1, None).unwrap();
+        let ours = new_hash(&params, &mut buffer, b"correct horse").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(ours.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        Argon2::default()
+            .verify_password(b"correct horse", &parsed)
+            .unwrap();
+        // ...and the crate's, in every variant, match ours exactly when they should, including
+        // ones needing more memory than the buffer had.
+        for (algorithm, version, m_cost) in [
+            (Algorithm::Argon2id, Version::V0x13, 64),
+            (Algorithm::Argon2i, Version::V0x10, 128),
+            (Algorithm::Argon2d, Version::V0x13, 256),
+        ] {
+            let params = Params::new(m_cost, 2, 1, None).unwrap();
+            let theirs = Argon2::new(algorithm, version, params)
+                .hash_password(b"battery staple")
+                .unwrap();
+            assert!(matches(&theirs, &mut buffer, b"battery staple"));
+            assert!(!matches(&theirs, &mut buffer, b"battery stapler"));
+            assert!(buffer.len() >= usize::try_from(m_cost).unwrap());
+        }
+        // A hash without its output or salt never matches.
+        let mut cut = PasswordHash::new(&ours).unwrap();
+        cut.hash = None;
+        assert!(!matches(&cut, &mut buffer, b"correct horse"));
+    }
+
+    #[tokio::test]
+    async fn buffers_are_reused_and_never_more_than_the_permits() {
+        let hasher = PasswordHasher::new(cheap(), 2).unwrap();
+        let hashes =
+            futures::future::join_all((0..8).map(|_| hasher.hash(pw("correct horse battery"))))
+                .await;
+        assert!(hashes.iter().all(Result::is_ok));
+        let kept = hasher.buffers.0.lock().unwrap().len();
+        assert!((1..=2).contains(&kept), "{kept} buffers kept");
     }
 
     #[tokio::test]
