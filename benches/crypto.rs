@@ -7,7 +7,8 @@
 //! - `sign_access_token`: one RFC 9068 access token, ES256 and EdDSA.
 //! - `refresh_token`: what a refresh costs in crypto before the store is asked: parse the
 //!   presented token, generate the successor, hash both, seal the successor.
-//! - JWT verification with the verifier crate: pending (another crate, another issue).
+//! - `verify_access_token`: what a resource server pays per request with the verifier crate
+//!   (`authd-verifier`, keys already fetched): header checks, signature, claims.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmarks may panic on the unexpected
 
@@ -119,4 +120,35 @@ mod refresh_token {
             )
         });
     }
+}
+
+/// One access token verified by `authd-verifier` (JWKS already cached), ES256 and EdDSA.
+#[divan::bench(args = [SigningAlgorithm::ES256, SigningAlgorithm::EdDSA])]
+fn verify_access_token(bencher: Bencher, alg: SigningAlgorithm) {
+    use authd_verifier::{JwkSet, Verifier, VerifierConfig};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let now = Timestamp::from_unix_millis(i64::try_from(now.as_millis()).unwrap());
+    let key = SigningKey::from_stored(&SigningKey::generate(alg, now).unwrap(), None).unwrap();
+    let claims = AccessClaims {
+        exp: now.unix_seconds() + 3600,
+        iat: now.unix_seconds(),
+        nbf: now.unix_seconds(),
+        ..claims()
+    };
+    let token = key.sign(ACCESS_TOKEN_TYP, &claims).unwrap();
+    let keys: JwkSet = serde_json::from_value(serde_json::json!({
+        "keys": [key.public.to_jwk(&key.kid, key.algorithm)]
+    }))
+    .unwrap();
+    let verifier = Verifier::with_keys(VerifierConfig::new(claims.iss.clone(), ["authd"]), keys);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    bencher.bench_local(|| {
+        runtime
+            .block_on(verifier.verify(divan::black_box(&token)))
+            .unwrap()
+    });
 }
