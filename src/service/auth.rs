@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::crypto::access_token::{ACCESS_TOKEN_TYP, AccessClaims, Audience};
 use crate::crypto::keys::{KeyError, KeyRing};
@@ -402,8 +402,10 @@ impl TokenService {
             .inspect_err(|_| crate::metrics::refresh("error"))?;
         self.audit.log_stored(&rotation.audit_events(now, &origin));
         match rotation {
+            // A rotation and a grace retry are logged at info by their audit event (above),
+            // which names the user, family, source and request; one line per refresh is enough.
             Rotation::Rotated { user, family_id } => {
-                info!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
+                debug!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
                     %request_id, outcome = "rotated", "refresh token rotated");
                 crate::metrics::refresh("rotated");
                 let access_token = self.access_token(&user, now)?;
@@ -420,7 +422,7 @@ impl TokenService {
                 let refresh_token = presented
                     .open_successor(&sealed_successor)
                     .ok_or(AuthError::InvalidRefreshToken)?;
-                info!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
+                debug!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
                     %request_id, outcome = "grace_retry",
                     "previous refresh token retried within the grace window");
                 crate::metrics::refresh("grace_retry");
