@@ -84,7 +84,7 @@ fn serve(dir: &TempDir) -> (Server, String) {
     panic!("serve did not log its address");
 }
 
-fn bench(dir: &TempDir, addr: &str, scenario: &str, pid: u32) -> serde_json::Value {
+fn bench(dir: &TempDir, addr: &str, scenario: &str, pid: u32, extra: &[&str]) -> serde_json::Value {
     let pid = pid.to_string();
     let mut args = vec![
         "bench",
@@ -104,6 +104,7 @@ fn bench(dir: &TempDir, addr: &str, scenario: &str, pid: u32) -> serde_json::Val
     if scenario != "noop" {
         args.extend(["--user", "alice", "--password-stdin"]);
     }
+    args.extend(extra);
     let out = run_with_stdin(authd(dir, &args), &format!("{PASSWORD}\n"));
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -135,7 +136,7 @@ fn every_bench_scenario_runs_without_errors_and_prints_the_documented_json() {
     let pid = server.0.id();
 
     for scenario in ["noop", "login", "refresh", "mixed"] {
-        let report = bench(&dir, &addr, scenario, pid);
+        let report = bench(&dir, &addr, scenario, pid, &[]);
         assert_eq!(report["scenario"], scenario);
         assert_eq!(report["errors"], 0, "{scenario}: {report}");
         assert_eq!(report["requests"], 200, "{scenario}: {report}");
@@ -150,6 +151,16 @@ fn every_bench_scenario_runs_without_errors_and_prints_the_documented_json() {
                 .as_u64()
                 .is_some_and(|v| v > 0)
         );
+    }
+
+    // Logins spread over several users, created by the load generator where missing.
+    let report = bench(&dir, &addr, "login", pid, &["--users", "3"]);
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["requests"], 200, "{report}");
+    let users = authd(&dir, &["user", "list"]).output().unwrap();
+    let users = String::from_utf8(users.stdout).unwrap();
+    for name in ["alice-0", "alice-1", "alice-2"] {
+        assert!(users.contains(name), "{name} in {users}");
     }
 }
 

@@ -96,16 +96,35 @@ impl Operation {
     }
 }
 
-/// A user to log in as.
+/// The users to log in as (all with one password), taken in turn by every login.
 pub struct Credentials {
-    pub username: String,
-    pub password: SecretString,
+    usernames: Vec<String>,
+    password: SecretString,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Credentials {
+    /// `usernames` must not be empty.
+    pub fn new(usernames: Vec<String>, password: SecretString) -> Self {
+        assert!(!usernames.is_empty(), "at least one user to log in as");
+        Self {
+            usernames,
+            password,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The next user, round-robin over all of them.
+    fn next_username(&self) -> &str {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.usernames[i % self.usernames.len()]
+    }
 }
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
-            .field("username", &self.username)
+            .field("usernames", &self.usernames.len())
             .finish_non_exhaustive()
     }
 }
@@ -408,7 +427,7 @@ impl Worker {
             .ok_or_else(|| tonic::Status::failed_precondition("no user given"))?;
         let request = pb::TokenRequest {
             credential: Some(Credential::PasswordCredential(pb::PasswordCredential {
-                username: credentials.username.clone(),
+                username: credentials.next_username().to_owned(),
                 password: credentials.password.expose_secret().to_owned(),
             })),
         };

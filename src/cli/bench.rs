@@ -46,6 +46,10 @@ pub struct BenchArgs {
     /// The user to log in as (login, refresh, mixed)
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// Log in as N users, NAME-0 … NAME-(N-1) for --user NAME, created first (with the given
+    /// password, through the same path as `authd user add`) where missing
+    #[arg(long, value_name = "N", requires = "user")]
+    users: Option<usize>,
     /// Read the user's password as one line from standard input
     #[arg(long)]
     password_stdin: bool,
@@ -70,10 +74,14 @@ pub async fn run(config: Config, args: BenchArgs, server_args: Vec<String>) -> R
         BenchScenario::Startup => return startup(args, &server_args).await,
     };
     let credentials = match (&args.user, scenario.needs_user()) {
-        (Some(username), true) => Some(Credentials {
-            username: username.clone(),
-            password: SecretString::from(super::user::read_password(args.password_stdin, false)?),
-        }),
+        (Some(username), true) => {
+            let password = super::user::read_password(args.password_stdin, false)?;
+            let usernames = match args.users {
+                None => vec![username.clone()],
+                Some(n) => create_users(&config, username, n, &password).await?,
+            };
+            Some(Credentials::new(usernames, SecretString::from(password)))
+        }
         _ => None,
     };
     // The physical limit of logins, measured here before the run while the server is idle.
@@ -106,6 +114,55 @@ pub async fn run(config: Config, args: BenchArgs, server_args: Vec<String>) -> R
         print!("{report}");
     }
     Ok(())
+}
+
+/// `NAME-0` … `NAME-(n-1)`, each created with `password` unless it exists. Hashes two at a
+/// time (a one-off: existing users are kept for the next run).
+async fn create_users(
+    config: &Config,
+    name: &str,
+    n: usize,
+    password: &str,
+) -> Result<Vec<String>, String> {
+    if n == 0 {
+        return Err("--users must be at least 1".into());
+    }
+    let store = crate::store::open_with(&config.database_url, &config.store_options())
+        .await
+        .map_err(|e| e.to_string())?;
+    let hasher = crate::crypto::password::PasswordHasher::new(config.argon2(), 2)
+        .map_err(|e| e.to_string())?;
+    let admin = crate::service::UserAdmin::new(
+        store,
+        std::sync::Arc::new(hasher),
+        std::sync::Arc::new(crate::domain::SystemClock),
+        config.password_min_length,
+    );
+    let usernames: Vec<String> = (0..n).map(|i| format!("{name}-{i}")).collect();
+    // Two at a time: the even-numbered names and the odd-numbered ones.
+    let create_every_other = |first: usize| {
+        let (admin, usernames) = (&admin, &usernames);
+        async move {
+            let mut created = 0;
+            for username in usernames.iter().skip(first).step_by(2) {
+                match admin.add(username, password, &[]).await {
+                    Ok(_) => created += 1,
+                    Err(crate::service::AdminError::DuplicateUser(_)) => {}
+                    Err(e) => return Err(format!("cannot create bench user {username}: {e}")),
+                }
+            }
+            Ok::<usize, String>(created)
+        }
+    };
+    let (even, odd) = tokio::join!(create_every_other(0), create_every_other(1));
+    let created = even? + odd?;
+    if created > 0 {
+        eprintln!(
+            "created {created} bench users ({name}-0 … {name}-{})",
+            n - 1
+        );
+    }
+    Ok(usernames)
 }
 
 async fn startup(args: BenchArgs, server_args: &[String]) -> Result<(), String> {
