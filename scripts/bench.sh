@@ -69,9 +69,9 @@ load() { # scenario concurrency duration [extra args...]
 
 load noop "$CONCURRENCY" "$DURATION"
 load refresh "$CONCURRENCY" "$DURATION"
-load mixed "$CONCURRENCY" "$DURATION"
 # Logins spread over 1,000 distinct users (bench-0 … bench-999, created on first use), so the
 # per-username throttle's counter is not one hot row contended by every worker.
+load mixed "$CONCURRENCY" "$DURATION" --users 1000
 load login "$LOGIN_CONCURRENCY" "$DURATION" --users 1000
 # Memory under a flood: 1,000 logins of 1,000 users in flight at once (one request each).
 load login 1000 120s --requests 1000 --users 1000
