@@ -190,6 +190,8 @@ impl SigningKey {
     /// When the stored algorithm is unknown, the key is sealed and `kek` is missing or wrong,
     /// or the key material does not parse.
     pub fn from_stored(stored: &StoredKey, kek: Option<&KeyEncryption>) -> Result<Self, KeyError> {
+        // Every key that signs is loaded here first, so the provider is in place in time.
+        super::jwt_provider::install();
         let algorithm: SigningAlgorithm = stored.algorithm.parse()?;
         let opened;
         let pkcs8: &[u8] = if stored.encrypted {

@@ -4,6 +4,7 @@
 
 pub mod access_token;
 pub mod api_key;
+pub mod jwt_provider;
 pub mod key_encryption;
 pub mod keys;
 pub mod password;
