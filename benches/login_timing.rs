@@ -3,7 +3,7 @@
 //!
 //! Runs the real server (default argon2id parameters, SQLite in a temporary directory) and
 //! calls it over loopback gRPC, interleaving the cases so drift affects them equally:
-//! - unknown username (one argon2id hash with a random salt, failure counter upsert, audit
+//! - unknown username (verification against the dummy hash, failure counter upsert, audit
 //!   event);
 //! - known username, wrong password (the case an attacker compares against);
 //! - known username, right password (for reference: also signs a JWT and starts a family).

@@ -89,6 +89,11 @@ pub struct PasswordHasher {
     waiting: AtomicUsize,
     shed: AtomicU64,
     buffers: Arc<Buffers>,
+    /// A PHC string with the configured parameters, a random salt and a random output, that
+    /// no password matches: verified against when a user does not exist, so an unknown user
+    /// takes the same path, and the same time, as a known one. Made without hashing (only its
+    /// shape matters), so start-up pays nothing for it.
+    dummy_hash: String,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -142,24 +147,31 @@ fn compute(
     argon2.hash_password_into_with_memory(password, salt, out, &mut buffer[..blocks])
 }
 
-/// A new PHC string for `password`: argon2id with `params` and a fresh random salt. The same
-/// steps as the argon2 crate's `hash_password`, working in `buffer`.
+/// A new PHC string for `password`: argon2id with `params` and a fresh random salt from the
+/// OS CSPRNG (unique per hash). The same steps as the argon2 crate's `hash_password`, working
+/// in `buffer`.
 fn new_hash(
     params: &Params,
     buffer: &mut Vec<Block>,
     password: &[u8],
 ) -> Result<String, HashError> {
-    let failed = |e: &dyn std::fmt::Display| HashError::Hash(e.to_string());
-    let salt = super::random_bytes::<SALT_BYTES>().map_err(|e| failed(&e))?;
+    let salt = super::random_bytes::<SALT_BYTES>().map_err(|e| HashError::Hash(e.to_string()))?;
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    compute(&argon2, buffer, password, &salt, &mut out).map_err(|e| failed(&e))?;
+    compute(&argon2, buffer, password, &salt, &mut out)
+        .map_err(|e| HashError::Hash(e.to_string()))?;
+    phc_string(params, &salt, &out)
+}
+
+/// The argon2id PHC string of `params`, `salt` and `output`, built with the crate's types.
+fn phc_string(params: &Params, salt: &[u8], output: &[u8]) -> Result<String, HashError> {
+    let failed = |e: &dyn std::fmt::Display| HashError::Hash(e.to_string());
     let hash = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
         params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
-        salt: Some(Salt::new(&salt).map_err(|e| failed(&e))?),
-        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
+        salt: Some(Salt::new(salt).map_err(|e| failed(&e))?),
+        hash: Some(Output::new(output).map_err(|e| failed(&e))?),
     };
     Ok(hash.to_string())
 }
@@ -211,7 +223,7 @@ impl PasswordHasher {
     }
 
     /// # Errors
-    /// When the parameters are outside what argon2 accepts.
+    /// When the parameters are outside what argon2 accepts, or the OS refuses randomness.
     pub fn with_queue(
         params: Argon2Params,
         permits: usize,
@@ -224,6 +236,12 @@ impl PasswordHasher {
             None,
         )
         .map_err(HashError::Params)?;
+        let random = |e: aws_lc_rs::error::Unspecified| HashError::Hash(e.to_string());
+        let dummy_hash = phc_string(
+            &params,
+            &super::random_bytes::<SALT_BYTES>().map_err(random)?,
+            &super::random_bytes::<{ Params::DEFAULT_OUTPUT_LEN }>().map_err(random)?,
+        )?;
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(permits.max(1))),
@@ -231,6 +249,7 @@ impl PasswordHasher {
             waiting: AtomicUsize::new(0),
             shed: AtomicU64::new(0),
             buffers: Arc::default(),
+            dummy_hash,
         })
     }
 
@@ -244,9 +263,9 @@ impl PasswordHasher {
             .await
     }
 
-    /// Verifies `password` against `stored`. Without a stored hash (no such user) it still
-    /// computes one, with the configured parameters and a random salt, so both paths do the
-    /// same work. A match on a hash with outdated parameters returns a fresh hash to store.
+    /// Verifies `password` against `stored`, or against the dummy hash when there is no user,
+    /// so both paths do the same work. A match on a hash with outdated parameters returns a
+    /// fresh hash to store.
     ///
     /// # Errors
     /// When the pool is shut down. A malformed stored hash is a mismatch, not an error.
@@ -256,17 +275,14 @@ impl PasswordHasher {
         stored: Option<String>,
     ) -> Result<Verification, HashError> {
         let params = self.params.clone();
+        let user_exists = stored.is_some();
+        let stored = stored.unwrap_or_else(|| self.dummy_hash.clone());
         self.run(move |buffer| {
             let password = password.expose_bytes();
-            let Some(stored) = stored else {
-                // Nobody's hash: the work of a verification, and a mismatch whatever it gives.
-                let _ = new_hash(&params, buffer, password)?;
-                return Ok(Verification::Mismatch);
-            };
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 return Ok(Verification::Mismatch);
             };
-            if !matches(&parsed, buffer, password) {
+            if !matches(&parsed, buffer, password) || !user_exists {
                 return Ok(Verification::Mismatch);
             }
             let current = Params::try_from(&parsed).ok();
@@ -392,6 +408,17 @@ mod tests {
         let mut cut = PasswordHash::new(&ours).unwrap();
         cut.hash = None;
         assert!(!matches(&cut, &mut buffer, b"correct horse"));
+    }
+
+    #[test]
+    fn the_dummy_hash_has_the_configured_shape_and_a_random_salt() {
+        let a = PasswordHasher::new(cheap(), 1).unwrap().dummy_hash;
+        let b = PasswordHasher::new(cheap(), 1).unwrap().dummy_hash;
+        // Same parameters as a real hash, so verifying against it costs the same.
+        assert!(a.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{a}");
+        let parsed = PasswordHash::new(&a).unwrap();
+        assert_eq!(parsed.hash.unwrap().len(), Params::DEFAULT_OUTPUT_LEN);
+        assert_ne!(a, b);
     }
 
     #[tokio::test]
