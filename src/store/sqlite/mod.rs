@@ -5,7 +5,7 @@
 //! `BEGIN IMMEDIATE` transaction: the write lock is taken up front, so concurrent rotations of
 //! one token serialise instead of failing on a lock upgrade.
 //!
-//! Rotations are *group-committed*: one writer task takes every rotation waiting at that moment
+//! Rotations are *group-committed*: one writer thread takes every rotation waiting at that moment
 //! and applies them, one after the other and each decided by [`decide`] on the state the
 //! previous ones left, inside one `BEGIN IMMEDIATE … COMMIT`; then it answers each caller. So
 //! many rotations share one fsync, nobody is answered before the batch is durable, and two
@@ -42,6 +42,18 @@ const MAX_ROTATION_BATCH: usize = 256;
 const WRITER_CACHE_SIZE: i32 = -16 * 1024;
 /// Rotations that may wait for the writer before callers wait to hand theirs over.
 const ROTATION_QUEUE: usize = 4096;
+/// How long a statement waits for another connection's write lock (the CLI's, say).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Revokes family `?1` at `?2` for reason `?3`, unless it already is.
+const REVOKE_FAMILY: &str = "UPDATE refresh_families SET revoked_at = ?2, revoked_reason = ?3 \
+     WHERE id = ?1 AND revoked_at IS NULL";
+/// Drops the sealed copies of family `?1`: a revoked family's are useless.
+const DROP_SEALED_COPIES: &str =
+    "UPDATE refresh_tokens SET sealed_by_predecessor = NULL WHERE family_id = ?1";
+const INSERT_AUDIT_EVENT: &str = "INSERT INTO audit_events \
+     (at, event_type, user_id, username, source, request_id, detail) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -62,7 +74,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
@@ -70,10 +82,7 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         MIGRATOR.run(&pool).await.map_err(unavailable)?;
-        // Tokens are keyed by random hashes, so each rotation touches random pages; a page
-        // cache bigger than the default 2 MiB keeps them in memory instead of re-reading them.
-        let rotations =
-            RotationWriter::spawn(options.pragma("cache_size", WRITER_CACHE_SIZE.to_string()));
+        let rotations = RotationWriter::spawn(options.get_filename().to_path_buf())?;
         Ok(Self { pool, rotations })
     }
 
@@ -158,12 +167,8 @@ fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
     })
 }
 
-/// A presented token with its family and user, as the rotation rules need them, followed by
-/// the caller's WHERE clause (a literal: no dynamic SQL).
-macro_rules! presented_token_sql {
-    ($where:literal) => {
-        concat!(
-            "\
+/// A presented token (`?1`, its hash) with its family and user, as the rotation rules need them.
+const PRESENTED_TOKEN_SQL: &str = "\
     SELECT t.hash, t.family_id, t.issued_at, t.expires_at AS token_expires_at, t.used_at, \
            s.sealed_by_predecessor AS successor_sealed, \
            s.hash IS NOT NULL AND s.used_at IS NULL AS successor_is_newest, \
@@ -172,15 +177,10 @@ macro_rules! presented_token_sql {
     FROM refresh_tokens t \
     JOIN refresh_families f ON f.id = t.family_id \
     JOIN users u ON u.id = f.user_id \
-    LEFT JOIN refresh_tokens s ON s.hash = t.successor_hash ",
-            $where
-        )
-    };
-}
+    LEFT JOIN refresh_tokens s ON s.hash = t.successor_hash \
+    WHERE t.hash = ?1";
 
 mod writer;
-
-const PRESENTED_TOKEN_SQL: &str = presented_token_sql!("WHERE t.hash = ?");
 
 fn millis(row: &SqliteRow, col: &str) -> Result<Timestamp, StoreError> {
     Ok(Timestamp::from_unix_millis(
@@ -327,18 +327,14 @@ async fn revoke_family_in(
     now: Timestamp,
     reason: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE refresh_families SET revoked_at = ?, revoked_reason = ? \
-         WHERE id = ? AND revoked_at IS NULL",
-    )
-    .bind(now.unix_millis())
-    .bind(reason)
-    .bind(family.as_str())
-    .execute(&mut **tx)
-    .await
-    .map_err(unavailable)?;
-    // A revoked family's sealed copies are useless; drop them.
-    sqlx::query("UPDATE refresh_tokens SET sealed_by_predecessor = NULL WHERE family_id = ?")
+    sqlx::query(REVOKE_FAMILY)
+        .bind(family.as_str())
+        .bind(now.unix_millis())
+        .bind(reason)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    sqlx::query(DROP_SEALED_COPIES)
         .bind(family.as_str())
         .execute(&mut **tx)
         .await
@@ -368,20 +364,17 @@ async fn insert_audit(
     connection: &mut SqliteConnection,
     event: &AuditEvent,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO audit_events (at, event_type, user_id, username, source, request_id, detail) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(event.time.unix_millis())
-    .bind(event.kind.as_str())
-    .bind(event.user_id.as_deref())
-    .bind(event.username.as_deref())
-    .bind(event.source.as_deref())
-    .bind(event.request_id.as_deref())
-    .bind(event.detail.as_deref())
-    .execute(connection)
-    .await
-    .map_err(unavailable)?;
+    sqlx::query(INSERT_AUDIT_EVENT)
+        .bind(event.time.unix_millis())
+        .bind(event.kind.as_str())
+        .bind(event.user_id.as_deref())
+        .bind(event.username.as_deref())
+        .bind(event.source.as_deref())
+        .bind(event.request_id.as_deref())
+        .bind(event.detail.as_deref())
+        .execute(connection)
+        .await
+        .map_err(unavailable)?;
     Ok(())
 }
 

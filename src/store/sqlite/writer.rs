@@ -1,34 +1,30 @@
-//! The rotation writer: the one task that group-commits rotations (see [`super`]).
+//! The rotation writer: the one thread that group-commits rotations (see [`super`]).
 //!
-//! A batch is applied in *rounds*. A round loads the stored state of all its presented tokens
-//! with one statement, decides each with [`decide`], and writes every decision with one
-//! statement per kind of change (mark the presented tokens used, insert their successors,
-//! insert the audit events), however many rotations it holds. Each statement is a round trip to
-//! the connection's thread, so this keeps the cost of a rotation low under load.
+//! It owns a synchronous SQLite connection (rusqlite, over the same SQLite library sqlx links)
+//! on a thread of its own. A batch is one `BEGIN IMMEDIATE … COMMIT`; inside it each rotation is
+//! read, decided with [`decide`] and written with prepared statements, one after the other, so
+//! each sees the writes of those before it. The outcome is exactly that of applying the batch's
+//! rotations in order, each in its own transaction, but with one fsync for all of them.
 //!
-//! The rotations of one round touch distinct tokens and families, so their order within the
-//! round cannot change any outcome. A rotation whose token or family an earlier one of the
-//! round already touched starts the next round, which loads after the previous round's
-//! writes. So the outcome is exactly that of applying the batch one rotation after the other.
-//!
-//! The rows travel as one JSON array per statement (read with `json_each`, hashes as hex), so
-//! every statement's text is constant and SQLite prepares it once, whatever the batch size.
+//! Why not sqlx here: every sqlx statement is a round trip to the connection's own worker
+//! thread and back to the async runtime. With the rotations of a batch on one thread, a
+//! statement is a function call; the batch's only waits are for the disk (BENCHMARKS.md,
+//! "The rotation writer").
 
-use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::thread;
 use std::time::Instant;
 
-use serde_json::{Value, json};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, Row, Sqlite, SqliteConnection, Transaction};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    MAX_ROTATION_BATCH, ROTATION_QUEUE, presented_from_row, revoke_family_in, unavailable,
+    BUSY_TIMEOUT, DROP_SEALED_COPIES, INSERT_AUDIT_EVENT, MAX_ROTATION_BATCH, PRESENTED_TOKEN_SQL,
+    REVOKE_FAMILY, ROTATION_QUEUE, WRITER_CACHE_SIZE, decode_roles, unavailable,
 };
 use crate::domain::{
     AuditEvent, Decision, FamilyId, Origin, PresentedToken, RefreshPolicy, Rejection, Rotation,
-    Successor, Timestamp, TokenHash, decide,
+    Successor, Timestamp, TokenHash, User, UserId, Username, decide,
 };
 use crate::store::StoreError;
 
@@ -43,18 +39,26 @@ pub(super) struct RotationJob {
 
 type RotationReply = oneshot::Sender<Result<Rotation, StoreError>>;
 
-/// The handle to the single task that writes rotations.
+/// The handle to the single thread that writes rotations.
 #[derive(Debug, Clone)]
 pub(super) struct RotationWriter {
     jobs: mpsc::Sender<(RotationJob, RotationReply)>,
 }
 
 impl RotationWriter {
-    /// Starts the writer; it stops when the last handle is dropped.
-    pub(super) fn spawn(options: SqliteConnectOptions) -> Self {
+    /// Opens the writer's connection to the (migrated) database at `path` and starts its
+    /// thread; the thread stops when the last handle is dropped.
+    ///
+    /// # Errors
+    /// When the database cannot be opened or the thread cannot be started.
+    pub(super) fn spawn(path: PathBuf) -> Result<Self, StoreError> {
+        let connection = open(&path).map_err(unavailable)?;
         let (jobs, queue) = mpsc::channel(ROTATION_QUEUE);
-        tokio::spawn(write_rotations(options, queue));
-        Self { jobs }
+        thread::Builder::new()
+            .name("authd-rotations".into())
+            .spawn(move || write_rotations(&path, connection, queue))
+            .map_err(unavailable)?;
+        Ok(Self { jobs })
     }
 
     /// Queues a rotation and waits until the batch holding it is committed (or failed).
@@ -66,25 +70,46 @@ impl RotationWriter {
     }
 }
 
-/// The writer task: takes every queued rotation (up to [`MAX_ROTATION_BATCH`]), applies them
-/// in one transaction, and answers each caller only after the commit.
-///
-/// It keeps a connection of its own rather than taking one from the pool: SQLite discards a
-/// connection's page cache whenever another connection has written, so a connection that
-/// does every rotation keeps its cache (and its prepared statements) warm. After a failed
-/// batch it reconnects.
-async fn write_rotations(
-    options: SqliteConnectOptions,
+/// The writer's connection, with the settings of the pool's (`synchronous=FULL` in WAL mode:
+/// a committed rotation is on disk) and a bigger page cache: tokens are keyed by random hashes,
+/// so each rotation touches random pages, and a cache bigger than the default 2 MiB keeps them
+/// in memory. The connection does every rotation, so its cache stays warm (SQLite discards a
+/// connection's cache whenever another connection has written).
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "foreign_keys", true)?;
+    connection.pragma_update(None, "cache_size", WRITER_CACHE_SIZE)?;
+    let mode: String =
+        connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "journal_mode is {mode}, not wal"
+        )));
+    }
+    Ok(connection)
+}
+
+/// The writer thread: takes every queued rotation (up to [`MAX_ROTATION_BATCH`]), applies them
+/// in one transaction, and answers each caller only after the commit. After a failed batch it
+/// reopens its connection.
+fn write_rotations(
+    path: &Path,
+    connection: Connection,
     mut queue: mpsc::Receiver<(RotationJob, RotationReply)>,
 ) {
-    let mut connection: Option<SqliteConnection> = None;
+    let mut connection = Some(connection);
     let mut batch = Vec::with_capacity(MAX_ROTATION_BATCH);
-    while queue.recv_many(&mut batch, MAX_ROTATION_BATCH).await > 0 {
+    while queue.blocking_recv_many(&mut batch, MAX_ROTATION_BATCH) > 0 {
         let (jobs, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
         let outcome = match connection.as_mut() {
-            Some(conn) => rotate_batch(conn, &jobs).await,
-            None => match SqliteConnection::connect_with(&options).await {
-                Ok(conn) => rotate_batch(connection.insert(conn), &jobs).await,
+            Some(conn) => rotate_batch(conn, &jobs),
+            None => match open(path) {
+                Ok(conn) => rotate_batch(connection.insert(conn), &jobs),
                 Err(e) => Err(unavailable(e)),
             },
         };
@@ -110,225 +135,186 @@ async fn write_rotations(
     }
 }
 
-/// Applies `jobs` in order in one transaction, round after round. A rotation whose stored
-/// state cannot be read fails alone (nothing of it is written); a failed write or commit fails
-/// the whole batch, which is rolled back (the transaction is dropped uncommitted).
-pub(super) async fn rotate_batch(
-    connection: &mut SqliteConnection,
+/// Applies `jobs` in order in one transaction. A rotation whose stored state cannot be decoded
+/// fails alone (nothing of it is written); a failed statement or commit fails the whole batch,
+/// which is rolled back (the transaction is dropped uncommitted).
+fn rotate_batch(
+    connection: &mut Connection,
     jobs: &[RotationJob],
 ) -> Result<Vec<Result<Rotation, StoreError>>, StoreError> {
     let started = Instant::now();
-    let mut tx = connection
-        .begin_with("BEGIN IMMEDIATE")
-        .await
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(unavailable)?;
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    let mut rest = jobs;
-    while !rest.is_empty() {
-        let taken = rotate_round(&mut tx, rest, &mut outcomes).await?;
-        rest = &rest[taken..];
-    }
+    let outcomes = jobs
+        .iter()
+        .map(|job| rotate_one(&tx, job))
+        .collect::<Result<Vec<_>, _>>()?;
     let written = Instant::now();
-    tx.commit().await.map_err(unavailable)?;
+    tx.commit().map_err(unavailable)?;
     crate::metrics::rotation_batch(jobs.len(), written - started, written.elapsed());
     Ok(outcomes)
 }
 
-/// Applies the longest prefix of `jobs` (at least one) whose tokens and families are all
-/// distinct, pushing one outcome per job to `outcomes`; returns how many it applied.
-async fn rotate_round(
-    tx: &mut Transaction<'_, Sqlite>,
-    jobs: &[RotationJob],
-    outcomes: &mut Vec<Result<Rotation, StoreError>>,
-) -> Result<usize, StoreError> {
-    let mut states = load_states(tx, jobs).await?;
-    let mut tokens = HashSet::with_capacity(jobs.len());
-    let mut families = HashSet::with_capacity(jobs.len());
-    let mut writes = Writes::default();
-    let mut taken = 0;
-    for job in jobs {
-        if !tokens.insert(job.presented) {
-            break;
-        }
-        let state = match states.remove(&job.presented) {
-            Some(Ok(state)) => state,
-            Some(Err(e)) => {
-                outcomes.push(Err(e));
-                taken += 1;
-                continue;
-            }
-            None => {
-                outcomes.push(Ok(Rotation::Rejected(Rejection::Unknown)));
-                taken += 1;
-                continue;
-            }
-        };
-        if !families.insert(state.family_id.clone()) {
-            break;
-        }
-        let rotation = writes.decide(job, state);
-        writes
-            .audit
-            .extend(rotation.audit_events(job.now, &job.origin));
-        outcomes.push(Ok(rotation));
-        taken += 1;
-    }
-    writes.apply(tx).await?;
-    Ok(taken)
-}
-
-/// The stored state of every presented token of `jobs` that exists, by hash.
-async fn load_states(
-    tx: &mut Transaction<'_, Sqlite>,
-    jobs: &[RotationJob],
-) -> Result<HashMap<TokenHash, Result<PresentedToken, StoreError>>, StoreError> {
-    let hashes: Vec<String> = jobs.iter().map(|job| hex(&job.presented.0)).collect();
-    let rows = sqlx::query(presented_token_sql!(
-        "WHERE t.hash IN (SELECT unhex(value) FROM json_each(?1))"
-    ))
-    .bind(Value::from(hashes).to_string())
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(unavailable)?;
-    let mut states = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let hash: Vec<u8> = row.try_get("hash").map_err(unavailable)?;
-        let hash = <[u8; 32]>::try_from(hash.as_slice())
-            .map_err(|_| StoreError::Unavailable("a stored token hash is not 32 bytes".into()))?;
-        let state = presented_from_row(&row).map(|inspected| inspected.state);
-        states.insert(TokenHash(hash), state);
-    }
-    Ok(states)
-}
-
-/// What one round writes, gathered while deciding.
-#[derive(Default)]
-struct Writes {
-    /// One JSON row per rotation: presented and successor hashes, the sealed successor, the
-    /// family and the times.
-    rotated: Vec<Value>,
-    /// Families whose token was reused, with the time.
-    revoked: Vec<(FamilyId, Timestamp)>,
-    audit: Vec<AuditEvent>,
-}
-
-impl Writes {
-    /// Decides `job` on `state` with [`decide`] and notes what the decision writes.
-    fn decide(&mut self, job: &RotationJob, state: PresentedToken) -> Rotation {
-        let PresentedToken {
-            user, family_id, ..
-        } = &state;
-        match decide(&state, job.now, &job.policy) {
-            Decision::Reject(why) => Rotation::Rejected(why),
-            Decision::ReturnSuccessor(sealed_successor) => Rotation::Replayed {
+/// Reads, decides and writes one rotation, with its audit events. The outer error fails the
+/// batch; the inner one only this rotation.
+fn rotate_one(
+    tx: &Connection,
+    job: &RotationJob,
+) -> Result<Result<Rotation, StoreError>, StoreError> {
+    let state = match load_state(tx, &job.presented)? {
+        Some(Ok(state)) => state,
+        Some(Err(e)) => return Ok(Err(e)),
+        None => return Ok(Ok(Rotation::Rejected(Rejection::Unknown))),
+    };
+    let PresentedToken {
+        user, family_id, ..
+    } = &state;
+    let rotation = match decide(&state, job.now, &job.policy) {
+        Decision::Reject(why) => Rotation::Rejected(why),
+        Decision::ReturnSuccessor(sealed_successor) => Rotation::Replayed {
+            user: user.clone(),
+            family_id: family_id.clone(),
+            sealed_successor,
+        },
+        Decision::RevokeFamily => {
+            revoke_family(tx, family_id, job.now)?;
+            Rotation::ReuseDetected {
                 user: user.clone(),
                 family_id: family_id.clone(),
-                sealed_successor,
-            },
-            Decision::RevokeFamily => {
-                self.revoked.push((family_id.clone(), job.now));
-                Rotation::ReuseDetected {
-                    user: user.clone(),
-                    family_id: family_id.clone(),
-                }
-            }
-            Decision::Rotate => {
-                let next = &job.successor.token;
-                self.rotated.push(json!({
-                    "presented": hex(&job.presented.0),
-                    "successor": hex(&next.hash.0),
-                    "sealed": hex(&job.successor.sealed),
-                    "family": family_id.as_str(),
-                    "at": job.now.unix_millis(),
-                    "issued": next.issued_at.unix_millis(),
-                    "expires": next.expires_at.unix_millis(),
-                }));
-                Rotation::Rotated {
-                    user: user.clone(),
-                    family_id: family_id.clone(),
-                }
             }
         }
+        Decision::Rotate => {
+            rotate_token(tx, job, family_id)?;
+            Rotation::Rotated {
+                user: user.clone(),
+                family_id: family_id.clone(),
+            }
+        }
+    };
+    for event in rotation.audit_events(job.now, &job.origin) {
+        insert_audit(tx, &event)?;
     }
-
-    async fn apply(self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
-        for (family, now) in &self.revoked {
-            revoke_family_in(tx, family, *now, "refresh token reuse").await?;
-        }
-        if !self.rotated.is_empty() {
-            let expected = self.rotated.len() as u64;
-            let rows = Value::from(self.rotated).to_string();
-            let marked = execute(tx, MARK_USED, &rows).await?;
-            // The write lock is held since BEGIN IMMEDIATE and a round's tokens are distinct,
-            // so every presented token is still unused; checking keeps the guarantee even if
-            // that ever changes.
-            if marked != expected {
-                return Err(StoreError::Unavailable("concurrent rotation".into()));
-            }
-            execute(tx, INSERT_SUCCESSORS, &rows).await?;
-        }
-        if !self.audit.is_empty() {
-            let rows: Vec<Value> = self.audit.iter().map(audit_row).collect();
-            execute(tx, INSERT_AUDIT_EVENTS, &Value::from(rows).to_string()).await?;
-        }
-        Ok(())
-    }
+    Ok(Ok(rotation))
 }
 
-/// Marks each presented token used and links its successor. Its own sealed copy (kept for a
-/// retry of its predecessor within the grace window) goes: only the immediately previous token
-/// may use the window, and that is now the presented one.
-const MARK_USED: &str = "\
-    UPDATE refresh_tokens \
-    SET used_at = r.value->>'at', successor_hash = unhex(r.value->>'successor'), \
-        sealed_by_predecessor = NULL \
-    FROM json_each(?1) AS r \
-    WHERE refresh_tokens.hash = unhex(r.value->>'presented') AND refresh_tokens.used_at IS NULL";
-/// Stores each successor with its copy sealed under a key derived from the presented token.
-const INSERT_SUCCESSORS: &str = "\
-    INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at, sealed_by_predecessor) \
-    SELECT unhex(value->>'successor'), value->>'family', value->>'issued', value->>'expires', \
-           unhex(value->>'sealed') \
-    FROM json_each(?1)";
-const INSERT_AUDIT_EVENTS: &str = "\
-    INSERT INTO audit_events (at, event_type, user_id, username, source, request_id, detail) \
-    SELECT value->>'at', value->>'type', value->>'user_id', value->>'username', \
-           value->>'source', value->>'request_id', value->>'detail' \
-    FROM json_each(?1)";
+/// The stored state of the presented token, if it exists.
+fn load_state(
+    tx: &Connection,
+    presented: &TokenHash,
+) -> Result<Option<Result<PresentedToken, StoreError>>, StoreError> {
+    let mut statement = tx
+        .prepare_cached(PRESENTED_TOKEN_SQL)
+        .map_err(unavailable)?;
+    let mut rows = statement.query([&presented.0[..]]).map_err(unavailable)?;
+    Ok(rows.next().map_err(unavailable)?.map(presented_from_row))
+}
 
-fn audit_row(e: &AuditEvent) -> Value {
-    json!({
-        "at": e.time.unix_millis(),
-        "type": e.kind.as_str(),
-        "user_id": e.user_id,
-        "username": e.username,
-        "source": e.source,
-        "request_id": e.request_id,
-        "detail": e.detail,
+fn presented_from_row(row: &rusqlite::Row<'_>) -> Result<PresentedToken, StoreError> {
+    let millis = |column| row.get(column).map(Timestamp::from_unix_millis);
+    let opt_millis = |column| {
+        row.get::<_, Option<i64>>(column)
+            .map(|at| at.map(Timestamp::from_unix_millis))
+    };
+    let username: String = row.get("username").map_err(unavailable)?;
+    let roles: String = row.get("roles").map_err(unavailable)?;
+    let user = User {
+        id: UserId::from_stored(row.get("id").map_err(unavailable)?),
+        username: Username::parse(&username).map_err(unavailable)?,
+        roles: decode_roles(&roles)?,
+        enabled: row.get("enabled").map_err(unavailable)?,
+        created_at: millis("created_at").map_err(unavailable)?,
+    };
+    Ok(PresentedToken {
+        user,
+        family_id: FamilyId::from_stored(row.get("family_id").map_err(unavailable)?),
+        family_revoked: opt_millis("revoked_at").map_err(unavailable)?.is_some(),
+        family_expires_at: millis("family_expires_at").map_err(unavailable)?,
+        expires_at: millis("token_expires_at").map_err(unavailable)?,
+        used_at: opt_millis("used_at").map_err(unavailable)?,
+        successor_is_newest: row
+            .get::<_, Option<bool>>("successor_is_newest")
+            .map_err(unavailable)?
+            .unwrap_or(false),
+        sealed_successor: row.get("successor_sealed").map_err(unavailable)?,
     })
 }
 
-/// Runs one statement over the JSON array `rows`; returns the rows it changed.
-async fn execute(
-    tx: &mut Transaction<'_, Sqlite>,
-    sql: &'static str,
-    rows: &str,
-) -> Result<u64, StoreError> {
-    Ok(sqlx::query(sql)
-        .bind(rows)
-        .execute(&mut **tx)
-        .await
-        .map_err(unavailable)?
-        .rows_affected())
+/// Marks the presented token used, linked to its successor, and stores the successor with its
+/// copy sealed under a key derived from the presented token. The presented token's own sealed
+/// copy (kept for a retry of its predecessor within the grace window) goes: only the
+/// immediately previous token may use the window, and that is now the presented one.
+fn rotate_token(tx: &Connection, job: &RotationJob, family: &FamilyId) -> Result<(), StoreError> {
+    let next = &job.successor.token;
+    let marked = tx
+        .prepare_cached(
+            "UPDATE refresh_tokens SET used_at = ?2, successor_hash = ?3, \
+                 sealed_by_predecessor = NULL \
+             WHERE hash = ?1 AND used_at IS NULL",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                &job.presented.0[..],
+                job.now.unix_millis(),
+                &next.hash.0[..]
+            ])
+        })
+        .map_err(unavailable)?;
+    // The write lock is held since BEGIN IMMEDIATE and the token was read unused in this
+    // transaction; checking keeps the guarantee even if that ever changes.
+    if marked != 1 {
+        return Err(StoreError::Unavailable("concurrent rotation".into()));
+    }
+    tx.prepare_cached(
+        "INSERT INTO refresh_tokens \
+             (hash, family_id, issued_at, expires_at, sealed_by_predecessor) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            &next.hash.0[..],
+            family.as_str(),
+            next.issued_at.unix_millis(),
+            next.expires_at.unix_millis(),
+            &job.successor.sealed,
+        ])
+    })
+    .map_err(unavailable)?;
+    Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .fold(String::with_capacity(2 * bytes.len()), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
+/// Revokes the family whose token was reused, and drops its sealed copies (now useless).
+fn revoke_family(tx: &Connection, family: &FamilyId, now: Timestamp) -> Result<(), StoreError> {
+    tx.prepare_cached(REVOKE_FAMILY)
+        .and_then(|mut s| {
+            s.execute(params![
+                family.as_str(),
+                now.unix_millis(),
+                "refresh token reuse"
+            ])
         })
+        .map_err(unavailable)?;
+    tx.prepare_cached(DROP_SEALED_COPIES)
+        .and_then(|mut s| s.execute([family.as_str()]))
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+fn insert_audit(tx: &Connection, e: &AuditEvent) -> Result<(), StoreError> {
+    tx.prepare_cached(INSERT_AUDIT_EVENT)
+        .and_then(|mut s| {
+            s.execute(params![
+                e.time.unix_millis(),
+                e.kind.as_str(),
+                e.user_id,
+                e.username,
+                e.source,
+                e.request_id,
+                e.detail,
+            ])
+        })
+        .map_err(unavailable)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -371,8 +357,8 @@ mod tests {
         }
     }
 
-    async fn connection(store: &SqliteStore) -> SqliteConnection {
-        store.pool.acquire().await.unwrap().detach()
+    fn connection(dir: &tempfile::TempDir) -> Connection {
+        open(&dir.path().join("t.db")).unwrap()
     }
 
     /// A store with one user and one family whose first token is `token(1)`.
@@ -407,17 +393,13 @@ mod tests {
 
     #[tokio::test]
     async fn one_token_twice_in_one_batch_has_one_winner_and_the_second_is_reuse() {
-        let (store, _dir) = store_with_family().await;
+        let (_store, dir) = store_with_family().await;
         let jobs = [job(1, 2, Duration::ZERO), job(1, 3, Duration::ZERO)];
-        let outcomes = rotate_batch(&mut connection(&store).await, &jobs)
-            .await
-            .unwrap();
+        let outcomes = rotate_batch(&mut connection(&dir), &jobs).unwrap();
         assert!(matches!(outcomes[0], Ok(Rotation::Rotated { .. })));
         assert!(matches!(outcomes[1], Ok(Rotation::ReuseDetected { .. })));
         // Reuse revoked the family, including the winner's successor.
-        let after = rotate_batch(&mut connection(&store).await, &[job(2, 4, Duration::ZERO)])
-            .await
-            .unwrap();
+        let after = rotate_batch(&mut connection(&dir), &[job(2, 4, Duration::ZERO)]).unwrap();
         assert!(matches!(
             after[0],
             Ok(Rotation::Rejected(Rejection::FamilyRevoked))
@@ -426,12 +408,10 @@ mod tests {
 
     #[tokio::test]
     async fn one_token_twice_in_one_batch_within_grace_returns_the_first_successor() {
-        let (store, _dir) = store_with_family().await;
+        let (_store, dir) = store_with_family().await;
         let grace = Duration::from_secs(10);
         let jobs = [job(1, 2, grace), job(1, 3, grace)];
-        let outcomes = rotate_batch(&mut connection(&store).await, &jobs)
-            .await
-            .unwrap();
+        let outcomes = rotate_batch(&mut connection(&dir), &jobs).unwrap();
         assert!(matches!(outcomes[0], Ok(Rotation::Rotated { .. })));
         match &outcomes[1] {
             Ok(Rotation::Replayed {
@@ -440,9 +420,7 @@ mod tests {
             other => panic!("expected the first successor back, got {other:?}"),
         }
         // The second presentation stored nothing: its would-be successor does not exist.
-        let stray = rotate_batch(&mut connection(&store).await, &[job(3, 5, grace)])
-            .await
-            .unwrap();
+        let stray = rotate_batch(&mut connection(&dir), &[job(3, 5, grace)]).unwrap();
         assert!(matches!(
             stray[0],
             Ok(Rotation::Rejected(Rejection::Unknown))
@@ -503,7 +481,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_batch_rotates_many_families_and_records_one_event_each() {
-        let (store, _dir) = store_with_family().await;
+        let (store, dir) = store_with_family().await;
         for first in [11, 21, 31] {
             add_family(&store, first).await;
         }
@@ -515,9 +493,7 @@ mod tests {
             job(21, 22, Duration::ZERO),
             job(31, 32, Duration::ZERO),
         ];
-        let outcomes = rotate_batch(&mut connection(&store).await, &jobs)
-            .await
-            .unwrap();
+        let outcomes = rotate_batch(&mut connection(&dir), &jobs).unwrap();
         let rotated = |i: usize| matches!(outcomes[i], Ok(Rotation::Rotated { .. }));
         assert!(
             rotated(0) && rotated(1) && rotated(3) && rotated(4),
@@ -531,9 +507,7 @@ mod tests {
         assert_eq!(events.len(), 4, "{events:?}");
         // Every successor was stored and rotates in turn; the presented tokens are used.
         let next = [job(2, 3, Duration::ZERO), job(12, 13, Duration::ZERO)];
-        let outcomes = rotate_batch(&mut connection(&store).await, &next)
-            .await
-            .unwrap();
+        let outcomes = rotate_batch(&mut connection(&dir), &next).unwrap();
         assert!(
             outcomes
                 .iter()
@@ -543,16 +517,12 @@ mod tests {
 
     #[tokio::test]
     async fn two_tokens_of_one_family_in_one_batch_see_each_others_writes() {
-        let (store, _dir) = store_with_family().await;
-        rotate_batch(&mut connection(&store).await, &[job(1, 2, Duration::ZERO)])
-            .await
-            .unwrap();
+        let (store, dir) = store_with_family().await;
+        rotate_batch(&mut connection(&dir), &[job(1, 2, Duration::ZERO)]).unwrap();
         // The old token is replayed (reuse: the family is revoked), then the newest token is
         // presented in the same batch: it must see the revocation, as if it came later.
         let jobs = [job(1, 5, Duration::ZERO), job(2, 3, Duration::ZERO)];
-        let outcomes = rotate_batch(&mut connection(&store).await, &jobs)
-            .await
-            .unwrap();
+        let outcomes = rotate_batch(&mut connection(&dir), &jobs).unwrap();
         assert!(matches!(outcomes[0], Ok(Rotation::ReuseDetected { .. })));
         assert!(matches!(
             outcomes[1],
@@ -577,19 +547,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_write_rolls_the_whole_batch_back() {
-        let (store, _dir) = store_with_family().await;
+        let (store, dir) = store_with_family().await;
         add_family(&store, 11).await;
         // The second successor's hash is already a stored token: its insert fails, and with
         // it the batch, so the first rotation is not applied either.
         let jobs = [job(1, 2, Duration::ZERO), job(11, 1, Duration::ZERO)];
-        assert!(
-            rotate_batch(&mut connection(&store).await, &jobs)
-                .await
-                .is_err()
-        );
-        let again = rotate_batch(&mut connection(&store).await, &[job(1, 2, Duration::ZERO)])
-            .await
-            .unwrap();
+        assert!(rotate_batch(&mut connection(&dir), &jobs).is_err());
+        let again = rotate_batch(&mut connection(&dir), &[job(1, 2, Duration::ZERO)]).unwrap();
         assert!(
             matches!(again[0], Ok(Rotation::Rotated { .. })),
             "{again:?}"
