@@ -157,6 +157,19 @@ fn every_bench_scenario_runs_without_errors_and_prints_the_documented_json() {
     let report = bench(&dir, &addr, "login", pid, &["--users", "3"]);
     assert_eq!(report["errors"], 0, "{report}");
     assert_eq!(report["requests"], 200, "{report}");
+    // The argon2id limit, measured one core at a time and all cores at once, with the ratios.
+    for key in [
+        "argon2_single_core_per_s",
+        "login_limit_rps",
+        "login_ratio_to_limit",
+        "argon2_all_cores_per_s",
+        "login_ratio_to_all_cores",
+    ] {
+        assert!(
+            report[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key} in {report}"
+        );
+    }
     let users = authd(&dir, &["user", "list"]).output().unwrap();
     let users = String::from_utf8(users.stdout).unwrap();
     for name in ["alice-0", "alice-1", "alice-2"] {

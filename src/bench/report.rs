@@ -134,7 +134,15 @@ impl Report {
 
     /// Logins/s of this run divided by the argon2id limit, when both are known.
     pub fn login_ratio_to_limit(&self) -> Option<f64> {
-        let limit = self.login_limit?.logins_per_s();
+        self.login_ratio(self.login_limit?.logins_per_s())
+    }
+
+    /// Logins/s of this run divided by what all cores verified together, when both are known.
+    pub fn login_ratio_to_all_cores(&self) -> Option<f64> {
+        self.login_ratio(self.login_limit?.all_cores_per_s)
+    }
+
+    fn login_ratio(&self, limit: f64) -> Option<f64> {
         let logins = self.operations.get(&Operation::Login)?;
         (limit > 0.0).then(|| logins.rps / limit)
     }
@@ -178,6 +186,13 @@ impl Report {
                 object.insert("login_limit_rps".into(), round(limit.logins_per_s()).into());
                 if let Some(ratio) = self.login_ratio_to_limit() {
                     object.insert("login_ratio_to_limit".into(), round(ratio).into());
+                }
+                object.insert(
+                    "argon2_all_cores_per_s".into(),
+                    round(limit.all_cores_per_s).into(),
+                );
+                if let Some(ratio) = self.login_ratio_to_all_cores() {
+                    object.insert("login_ratio_to_all_cores".into(), round(ratio).into());
                 }
             }
         }
@@ -265,6 +280,15 @@ impl fmt::Display for Report {
                 limit.logins_per_s()
             )?;
             if let Some(ratio) = self.login_ratio_to_limit() {
+                write!(f, "; this run reached {:.1}% of it", ratio * 100.0)?;
+            }
+            writeln!(f)?;
+            write!(
+                f,
+                "  all {} cores verifying at once: {:.1} verifications/s",
+                limit.cores, limit.all_cores_per_s
+            )?;
+            if let Some(ratio) = self.login_ratio_to_all_cores() {
                 write!(f, "; this run reached {:.1}% of it", ratio * 100.0)?;
             }
             writeln!(f)?;
