@@ -221,6 +221,7 @@ impl Application {
             stop.clone(),
         ));
         let key_job = tokio::spawn(run_key_job(Arc::clone(&self.service), stop.clone()));
+        let store = Arc::clone(&self.store);
         let purge = tokio::spawn(run_purge_job(
             self.store,
             self.clock,
@@ -341,6 +342,7 @@ impl Application {
         if let Err(e) = purge.await {
             tracing::warn!(error = %e, "purge job ended abnormally");
         }
+        store.close().await;
         grpc?;
         http?;
         tracing::info!("authd stopped");

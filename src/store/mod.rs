@@ -118,6 +118,11 @@ pub trait Store: Send + Sync + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Finishes the writes in progress and closes every connection; the store refuses work
+    /// afterwards. `serve` calls it last, at shutdown. On SQLite the last connection to close
+    /// folds the WAL into the database file, so the next start has no WAL to read.
+    async fn close(&self);
+
     // --- users
 
     /// # Errors

@@ -824,6 +824,10 @@ async fn insert_audit(connection: &mut PgConnection, event: &AuditEvent) -> Resu
 
 #[async_trait]
 impl Store for PostgresStore {
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         within_deadline(async {
             sqlx::query("SELECT 1")

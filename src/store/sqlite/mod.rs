@@ -42,11 +42,11 @@ const MAX_ROTATION_BATCH: usize = 256;
 const WRITER_CACHE_SIZE: i32 = -16 * 1024;
 /// Rotations that may wait for the writer before callers wait to hand theirs over.
 const ROTATION_QUEUE: usize = 4096;
-/// WAL size (pages) past which a commit from the pool checkpoints. The rotation writer's
-/// checkpointer keeps the WAL below about this much while rotations flow (see `writer`); this
-/// only bounds it when nothing but the pool writes (logins alone, say). SQLite's default is
-/// 1,000, which would make logins do the checkpointer's work.
-const POOL_AUTOCHECKPOINT_PAGES: u32 = 16 * 1024;
+/// WAL size (pages, 64 MiB) past which a commit checkpoints, on every connection. The rotation
+/// writer's checkpointer does most of that work off the request path (see `writer`); this is
+/// what bounds the WAL under constant load, and when nothing but the pool writes. SQLite's
+/// default, 1,000, would make logins and rotations do the checkpointer's work.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 16 * 1024;
 /// How long a statement waits for another connection's write lock (the CLI's, say).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -80,7 +80,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
-            .pragma("wal_autocheckpoint", POOL_AUTOCHECKPOINT_PAGES.to_string());
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
@@ -386,6 +386,11 @@ async fn insert_audit(
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn close(&self) {
+        self.rotations.close().await;
+        self.pool.close().await;
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         // Touch every table, so a database that answers but lost its schema is not "up".
         sqlx::query(
