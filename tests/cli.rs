@@ -583,6 +583,12 @@ fn serve_logs_its_address_and_stops_on_sigterm() {
     );
     let status = child.wait().unwrap();
     assert!(status.success(), "graceful stop exits 0: {status:?}");
+    // The refresh above went through the WAL; a clean stop closes the store, and the last
+    // connection to close folds the WAL into the database.
+    assert!(
+        !env.dir.path().join("authd.db-wal").exists(),
+        "the WAL outlived a clean stop"
+    );
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     assert!(rest.contains("authd stopped"), "{rest}");
