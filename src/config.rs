@@ -61,7 +61,8 @@ pub struct Config {
     /// A failure counter untouched this long is forgotten and purged.
     #[serde(with = "duration")]
     pub throttle_forget_after: Duration,
-    /// Logins that may wait for a hashing permit; more are refused with UNAVAILABLE.
+    /// Logins that may be in progress ahead of a hashing permit, counted from arrival (before
+    /// the throttle's database work); more are refused with UNAVAILABLE at once.
     pub hash_queue_max: usize,
     /// The longest a login waits for a hashing permit before being refused.
     #[serde(with = "duration")]

@@ -10,9 +10,11 @@
 //! construction, whatever the allocator does with freed blocks (glibc keeps them: see
 //! BENCHMARKS.md, "Memory").
 //!
-//! The queue in front of the permits is bounded too: when `queue_max` callers are already
-//! waiting, or a caller has waited `queue_timeout` for a permit, it is refused with
-//! [`HashError::Overloaded`] (shed) rather than queued without bound.
+//! The queue in front of the permits is bounded too: when `max_waiting` callers already hold a
+//! place in it, or a caller has waited `timeout` for a permit, it is refused with
+//! [`HashError::Overloaded`] (shed) rather than queued without bound. A login takes its place
+//! ([`PasswordHasher::admit`]) on arrival, so what the queue cannot take is refused before any
+//! other work is done for it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -58,6 +60,7 @@ pub enum HashError {
 /// How many callers may wait for a hashing permit, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLimits {
+    /// Callers holding a [`HashTicket`] (waiting, or on their way to the hash) at most.
     pub max_waiting: usize,
     pub timeout: Duration,
 }
@@ -204,10 +207,14 @@ fn matches(hash: &PasswordHash, buffer: &mut Vec<Block>, password: &[u8]) -> boo
         && Output::new(out).is_ok_and(|computed| computed == *expected)
 }
 
-/// Counts a waiter for as long as it lives.
-struct Waiting<'a>(&'a AtomicUsize);
+/// A place among the callers allowed to wait for hashing ([`PasswordHasher::admit`]). It
+/// counts against `max_waiting` from the moment it is taken until the hash gets a permit or the
+/// ticket is dropped, so a caller can take it on arrival and be refused before doing any other
+/// work (a login's throttle reads and writes, say).
+#[must_use = "the ticket is what the hash waits with"]
+pub struct HashTicket<'a>(&'a AtomicUsize);
 
-impl Drop for Waiting<'_> {
+impl Drop for HashTicket<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -258,9 +265,26 @@ impl PasswordHasher {
     /// # Errors
     /// When hashing fails or the pool is shut down.
     pub async fn hash(&self, password: Password) -> Result<String, HashError> {
+        let ticket = self.admit()?;
         let params = self.params.clone();
-        self.run(move |buffer| new_hash(&params, buffer, password.expose_bytes()))
-            .await
+        self.run(ticket, move |buffer| {
+            new_hash(&params, buffer, password.expose_bytes())
+        })
+        .await
+    }
+
+    /// Takes a place in the queue for a hash to come, or sheds now if `max_waiting` callers
+    /// already hold one.
+    ///
+    /// # Errors
+    /// [`HashError::Overloaded`] when the queue is full.
+    pub fn admit(&self) -> Result<HashTicket<'_>, HashError> {
+        let before = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let ticket = HashTicket(&self.waiting);
+        if before >= self.queue.max_waiting {
+            return Err(self.shed());
+        }
+        Ok(ticket)
     }
 
     /// Verifies `password` against `stored`, or against the dummy hash when there is no user,
@@ -268,16 +292,31 @@ impl PasswordHasher {
     /// fresh hash to store.
     ///
     /// # Errors
-    /// When the pool is shut down. A malformed stored hash is a mismatch, not an error.
+    /// [`HashError::Overloaded`] when the queue is full or the wait too long; when the pool is
+    /// shut down. A malformed stored hash is a mismatch, not an error.
     pub async fn verify(
         &self,
+        password: Password,
+        stored: Option<String>,
+    ) -> Result<Verification, HashError> {
+        let ticket = self.admit()?;
+        self.verify_admitted(ticket, password, stored).await
+    }
+
+    /// [`Self::verify`] with a place in the queue taken earlier with [`Self::admit`].
+    ///
+    /// # Errors
+    /// As [`Self::verify`].
+    pub async fn verify_admitted(
+        &self,
+        ticket: HashTicket<'_>,
         password: Password,
         stored: Option<String>,
     ) -> Result<Verification, HashError> {
         let params = self.params.clone();
         let user_exists = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy_hash.clone());
-        self.run(move |buffer| {
+        self.run(ticket, move |buffer| {
             let password = password.expose_bytes();
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 return Ok(Verification::Mismatch);
@@ -299,8 +338,11 @@ impl PasswordHasher {
         .await
     }
 
+    /// Runs `work` on a blocking thread once a permit is free; `ticket` holds the caller's
+    /// place in the queue until then.
     async fn run<T: Send + 'static>(
         &self,
+        ticket: HashTicket<'_>,
         work: impl FnOnce(&mut Vec<Block>) -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
         let queued = std::time::Instant::now();
@@ -314,6 +356,7 @@ impl PasswordHasher {
                 waited?
             }
         };
+        drop(ticket);
         crate::metrics::argon2_started(queued.elapsed());
         let buffers = Arc::clone(&self.buffers);
         tokio::task::spawn_blocking(move || {
@@ -331,13 +374,8 @@ impl PasswordHasher {
 }
 
 impl PasswordHasher {
-    /// Queues for a permit, within the queue limits.
+    /// Waits for a permit, at most the queue timeout.
     async fn wait_for_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, HashError> {
-        let before = self.waiting.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.waiting);
-        if before >= self.queue.max_waiting {
-            return Err(self.shed());
-        }
         match tokio::time::timeout(
             self.queue.timeout,
             Arc::clone(&self.permits).acquire_owned(),
@@ -511,16 +549,18 @@ mod tests {
         while hasher.waiting.load(Ordering::SeqCst) < 2 {
             tokio::task::yield_now().await;
         }
-        // The queue is full: shed at once.
+        // The queue is full: shed at once, and `admit` says so before any work.
         assert!(matches!(
             hasher.verify(pw("x"), None).await,
             Err(HashError::Overloaded)
         ));
+        assert!(matches!(hasher.admit(), Err(HashError::Overloaded)));
         // The waiters time out (paused time advances by itself).
         for w in waiters {
             assert!(matches!(w.await.unwrap(), Err(HashError::Overloaded)));
         }
-        assert_eq!(hasher.shed_total(), 3);
+        assert_eq!(hasher.shed_total(), 4);
+        drop(hasher.admit().unwrap());
         drop(held);
         assert_eq!(
             hasher.verify(pw("x"), None).await.unwrap(),

@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 
 use crate::crypto::access_token::{ACCESS_TOKEN_TYP, AccessClaims, Audience};
 use crate::crypto::keys::{KeyError, KeyRing};
-use crate::crypto::password::{HashError, PasswordHasher, Verification};
+use crate::crypto::password::{HashError, HashTicket, PasswordHasher, Verification};
 use crate::crypto::refresh_token::{RandomnessError, RefreshToken};
 use crate::domain::{
     Admission, ApiKeyId, AuditEvent, AuditKind, Clock, FamilyId, NewFamily, NewToken, Origin,
@@ -228,6 +228,9 @@ impl TokenService {
         };
         // A name that does not parse cannot exist; that says nothing about real users.
         let username = Username::parse(username).map_err(|_| AuthError::InvalidCredentials)?;
+        // A place in the hashing queue first: under a flood, what the queue cannot take is
+        // refused before any database work for it (the throttle's read and compare-and-swap).
+        let ticket = self.hasher.admit()?;
         let now = self.clock.now();
         let event = |kind| {
             AuditEvent::new(kind, now)
@@ -261,7 +264,7 @@ impl TokenService {
         let Some(seen) = charged else {
             return Err(self.throttled(event(AuditKind::LoginThrottled), 1).await);
         };
-        match self.check_password(&username, password).await? {
+        match self.check_password(ticket, &username, password).await? {
             PasswordCheck::Accepted(user) => {
                 self.store.clear_login_failures(&username).await?;
                 self.audit
@@ -296,6 +299,7 @@ impl TokenService {
 
     async fn check_password(
         &self,
+        ticket: HashTicket<'_>,
         username: &Username,
         password: Password,
     ) -> Result<PasswordCheck, AuthError> {
@@ -304,7 +308,10 @@ impl TokenService {
             Some(c) => (Some(c.user), Some(c.password_hash)),
             None => (None, None),
         };
-        let verification = self.hasher.verify(password, stored_hash.clone()).await?;
+        let verification = self
+            .hasher
+            .verify_admitted(ticket, password, stored_hash.clone())
+            .await?;
         let Some(user) = user else {
             return Ok(PasswordCheck::Refused(None, "unknown user"));
         };

@@ -1,6 +1,7 @@
 //! Per-source rate limits, trusted proxies, and shedding of logins when the hashing queue is
 //! full.
 
+use authd::domain::Username;
 use authd::grpc::pb::{PasswordCredential, RefreshTokenRequest, TokenRequest};
 use tonic::Code;
 
@@ -161,4 +162,18 @@ async fn login_flood_is_shed_with_unavailable_instead_of_queueing() {
     assert!(shed > 0, "a flood far beyond the queue must be shed");
     assert!(checked > 0, "the pool keeps serving during the flood");
     assert_eq!(app.service.hasher().shed_total(), shed as u64);
+    // Most of the flood is refused at the door, while the queue is full, before the throttle
+    // charges it: no failure counter for those names (the others are charged first).
+    let store = authd::store::open(&app.config.database_url).await.unwrap();
+    let mut uncharged = 0;
+    for i in 0..LOGINS {
+        let name = Username::parse(&format!("flood-{i}")).unwrap();
+        if store.login_failures(&name).await.unwrap().is_none() {
+            uncharged += 1;
+        }
+    }
+    assert!(
+        (1..=shed).contains(&uncharged),
+        "{uncharged} uncharged of {shed} shed"
+    );
 }
