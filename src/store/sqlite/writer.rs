@@ -8,8 +8,8 @@
 //!
 //! Why not sqlx here: every sqlx statement is a round trip to the connection's own worker
 //! thread and back to the async runtime. With the rotations of a batch on one thread, a
-//! statement is a function call; the batch's only waits are for the disk (BENCHMARKS.md,
-//! "The rotation writer").
+//! statement is a function call; the batch's only waits are for the disk (BENCHMARKS.md, third
+//! session, "What changed this session").
 //!
 //! Checkpoints (copying the WAL back into the database file) mostly happen off the writer's
 //! path: a second thread, the checkpointer, runs a passive checkpoint on its own connection
@@ -71,8 +71,8 @@ impl RotationWriter {
     /// # Errors
     /// When the database cannot be opened or the thread cannot be started.
     pub(super) fn spawn(path: PathBuf) -> Result<Self, StoreError> {
-        let connection = open(&path, WRITER_CACHE_SIZE).map_err(unavailable)?;
-        let checkpointer = open(&path, CHECKPOINTER_CACHE_SIZE).map_err(unavailable)?;
+        let connection = open(&path, WRITER_CACHE_SIZE)?;
+        let checkpointer = open(&path, CHECKPOINTER_CACHE_SIZE)?;
         let (checkpoints, asked) = sync_channel(1);
         let (requests, queue) = mpsc::channel(ROTATION_QUEUE);
         let checkpointer = thread::Builder::new()
@@ -137,30 +137,35 @@ const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 const CHECKPOINTER_CACHE_SIZE: i32 = -256;
 
 /// A connection with the settings of the pool's (`synchronous=FULL` in WAL mode: a committed
-/// rotation is on disk, automatic checkpoints only past [`WAL_AUTOCHECKPOINT_PAGES`]) and a
-/// page cache of `cache_size` (KiB when
-/// negative). The writer's is bigger than the default 2 MiB: tokens are keyed by random hashes,
-/// so each rotation touches random pages. The connection does every rotation, so its cache
-/// stays warm (SQLite discards a connection's cache whenever another connection has written).
-fn open(path: &Path, cache_size: i32) -> rusqlite::Result<Connection> {
+/// rotation is on disk; automatic checkpoints only past [`WAL_AUTOCHECKPOINT_PAGES`]) and a page
+/// cache of `cache_size` (KiB when negative). The writer's is bigger than the default 2 MiB:
+/// tokens are keyed by random hashes, so each rotation touches random pages. The connection does
+/// every rotation, so its cache stays warm (SQLite discards a connection's cache whenever
+/// another connection has written).
+fn open(path: &Path, cache_size: i32) -> Result<Connection, StoreError> {
     let connection = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    )
+    .map_err(unavailable)?;
+    let mode = configure(&connection, cache_size).map_err(unavailable)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(
+            format!("the database's journal mode is {mode}, not WAL").into(),
+        ));
+    }
+    Ok(connection)
+}
+
+/// Applies the settings of [`open`]; returns the journal mode the database is in.
+fn configure(connection: &Connection, cache_size: i32) -> rusqlite::Result<String> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "foreign_keys", true)?;
     connection.pragma_update(None, "cache_size", cache_size)?;
     connection.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
     connection.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
-    let mode: String =
-        connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(rusqlite::Error::InvalidParameterName(format!(
-            "journal_mode is {mode}, not wal"
-        )));
-    }
-    Ok(connection)
+    connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
 }
 
 /// The checkpointer thread: a passive checkpoint each time the writer asks (it never waits for
@@ -226,10 +231,8 @@ fn write_rotations(
         }
         let outcome = match connection.as_mut() {
             Some(conn) => rotate_batch(conn, &jobs),
-            None => match open(path, WRITER_CACHE_SIZE) {
-                Ok(conn) => rotate_batch(connection.insert(conn), &jobs),
-                Err(e) => Err(unavailable(e)),
-            },
+            None => open(path, WRITER_CACHE_SIZE)
+                .and_then(|conn| rotate_batch(connection.insert(conn), &jobs)),
         };
         match outcome {
             Ok(outcomes) => {
