@@ -3,9 +3,9 @@
 //!
 //! One process serves gRPC (`grpc_addr`, over TLS when configured) and the HTTP side port
 //! (`http_addr`: JWKS, discovery, health, metrics), and runs background jobs: the key job
-//! (reload keys from the database every minute, rotate when due), the health probe, the purge
-//! job and housekeeping (throttle counters, audit events, per-source buckets), plus the TLS
-//! watcher. One shutdown future stops all of them; in-flight requests finish first.
+//! (reload keys from the database every minute, rotate when due), the health probe,
+//! housekeeping (ended sessions, throttle counters, audit events, per-source buckets), plus the
+//! TLS watcher. One shutdown future stops all of them; in-flight requests finish first.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), authd::app::StartupError> {
@@ -33,7 +33,7 @@ use crate::grpc::AuthApi;
 use crate::grpc::health;
 use crate::http::{HttpState, router};
 use crate::metrics::GrpcMetricsLayer;
-use crate::service::{KeyManager, TokenService, run_purge_job};
+use crate::service::{KeyManager, TokenService, housekeeping};
 use crate::store::{self, Store, StoreError};
 use crate::tls::{ReloadingTls, TlsError};
 
@@ -71,7 +71,6 @@ pub struct Application {
     service: Arc<TokenService>,
     http_state: HttpState,
     store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
     /// TLS for the gRPC port (ALPN h2), when configured.
     tls: Option<Arc<ReloadingTls>>,
     /// TLS for the HTTP side port (ALPN http/1.1): the same files, loaded separately.
@@ -142,7 +141,7 @@ impl Application {
             Arc::clone(&store),
             hasher,
             Arc::new(keys),
-            Arc::clone(&clock),
+            clock,
             config.token_settings(),
         ));
         let tls = config
@@ -170,7 +169,6 @@ impl Application {
             service,
             http_state,
             store,
-            clock,
             tls,
             http_tls,
             config,
@@ -197,7 +195,7 @@ impl Application {
         self.tls.clone()
     }
 
-    /// Serves gRPC and HTTP and runs the background jobs (key job, health probe, purge job,
+    /// Serves gRPC and HTTP and runs the background jobs (key job, health probe,
     /// housekeeping, TLS watcher) until `shutdown` completes, then stops accepting
     /// connections, finishes the requests in flight and stops the jobs.
     ///
@@ -222,15 +220,13 @@ impl Application {
         ));
         let key_job = tokio::spawn(run_key_job(Arc::clone(&self.service), stop.clone()));
         let store = Arc::clone(&self.store);
-        let purge = tokio::spawn(run_purge_job(
-            self.store,
-            self.clock,
-            config.purge_interval,
-            stop.child_token(),
-        ));
-        let housekeeping = tokio::spawn(housekeeping(
+        let housekeeping = tokio::spawn(housekeeping::run(
             Arc::clone(&self.service),
-            config.clone(),
+            housekeeping::Schedule {
+                purge_interval: config.purge_interval,
+                maintenance_interval: config.maintenance_interval,
+                audit_retention: config.audit_retention,
+            },
             stop.clone(),
         ));
         let tls_watchers: Vec<_> = [&self.tls, &self.http_tls]
@@ -335,41 +331,17 @@ impl Application {
         stop.cancel();
         let _ = probe.await;
         let _ = key_job.await;
-        let _ = housekeeping.await;
+        if let Err(e) = housekeeping.await {
+            tracing::warn!(error = %e, "housekeeping ended abnormally");
+        }
         for watcher in tls_watchers {
             let _ = watcher.await;
-        }
-        if let Err(e) = purge.await {
-            tracing::warn!(error = %e, "purge job ended abnormally");
         }
         store.close().await;
         grpc?;
         http?;
         tracing::info!("authd stopped");
         Ok(())
-    }
-}
-
-/// Every `maintenance_interval`: forget idle per-source buckets, purge forgotten throttle
-/// counters and expired audit events (in bounded batches). Stops with the server.
-async fn housekeeping(service: Arc<TokenService>, config: Config, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(config.maintenance_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {},
-        }
-        service.limiter().retain_recent();
-        match service.purge_expired(config.audit_retention).await {
-            Ok(p) if p.login_counters + p.audit_events > 0 => tracing::info!(
-                login_counters = p.login_counters,
-                audit_events = p.audit_events,
-                "purged expired records"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "housekeeping failed; will retry"),
-        }
     }
 }
 

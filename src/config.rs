@@ -48,7 +48,7 @@ pub struct Config {
     pub signing_algorithm: SigningAlgorithm,
     /// The most connections one replica holds to the database server (PostgreSQL).
     pub database_max_connections: u32,
-    /// How often the purge job deletes expired tokens and ended families.
+    /// How often housekeeping deletes expired tokens and ended families.
     #[serde(with = "duration")]
     pub purge_interval: Duration,
 

@@ -522,6 +522,17 @@ impl TokenService {
         &self.hasher
     }
 
+    /// Deletes refresh tokens and sessions that ended (absolute lifetime, idle timeout or
+    /// revocation), [`super::housekeeping::PURGE_BATCH`] rows per statement.
+    ///
+    /// # Errors
+    /// When the store fails; what was deleted before stays deleted.
+    pub async fn purge_ended_sessions(&self) -> Result<crate::store::Purged, StoreError> {
+        self.store
+            .purge_expired(self.clock.now(), super::housekeeping::PURGE_BATCH)
+            .await
+    }
+
     /// Deletes forgotten throttle counters and audit events past `retention`.
     ///
     /// # Errors

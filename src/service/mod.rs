@@ -12,7 +12,6 @@ mod context;
 pub mod housekeeping;
 mod keys;
 mod logout;
-mod purge;
 mod sessions;
 mod users;
 
@@ -22,6 +21,5 @@ pub use auth::{AuthError, IssuedTokens, TokenService, TokenSettings};
 pub use context::{MAX_REQUEST_ID_CHARS, RequestContext};
 pub use keys::{KeyInfo, KeyManager, KeySetupError, RotateOutcome, list_keys};
 pub use logout::Introspection;
-pub use purge::{PURGE_BATCH, run_purge_job};
 pub use sessions::SessionAdmin;
 pub use users::{AdminError, UserAdmin};

@@ -10,7 +10,7 @@ async fn count(pool: &sqlx::SqlitePool, table: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn the_purge_job_deletes_ended_sessions_while_serving_and_stops_with_the_server() {
+async fn housekeeping_deletes_ended_sessions_while_serving_and_stops_with_the_server() {
     let app = spawn_app_with(|c| c.purge_interval = Duration::from_millis(50)).await;
     app.add_user("alice", &[]).await;
     app.add_user("bob", &[]).await;
@@ -35,5 +35,31 @@ async fn the_purge_job_deletes_ended_sessions_while_serving_and_stops_with_the_s
     // Bob's used token is kept (reuse detection) next to his newest one.
     assert_eq!(count(&pool, "refresh_tokens").await, 2);
     // The job stops on the server's shutdown signal (stop() waits for the server task).
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn housekeeping_purges_audit_events_past_their_retention_while_serving() {
+    let app = spawn_app_with(|c| {
+        c.maintenance_interval = Duration::from_millis(50);
+        c.audit_retention = Duration::from_millis(1);
+    })
+    .await;
+    app.add_user("alice", &[]).await;
+    // The login is answered after its audit event is written: there is one to purge.
+    app.login("alice", PASSWORD).await.unwrap();
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db_path().display()))
+        .await
+        .unwrap();
+    let mut events = count(&pool, "audit_events").await;
+    for _ in 0..200 {
+        if events == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        events = count(&pool, "audit_events").await;
+    }
+    assert_eq!(events, 0, "every audit event is older than the retention");
     app.stop().await;
 }
