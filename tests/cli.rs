@@ -111,6 +111,11 @@ fn user_add_and_list() {
     assert!(lines[1].contains(" yes "), "{list}");
     assert!(lines[2].starts_with("bob "), "{list}");
     assert!(!list.contains("argon2"), "never a hash");
+    // Each command closes the store: its writes are folded back into the database file.
+    assert!(
+        !env.dir.path().join("authd.db-wal").exists(),
+        "no write-ahead log is left behind"
+    );
 }
 
 #[test]

@@ -8,7 +8,6 @@ use clap::Subcommand;
 use crate::config::Config;
 use crate::domain::{ApiKeyListing, Clock, SystemClock, Timestamp};
 use crate::service::ApiKeyAdmin;
-use crate::store;
 
 #[derive(Debug, Subcommand)]
 pub enum ApiKeyCommand {
@@ -41,41 +40,41 @@ fn parse_lifetime(raw: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(config: Config, command: ApiKeyCommand) -> Result<(), String> {
-    let store = store::open(&config.database_url)
-        .await
-        .map_err(|e| e.to_string())?;
-    let admin = ApiKeyAdmin::new(store, Arc::new(SystemClock));
-    let err = |e: crate::service::AdminError| e.to_string();
-    match command {
-        ApiKeyCommand::Create {
-            username,
-            name,
-            roles,
-            expires,
-        } => {
-            let expires = expires.as_deref().map(parse_lifetime).transpose()?;
-            let created = admin
-                .create(&username, &name, &roles, expires)
-                .await
-                .map_err(err)?;
-            // The key on its own line first, so `| head -1` captures it; it is never shown
-            // again.
-            println!("{}", created.secret.expose());
-            eprintln!(
-                "created api key {} ({}) for {}; store it now, it cannot be shown again",
-                created.key.id, created.key.name, username
-            );
+    super::with_store(&config, async |store| {
+        let admin = ApiKeyAdmin::new(store, Arc::new(SystemClock));
+        let err = |e: crate::service::AdminError| e.to_string();
+        match command {
+            ApiKeyCommand::Create {
+                username,
+                name,
+                roles,
+                expires,
+            } => {
+                let expires = expires.as_deref().map(parse_lifetime).transpose()?;
+                let created = admin
+                    .create(&username, &name, &roles, expires)
+                    .await
+                    .map_err(err)?;
+                // The key on its own line first, so `| head -1` captures it; it is never shown
+                // again.
+                println!("{}", created.secret.expose());
+                eprintln!(
+                    "created api key {} ({}) for {}; store it now, it cannot be shown again",
+                    created.key.id, created.key.name, username
+                );
+            }
+            ApiKeyCommand::List { username } => {
+                let keys = admin.list(username.as_deref()).await.map_err(err)?;
+                print_keys(&keys, SystemClock.now());
+            }
+            ApiKeyCommand::Revoke { id } => {
+                let id = admin.revoke(&id).await.map_err(err)?;
+                println!("revoked api key {id}");
+            }
         }
-        ApiKeyCommand::List { username } => {
-            let keys = admin.list(username.as_deref()).await.map_err(err)?;
-            print_keys(&keys, SystemClock.now());
-        }
-        ApiKeyCommand::Revoke { id } => {
-            let id = admin.revoke(&id).await.map_err(err)?;
-            println!("revoked api key {id}");
-        }
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 fn time_or(t: Option<Timestamp>, none: &str) -> String {

@@ -8,7 +8,6 @@ use crate::config::Config;
 use crate::crypto::password::PasswordHasher;
 use crate::domain::SystemClock;
 use crate::service::{UserAdmin, audit_json};
-use crate::store;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -28,26 +27,26 @@ pub async fn run(config: Config, command: AuditCommand) -> Result<(), String> {
     if !(1..=100_000).contains(limit) {
         return Err("--limit must be between 1 and 100000".into());
     }
-    let store = store::open(&config.database_url)
-        .await
-        .map_err(|e| e.to_string())?;
-    let hasher = PasswordHasher::new(config.argon2(), 1).map_err(|e| e.to_string())?;
-    let admin = UserAdmin::new(
-        store,
-        Arc::new(hasher),
-        Arc::new(SystemClock),
-        config.password_min_length,
-    );
-    match command {
-        AuditCommand::Tail { user, limit } => {
-            let events = admin
-                .audit_tail(user.as_deref(), limit)
-                .await
-                .map_err(|e| e.to_string())?;
-            for event in &events {
-                println!("{}", audit_json(event));
+    super::with_store(&config, async |store| {
+        let hasher = PasswordHasher::new(config.argon2(), 1).map_err(|e| e.to_string())?;
+        let admin = UserAdmin::new(
+            store,
+            Arc::new(hasher),
+            Arc::new(SystemClock),
+            config.password_min_length,
+        );
+        match command {
+            AuditCommand::Tail { user, limit } => {
+                let events = admin
+                    .audit_tail(user.as_deref(), limit)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for event in &events {
+                    println!("{}", audit_json(event));
+                }
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }

@@ -127,9 +127,19 @@ async fn create_users(
     if n == 0 {
         return Err("--users must be at least 1".into());
     }
-    let store = crate::store::open_with(&config.database_url, &config.store_options())
-        .await
-        .map_err(|e| e.to_string())?;
+    super::with_store(config, async |store| {
+        create_users_in(store, config, name, n, password).await
+    })
+    .await
+}
+
+async fn create_users_in(
+    store: std::sync::Arc<dyn crate::store::Store>,
+    config: &Config,
+    name: &str,
+    n: usize,
+    password: &str,
+) -> Result<Vec<String>, String> {
     let hasher = crate::crypto::password::PasswordHasher::new(config.argon2(), 2)
         .map_err(|e| e.to_string())?;
     let admin = crate::service::UserAdmin::new(

@@ -8,7 +8,6 @@ use crate::app::key_encryption;
 use crate::config::Config;
 use crate::domain::{Clock, SystemClock};
 use crate::service::{KeyManager, RotateOutcome, list_keys};
-use crate::store;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -20,57 +19,57 @@ pub enum KeysCommand {
 }
 
 pub async fn run(config: Config, command: KeysCommand) -> Result<(), String> {
-    let store = store::open(&config.database_url)
-        .await
-        .map_err(|e| e.to_string())?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let policy = config.key_policy();
-    match command {
-        KeysCommand::List => {
-            let keys = list_keys(store.as_ref(), &policy, clock.now())
+    super::with_store(&config, async |store| {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let policy = config.key_policy();
+        match command {
+            KeysCommand::List => {
+                let keys = list_keys(store.as_ref(), &policy, clock.now())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "{:<44} {:<6} {:<9} {:<9} {:<24} {:<24} {:<24} UNPUBLISHED",
+                    "KID", "ALG", "STATE", "ENCRYPTED", "CREATED", "ACTIVATES", "RETIRES"
+                );
+                let or_dash = |t: Option<crate::domain::Timestamp>| {
+                    t.map_or_else(|| "-".to_owned(), |t| t.to_string())
+                };
+                for k in keys {
+                    println!(
+                        "{:<44} {:<6} {:<9} {:<9} {:<24} {:<24} {:<24} {}",
+                        k.kid,
+                        k.algorithm,
+                        k.state.as_str(),
+                        if k.encrypted { "yes" } else { "no" },
+                        k.created_at,
+                        k.activates_at,
+                        or_dash(k.retires_at),
+                        or_dash(k.unpublished_at),
+                    );
+                }
+            }
+            KeysCommand::Rotate => {
+                let manager = KeyManager::start(
+                    store,
+                    clock,
+                    policy,
+                    config.signing_algorithm,
+                    key_encryption(&config).map_err(|e| e.to_string())?,
+                )
                 .await
                 .map_err(|e| e.to_string())?;
-            println!(
-                "{:<44} {:<6} {:<9} {:<9} {:<24} {:<24} {:<24} UNPUBLISHED",
-                "KID", "ALG", "STATE", "ENCRYPTED", "CREATED", "ACTIVATES", "RETIRES"
-            );
-            let or_dash = |t: Option<crate::domain::Timestamp>| {
-                t.map_or_else(|| "-".to_owned(), |t| t.to_string())
-            };
-            for k in keys {
-                println!(
-                    "{:<44} {:<6} {:<9} {:<9} {:<24} {:<24} {:<24} {}",
-                    k.kid,
-                    k.algorithm,
-                    k.state.as_str(),
-                    if k.encrypted { "yes" } else { "no" },
-                    k.created_at,
-                    k.activates_at,
-                    or_dash(k.retires_at),
-                    or_dash(k.unpublished_at),
-                );
+                match manager.rotate_now().await.map_err(|e| e.to_string())? {
+                    RotateOutcome::Scheduled { kid, activates_at } => println!(
+                        "new {} key {kid} is published now and signs from {activates_at}",
+                        config.signing_algorithm.as_str()
+                    ),
+                    RotateOutcome::AlreadyPending { kid, activates_at } => println!(
+                        "key {kid} is already waiting to sign from {activates_at}; nothing added"
+                    ),
+                }
             }
         }
-        KeysCommand::Rotate => {
-            let manager = KeyManager::start(
-                store,
-                clock,
-                policy,
-                config.signing_algorithm,
-                key_encryption(&config).map_err(|e| e.to_string())?,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            match manager.rotate_now().await.map_err(|e| e.to_string())? {
-                RotateOutcome::Scheduled { kid, activates_at } => println!(
-                    "new {} key {kid} is published now and signs from {activates_at}",
-                    config.signing_algorithm.as_str()
-                ),
-                RotateOutcome::AlreadyPending { kid, activates_at } => println!(
-                    "key {kid} is already waiting to sign from {activates_at}; nothing added"
-                ),
-            }
-        }
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }

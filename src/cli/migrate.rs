@@ -7,9 +7,10 @@ use crate::config::Config;
 use crate::store;
 
 pub async fn run(config: Config) -> Result<(), String> {
-    store::open_with(&config.database_url, &config.store_options())
+    let store = store::open_with(&config.database_url, &config.store_options())
         .await
         .map_err(|e| format!("cannot migrate the database: {e}"))?;
+    store.close().await;
     println!("database is up to date");
     Ok(())
 }

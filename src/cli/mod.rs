@@ -125,3 +125,18 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     }
 }
+
+/// Opens the configured store, runs `command` on it, and closes the store whatever the outcome
+/// (on SQLite the last connection to close folds the write-ahead log back into the database,
+/// so a command leaves no `-wal` file behind).
+async fn with_store<T>(
+    config: &Config,
+    command: impl AsyncFnOnce(std::sync::Arc<dyn crate::store::Store>) -> Result<T, String>,
+) -> Result<T, String> {
+    let store = crate::store::open_with(&config.database_url, &config.store_options())
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = command(std::sync::Arc::clone(&store)).await;
+    store.close().await;
+    result
+}

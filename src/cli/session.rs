@@ -7,7 +7,6 @@ use clap::Subcommand;
 use crate::config::Config;
 use crate::domain::{Session, SystemClock};
 use crate::service::SessionAdmin;
-use crate::store;
 
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
@@ -20,29 +19,29 @@ pub enum SessionCommand {
 }
 
 pub async fn run(config: Config, command: SessionCommand) -> Result<(), String> {
-    let store = store::open(&config.database_url)
-        .await
-        .map_err(|e| e.to_string())?;
-    let admin = SessionAdmin::new(store, Arc::new(SystemClock));
-    let err = |e: crate::service::AdminError| e.to_string();
-    match command {
-        SessionCommand::List { username } => {
-            let sessions = admin.list(&username).await.map_err(err)?;
-            print_sessions(&sessions);
+    super::with_store(&config, async |store| {
+        let admin = SessionAdmin::new(store, Arc::new(SystemClock));
+        let err = |e: crate::service::AdminError| e.to_string();
+        match command {
+            SessionCommand::List { username } => {
+                let sessions = admin.list(&username).await.map_err(err)?;
+                print_sessions(&sessions);
+            }
+            SessionCommand::Revoke { id } => {
+                let session = admin.revoke(&id).await.map_err(err)?;
+                println!(
+                    "revoked session {} of {}",
+                    session.id, session.user.username
+                );
+            }
+            SessionCommand::RevokeAll { username } => {
+                let (user, count) = admin.revoke_all(&username).await.map_err(err)?;
+                println!("revoked {count} session(s) of {}", user.username);
+            }
         }
-        SessionCommand::Revoke { id } => {
-            let session = admin.revoke(&id).await.map_err(err)?;
-            println!(
-                "revoked session {} of {}",
-                session.id, session.user.username
-            );
-        }
-        SessionCommand::RevokeAll { username } => {
-            let (user, count) = admin.revoke_all(&username).await.map_err(err)?;
-            println!("revoked {count} session(s) of {}", user.username);
-        }
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 fn print_sessions(sessions: &[Session]) {

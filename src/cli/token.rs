@@ -7,7 +7,6 @@ use crate::app::key_encryption;
 use crate::config::Config;
 use crate::crypto::keys::KeyRing;
 use crate::domain::{Clock, SystemClock};
-use crate::store;
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -40,10 +39,10 @@ pub async fn run(config: Config, command: TokenCommand) -> Result<(), String> {
         Some(url) => authd_verifier::Verifier::with_jwks_url(verifier_config, url)
             .map_err(|e| e.to_string())?,
         None => {
-            let store = store::open(&config.database_url)
-                .await
-                .map_err(|e| e.to_string())?;
-            let stored = store.signing_keys().await.map_err(|e| e.to_string())?;
+            let stored = super::with_store(&config, async |store| {
+                store.signing_keys().await.map_err(|e| e.to_string())
+            })
+            .await?;
             let kek = key_encryption(&config).map_err(|e| e.to_string())?;
             let ring = KeyRing::from_stored(&stored, kek.as_ref())
                 .map_err(|e| format!("{e} (or verify against the server with --jwks-url)"))?;

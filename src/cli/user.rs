@@ -9,7 +9,6 @@ use crate::config::Config;
 use crate::crypto::password::PasswordHasher;
 use crate::domain::{SystemClock, User};
 use crate::service::UserAdmin;
-use crate::store;
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -50,81 +49,81 @@ pub enum UserCommand {
 }
 
 pub async fn run(config: Config, command: UserCommand) -> Result<(), String> {
-    let store = store::open_with(&config.database_url, &config.store_options())
-        .await
-        .map_err(|e| e.to_string())?;
-    let hasher = PasswordHasher::new(config.argon2(), 1).map_err(|e| e.to_string())?;
-    let admin = UserAdmin::new(
-        store,
-        Arc::new(hasher),
-        Arc::new(SystemClock),
-        config.password_min_length,
-    );
-    let err = |e: crate::service::AdminError| e.to_string();
-    match command {
-        UserCommand::Add {
-            username,
-            roles,
-            password_stdin,
-        } => {
-            let password = read_password(password_stdin, true)?;
-            let user = admin.add(&username, &password, &roles).await.map_err(err)?;
-            println!("created user {} ({})", user.username, user.id);
-        }
-        UserCommand::List => {
-            let users = admin.list().await.map_err(err)?;
-            print_users(&users);
-        }
-        UserCommand::SetPassword {
-            username,
-            password_stdin,
-        } => {
-            let password = read_password(password_stdin, true)?;
-            let user = admin
-                .set_password(&username, &password)
-                .await
-                .map_err(err)?;
-            println!(
-                "password changed for {}; all of its sessions were ended",
-                user.username
-            );
-        }
-        UserCommand::Disable { username } => {
-            let user = admin.set_enabled(&username, false).await.map_err(err)?;
-            println!("disabled {}; all of its sessions were ended", user.username);
-        }
-        UserCommand::Enable { username } => {
-            let user = admin.set_enabled(&username, true).await.map_err(err)?;
-            println!("enabled {}", user.username);
-        }
-        UserCommand::Delete { username } => {
-            let user = admin.delete(&username).await.map_err(err)?;
-            println!("deleted {} ({})", user.username, user.id);
-        }
-        UserCommand::Unlock { username } => {
-            let cleared = admin.unlock(&username).await.map_err(err)?;
-            if cleared {
-                println!("unlocked {username}: failed-login counter cleared");
-            } else {
-                println!("{username} had no failed-login counter; nothing to clear");
+    super::with_store(&config, async |store| {
+        let hasher = PasswordHasher::new(config.argon2(), 1).map_err(|e| e.to_string())?;
+        let admin = UserAdmin::new(
+            store,
+            Arc::new(hasher),
+            Arc::new(SystemClock),
+            config.password_min_length,
+        );
+        let err = |e: crate::service::AdminError| e.to_string();
+        match command {
+            UserCommand::Add {
+                username,
+                roles,
+                password_stdin,
+            } => {
+                let password = read_password(password_stdin, true)?;
+                let user = admin.add(&username, &password, &roles).await.map_err(err)?;
+                println!("created user {} ({})", user.username, user.id);
+            }
+            UserCommand::List => {
+                let users = admin.list().await.map_err(err)?;
+                print_users(&users);
+            }
+            UserCommand::SetPassword {
+                username,
+                password_stdin,
+            } => {
+                let password = read_password(password_stdin, true)?;
+                let user = admin
+                    .set_password(&username, &password)
+                    .await
+                    .map_err(err)?;
+                println!(
+                    "password changed for {}; all of its sessions were ended",
+                    user.username
+                );
+            }
+            UserCommand::Disable { username } => {
+                let user = admin.set_enabled(&username, false).await.map_err(err)?;
+                println!("disabled {}; all of its sessions were ended", user.username);
+            }
+            UserCommand::Enable { username } => {
+                let user = admin.set_enabled(&username, true).await.map_err(err)?;
+                println!("enabled {}", user.username);
+            }
+            UserCommand::Delete { username } => {
+                let user = admin.delete(&username).await.map_err(err)?;
+                println!("deleted {} ({})", user.username, user.id);
+            }
+            UserCommand::Unlock { username } => {
+                let cleared = admin.unlock(&username).await.map_err(err)?;
+                if cleared {
+                    println!("unlocked {username}: failed-login counter cleared");
+                } else {
+                    println!("{username} had no failed-login counter; nothing to clear");
+                }
+            }
+            UserCommand::Roles {
+                username,
+                add,
+                remove,
+            } => {
+                if add.is_empty() && remove.is_empty() {
+                    return Err("nothing to change: give --add ROLE and/or --remove ROLE".into());
+                }
+                let user = admin
+                    .change_roles(&username, &add, &remove)
+                    .await
+                    .map_err(err)?;
+                println!("roles of {}: {}", user.username, roles_text(&user));
             }
         }
-        UserCommand::Roles {
-            username,
-            add,
-            remove,
-        } => {
-            if add.is_empty() && remove.is_empty() {
-                return Err("nothing to change: give --add ROLE and/or --remove ROLE".into());
-            }
-            let user = admin
-                .change_roles(&username, &add, &remove)
-                .await
-                .map_err(err)?;
-            println!("roles of {}: {}", user.username, roles_text(&user));
-        }
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 fn roles_text(user: &User) -> String {
