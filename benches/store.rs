@@ -52,7 +52,7 @@ fn now() -> Timestamp {
 }
 
 fn new_token(now: Timestamp) -> (TokenHash, NewToken) {
-    let hash = RefreshToken::generate().unwrap().hash();
+    let hash = RefreshToken::generate(now).unwrap().hash();
     let token = NewToken {
         hash,
         issued_at: now,

@@ -21,11 +21,11 @@ const SEQUENTIAL: usize = 500;
 const CHAINS: usize = 16;
 const PER_CHAIN: usize = 100;
 
-fn hash() -> TokenHash {
-    let mut h = [0u8; 32];
-    h[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    h[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    TokenHash(h)
+/// The key a token issued at `at` is stored under, as the service derives it.
+fn hash(at: Timestamp) -> TokenHash {
+    authd::crypto::refresh_token::RefreshToken::generate(at)
+        .unwrap()
+        .hash()
 }
 
 fn policy() -> RefreshPolicy {
@@ -46,7 +46,7 @@ fn now() -> Timestamp {
 
 fn new_token(at: Timestamp) -> NewToken {
     NewToken {
-        hash: hash(),
+        hash: hash(at),
         issued_at: at,
         expires_at: at.saturating_add(policy().idle_ttl),
     }

@@ -81,6 +81,10 @@ pub fn install() -> Option<PrometheusHandle> {
             match metrics::set_global_recorder(recorder) {
                 Ok(()) => {
                     describe();
+                    // Gauges an operator alerts on are shown from the start, at zero, not only
+                    // once something first moved them.
+                    gauge!(ARGON2_QUEUE_DEPTH).set(0.0);
+                    gauge!(ARGON2_IN_FLIGHT).set(0.0);
                     Some(handle)
                 }
                 Err(_) => {

@@ -547,7 +547,7 @@ fn serve_logs_its_address_and_stops_on_sigterm() {
     let tampered = format!("{}{swapped}{}", &access[..at], &access[at + 1..]);
     let err = env.fails(&["token", "verify", "--jwks-url", &jwks_url, &tampered], "");
     assert_eq!(err.trim_end(), "error: invalid token: signature is invalid");
-    assert_eq!(refresh.len(), 43);
+    assert_eq!(refresh.len(), 54);
     let altered = format!("-{}", &refresh[1..]);
     let out = env.run(&["client", "refresh", &altered, "--addr", &url], "");
     assert_eq!(

@@ -345,7 +345,7 @@ impl TokenService {
         origin: SessionOrigin,
     ) -> Result<IssuedTokens, AuthError> {
         let now = self.clock.now();
-        let refresh_token = RefreshToken::generate()?;
+        let refresh_token = RefreshToken::generate(now)?;
         let family = NewFamily {
             id: FamilyId::generate(),
             user: user.clone(),
@@ -387,7 +387,7 @@ impl TokenService {
             return Err(AuthError::InvalidRefreshToken);
         };
         let now = self.clock.now();
-        let successor = RefreshToken::generate()?;
+        let successor = RefreshToken::generate(now)?;
         let stored_successor = Successor {
             token: self.new_token(&successor, now),
             sealed: presented.seal_successor(&successor)?,

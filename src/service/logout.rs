@@ -92,7 +92,7 @@ impl TokenService {
             return Err(AuthError::InvalidArgument("token is required"));
         }
         let now = self.clock.now();
-        // The two shapes cannot be confused: a refresh token is 43 base64url characters, an
+        // The two shapes cannot be confused: a refresh token is 54 (or 43) base64url characters, an
         // access token has dots.
         if let Some(refresh) = RefreshToken::parse(token) {
             let Some(found) = self.store.inspect_refresh(&refresh.hash()).await? else {

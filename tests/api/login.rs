@@ -28,7 +28,7 @@ async fn login_returns_an_at_jwt_with_the_documented_claims() {
     assert_eq!(claims.iss, "http://localhost:8080");
     assert_eq!(claims.exp - claims.iat, 15 * 60);
     assert_eq!(claims.jti.len(), 22);
-    assert_eq!(tokens.refresh_token.len(), 43);
+    assert_eq!(tokens.refresh_token.len(), 54);
 }
 
 #[tokio::test]

@@ -241,3 +241,41 @@ async fn storage_failure_is_unavailable_never_success() {
         .unwrap();
     app.refresh(&tokens.refresh_token).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_token_of_the_earlier_form_still_refreshes_after_an_upgrade() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    let app = spawn_app().await;
+    app.add_user("alice", &["reader"]).await;
+    let issued = app.login("alice", PASSWORD).await.unwrap();
+    // Tokens are 54 characters now: 8 bytes of issue time, then the 256-bit secret.
+    assert_eq!(issued.refresh_token.len(), 54);
+
+    // Turn the session's only token into one issued before the time-ordered form: 32 random
+    // bytes (43 characters), stored under their full SHA-256.
+    let secret = [42u8; 32];
+    let legacy = URL_SAFE_NO_PAD.encode(secret);
+    let key = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &secret);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db_path().display()))
+        .await
+        .unwrap();
+    let changed = sqlx::query("UPDATE refresh_tokens SET hash = ?")
+        .bind(key.as_ref())
+        .execute(&pool)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(changed, 1);
+    pool.close().await;
+
+    // The old token is rotated into one of the new form, which works in turn…
+    let next = app.refresh(&legacy).await.unwrap();
+    assert_eq!(next.refresh_token.len(), 54);
+    let (_, claims) = app.verify(&next.access_token);
+    assert_eq!(claims.preferred_username, "alice");
+    app.refresh(&next.refresh_token).await.unwrap();
+    // …and the old token, now used, is reuse: refused.
+    assert_unauthenticated(app.refresh(&legacy).await, BAD_REFRESH);
+}
