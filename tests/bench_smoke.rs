@@ -4,84 +4,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+#[path = "support/binary.rs"]
+mod binary;
 
+use std::process::Command;
+
+use binary::{Server, run_with_stdin};
 use tempfile::TempDir;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// The server, killed when the test ends however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn authd(dir: &TempDir, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authd"));
+    let mut cmd = binary::authd(&format!(
+        "sqlite://{}",
+        dir.path().join("authd.db").display()
+    ));
     cmd.args(args)
         .current_dir(dir.path())
-        .env_clear()
-        .env(
-            "AUTHD_DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("authd.db").display()),
-        )
-        .env("AUTHD_ARGON2_MEMORY_KIB", "256")
-        .env("AUTHD_ARGON2_ITERATIONS", "1")
-        .env("AUTHD_HTTP_ADDR", "127.0.0.1:0")
         // The load generator sends everything from 127.0.0.1, and logs one user in from many
         // workers at once: each in-flight attempt is charged to the user's failure counter
         // before its password is checked, so the per-username throttle must be out of reach.
         .env("AUTHD_PER_SOURCE_RATE", "0")
         .env("AUTHD_THROTTLE_FREE_FAILURES", "1000000");
     cmd
-}
-
-fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-/// Starts `authd serve` on port 0 and reads the bound address from its log.
-fn serve(dir: &TempDir) -> (Server, String) {
-    let mut child = authd(dir, &["serve", "--grpc-addr", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut line = String::new();
-    while Instant::now() < deadline {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        if let Some(rest) = line.split("grpc_addr=").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().to_owned();
-            // Keep draining the log so the server never blocks on a full pipe.
-            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-            return (server, addr);
-        }
-    }
-    panic!("serve did not log its address");
 }
 
 fn bench(dir: &TempDir, addr: &str, scenario: &str, pid: u32, extra: &[&str]) -> serde_json::Value {
@@ -132,8 +77,8 @@ fn every_bench_scenario_runs_without_errors_and_prints_the_documented_json() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (server, addr) = serve(&dir);
-    let pid = server.0.id();
+    let server = Server::start(authd(&dir, &["serve", "--grpc-addr", "127.0.0.1:0"]));
+    let (addr, pid) = (server.addr.clone(), server.pid());
 
     for scenario in ["noop", "login", "refresh", "mixed"] {
         let report = bench(&dir, &addr, scenario, pid, &[]);

@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
 
+#[path = "support/binary.rs"]
+mod binary;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -27,32 +30,13 @@ impl Env {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_authd"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("AUTHD_DATABASE_URL", self.db_url())
-            .env("AUTHD_ARGON2_MEMORY_KIB", "256")
-            .env("AUTHD_ARGON2_ITERATIONS", "1")
-            .env("AUTHD_HTTP_ADDR", "127.0.0.1:0");
+        let mut cmd = binary::authd(&self.db_url());
+        cmd.args(args).current_dir(self.dir.path());
         cmd
     }
 
     fn run(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        binary::run_with_stdin(self.command(args), stdin)
     }
 
     fn ok(&self, args: &[&str], stdin: &str) -> String {

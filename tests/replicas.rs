@@ -3,12 +3,14 @@
 //! cuts. Skipped with a printed reason when `AUTHD_TEST_POSTGRES_URL` is unset.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/binary.rs"]
+mod binary;
 #[path = "support/postgres.rs"]
 mod pg;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -26,19 +28,14 @@ const PASSWORD: &str = "correct horse battery staple";
 
 /// One `authd serve` process; SIGKILLed on drop.
 struct Replica {
-    child: Child,
+    server: binary::Server,
     client: AuthServiceClient<Channel>,
 }
 
 fn authd(db_url: &str, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authd"));
-    cmd.env_clear()
-        .env("AUTHD_DATABASE_URL", db_url)
-        .env("AUTHD_ARGON2_MEMORY_KIB", "256")
-        .env("AUTHD_ARGON2_ITERATIONS", "1")
-        // All test traffic comes from 127.0.0.1: the per-source limit is tested elsewhere.
-        .env("AUTHD_PER_SOURCE_RATE", "0")
-        .env("AUTHD_HTTP_ADDR", "127.0.0.1:0")
+    let mut cmd = binary::authd(db_url);
+    // All test traffic comes from 127.0.0.1: the per-source limit is tested elsewhere.
+    cmd.env("AUTHD_PER_SOURCE_RATE", "0")
         .env("RUST_LOG", "warn,authd=info")
         .envs(env.iter().copied());
     cmd
@@ -57,37 +54,21 @@ fn add_user(db_url: &str, name: &str) {
 
 impl Replica {
     async fn start(db_url: &str, env: &[(&str, &str)]) -> Self {
-        let mut child = authd(db_url, env)
-            .args(["serve", "--grpc-addr", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Read the log until the address appears, and keep draining it afterwards so the
-        // server never blocks on a full pipe.
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("grpc_addr=").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
-                }
-            }
-        });
-        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
-            .await
-            .unwrap()
-            .expect("serve logs its address");
-        let client = AuthServiceClient::connect(format!("http://{addr}"))
+        let mut cmd = authd(db_url, env);
+        cmd.args(["serve", "--grpc-addr", "127.0.0.1:0"]);
+        // Off the runtime: a replica behind the test's proxy needs the proxy's tasks to run
+        // while it starts.
+        let server = tokio::task::spawn_blocking(move || binary::Server::start(cmd))
             .await
             .unwrap();
-        Self { child, client }
+        let client = AuthServiceClient::connect(format!("http://{}", server.addr))
+            .await
+            .unwrap();
+        Self { server, client }
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
+        self.server.kill();
     }
 
     async fn login(&self, name: &str) -> TokenResponse {
@@ -124,12 +105,6 @@ async fn refresh(
         .refresh_token(request)
         .await
         .map(|r| r.into_inner().refresh_token)
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// A fresh database with user `alice` and three replicas (the first started alone, so it
