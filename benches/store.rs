@@ -96,7 +96,7 @@ impl Chains {
                 expires_at: now.saturating_add(POLICY.max_lifetime),
                 origin: SessionOrigin::default(),
             };
-            store.start_family(&family, &first).await.unwrap();
+            store.start_family(&family, &first, &[]).await.unwrap();
             newest.push(hash);
         }
         Self {

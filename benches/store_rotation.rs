@@ -62,7 +62,7 @@ async fn chain(store: &dyn Store, user: &User) -> TokenHash {
         origin: authd::domain::SessionOrigin::default(),
     };
     let first = new_token(at);
-    store.start_family(&family, &first).await.unwrap();
+    store.start_family(&family, &first, &[]).await.unwrap();
     first.hash
 }
 

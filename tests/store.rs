@@ -101,6 +101,7 @@ conformance!(
     login_failure_counters_are_cleared_and_purged,
     audit_events_are_stored_listed_and_purged,
     rotations_store_their_audit_events_in_the_same_transaction,
+    a_session_starts_with_its_login_event_and_clears_the_failure_counter,
 );
 
 // --- fixtures
@@ -186,7 +187,7 @@ async fn login(
         origin: SessionOrigin::new(Some("192.0.2.7".into()), Some("test-agent/1")),
     };
     let first = token(now, policy);
-    store.start_family(&family, &first).await.unwrap();
+    store.start_family(&family, &first, &[]).await.unwrap();
     (family.id, first.hash)
 }
 
@@ -1208,4 +1209,59 @@ async fn rotations_store_their_audit_events_in_the_same_transaction(b: Backend) 
             "family_revoked"
         ]
     );
+}
+
+async fn a_session_starts_with_its_login_event_and_clears_the_failure_counter(b: Backend) {
+    use authd::domain::{AuditEvent, AuditKind};
+    let s = b.store.as_ref();
+    let p = policy(MINUTE);
+    let alice = add_user(s, "alice").await;
+    let logins = || async {
+        s.audit_events(Some("alice"), 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind.as_str())
+            .collect::<Vec<_>>()
+    };
+    // The login's attempt was charged before its password was checked.
+    assert!(
+        s.charge_login_attempt(&name("alice"), None, at(1), T0)
+            .await
+            .unwrap()
+    );
+    let family = NewFamily {
+        id: FamilyId::generate(),
+        user: alice.clone(),
+        created_at: at(2),
+        expires_at: at(2).saturating_add(p.max_lifetime),
+        origin: SessionOrigin::default(),
+    };
+    let succeeded = [AuditEvent::new(AuditKind::LoginSucceeded, at(2))
+        .username("alice")
+        .user(&alice)];
+    s.start_family(&family, &token(at(2), &p), &succeeded)
+        .await
+        .unwrap();
+    assert_eq!(s.login_failures(&name("alice")).await.unwrap(), None);
+    assert_eq!(logins().await, ["login_succeeded"]);
+    assert_eq!(
+        s.list_sessions(&name("alice"), at(3)).await.unwrap().len(),
+        1
+    );
+
+    // All or nothing: a session that cannot be stored (its id is taken) clears no counter and
+    // records no login.
+    assert!(
+        s.charge_login_attempt(&name("alice"), None, at(3), T0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.start_family(&family, &token(at(4), &p), &succeeded)
+            .await
+            .is_err()
+    );
+    assert!(s.login_failures(&name("alice")).await.unwrap().is_some());
+    assert_eq!(logins().await, ["login_succeeded"]);
 }

@@ -175,7 +175,7 @@ impl TokenService {
             }
         });
         match &outcome {
-            Ok(user) => info!(
+            Ok((user, _)) => info!(
                 target: "authd::login", username = %user.username, user_id = %user.id, %source,
                 request_id = %ctx.request_id, outcome = "success", "login succeeded"
             ),
@@ -189,8 +189,8 @@ impl TokenService {
                 request_id = %ctx.request_id, outcome = "refused", reason = %e, "login refused"
             ),
         }
-        let user = outcome?;
-        self.start_family(&user, origin).await
+        let (user, succeeded) = outcome?;
+        self.start_family(&user, origin, succeeded).await
     }
 
     /// Takes a token from the source's bucket.
@@ -205,13 +205,14 @@ impl TokenService {
     }
 
     /// Throttling, then the password check, then the failure bookkeeping: the same steps for
-    /// existing and unknown usernames.
+    /// existing and unknown usernames. A success returns the user and its audit event, which
+    /// [`Self::start_family`] writes with the session (clearing the failure counter too).
     async fn authenticate(
         &self,
         username: &str,
         password: &str,
         ctx: &RequestContext,
-    ) -> Result<User, AuthError> {
+    ) -> Result<(User, AuditEvent), AuthError> {
         if username.is_empty() {
             return Err(AuthError::InvalidArgument("username is required"));
         }
@@ -266,11 +267,8 @@ impl TokenService {
         };
         match self.check_password(ticket, &username, password).await? {
             PasswordCheck::Accepted(user) => {
-                self.store.clear_login_failures(&username).await?;
-                self.audit
-                    .record(event(AuditKind::LoginSucceeded).user(&user))
-                    .await;
-                Ok(user)
+                let succeeded = event(AuditKind::LoginSucceeded).user(&user);
+                Ok((user, succeeded))
             }
             PasswordCheck::Refused(user, reason) => {
                 let failures = match seen {
@@ -339,10 +337,13 @@ impl TokenService {
         }
     }
 
+    /// Starts the session of a successful login; `succeeded` (its audit event) is written in
+    /// the same transaction, which also clears the user's failure counter.
     async fn start_family(
         &self,
         user: &User,
         origin: SessionOrigin,
+        succeeded: AuditEvent,
     ) -> Result<IssuedTokens, AuthError> {
         let now = self.clock.now();
         let refresh_token = RefreshToken::generate(now)?;
@@ -355,7 +356,9 @@ impl TokenService {
         };
         let first = self.new_token(&refresh_token, now);
         let access_token = self.access_token(user, now)?;
-        self.store.start_family(&family, &first).await?;
+        let events = [succeeded];
+        self.store.start_family(&family, &first, &events).await?;
+        self.audit.log_stored(&events);
         Ok(IssuedTokens {
             access_token,
             refresh_token,

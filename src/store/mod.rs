@@ -166,8 +166,15 @@ pub trait Store: Send + Sync + 'static {
 
     // --- refresh families
 
-    /// Starts a family at login, with its first token.
-    async fn start_family(&self, family: &NewFamily, first: &NewToken) -> Result<(), StoreError>;
+    /// Starts a family at a successful login, with its first token. In the same transaction
+    /// the user's login-failure counter is cleared and `events` (the login's audit record) are
+    /// written, so a login and its record commit, or fail, together.
+    async fn start_family(
+        &self,
+        family: &NewFamily,
+        first: &NewToken,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError>;
 
     /// Looks up the presented token and applies [`crate::domain::decide`] atomically: of any
     /// number of concurrent calls with one token, at most one rotates it. The outcome's audit

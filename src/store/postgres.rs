@@ -269,8 +269,14 @@ impl PostgresStore {
         &self,
         family: &NewFamily,
         first: &NewToken,
+        events: &[AuditEvent],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM login_throttle WHERE username = $1")
+            .bind(family.user.username.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         sqlx::query(
             "INSERT INTO refresh_families \
                  (id, user_id, created_at, expires_at, source_addr, user_agent) \
@@ -286,6 +292,9 @@ impl PostgresStore {
         .await
         .map_err(unavailable)?;
         insert_token(&mut tx, &family.id, first, None).await?;
+        for event in events {
+            insert_audit(&mut tx, event).await?;
+        }
         tx.commit().await.map_err(unavailable)?;
         Ok(())
     }
@@ -943,8 +952,13 @@ impl Store for PostgresStore {
         retrying!(self.change_roles_once(username, change))
     }
 
-    async fn start_family(&self, family: &NewFamily, first: &NewToken) -> Result<(), StoreError> {
-        retrying!(self.start_family_once(family, first))
+    async fn start_family(
+        &self,
+        family: &NewFamily,
+        first: &NewToken,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        retrying!(self.start_family_once(family, first, events))
     }
 
     async fn rotate_refresh(

@@ -559,8 +559,18 @@ impl Store for SqliteStore {
         Ok(user)
     }
 
-    async fn start_family(&self, family: &NewFamily, first: &NewToken) -> Result<(), StoreError> {
+    async fn start_family(
+        &self,
+        family: &NewFamily,
+        first: &NewToken,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_immediate().await?;
+        sqlx::query("DELETE FROM login_throttle WHERE username = ?")
+            .bind(family.user.username.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         sqlx::query(
             "INSERT INTO refresh_families \
                  (id, user_id, created_at, expires_at, source_addr, user_agent) \
@@ -576,6 +586,9 @@ impl Store for SqliteStore {
         .await
         .map_err(unavailable)?;
         insert_token(&mut tx, &family.id, first).await?;
+        for event in events {
+            insert_audit(&mut tx, event).await?;
+        }
         tx.commit().await.map_err(unavailable)?;
         Ok(())
     }

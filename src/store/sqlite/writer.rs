@@ -515,7 +515,7 @@ mod tests {
             expires_at: T0.saturating_add(Duration::from_secs(86_400)),
             origin: SessionOrigin::default(),
         };
-        store.start_family(&family, &token(1)).await.unwrap();
+        store.start_family(&family, &token(1), &[]).await.unwrap();
         (store, dir)
     }
 
@@ -604,7 +604,10 @@ mod tests {
             expires_at: T0.saturating_add(Duration::from_secs(86_400)),
             origin: SessionOrigin::default(),
         };
-        store.start_family(&family, &token(first)).await.unwrap();
+        store
+            .start_family(&family, &token(first), &[])
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
