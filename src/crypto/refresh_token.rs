@@ -7,7 +7,7 @@
 //! the first 24 bytes of the SHA-256 of the whole token. The time prefix makes keys sort in
 //! issue order, so the index pages a rotation writes (the new token's, and the presented
 //! token's, issued moments before) are the few newest ones, shared by every rotation of a
-//! commit, rather than random ones: 56% fewer bytes written per rotation (BENCHMARKS.md). The
+//! commit, rather than random ones: half the bytes written per refresh (BENCHMARKS.md). The
 //! time is not a secret (an access token carries `iat` too).
 //!
 //! Tokens issued before that form (43 characters: the 32 random bytes alone, stored under
