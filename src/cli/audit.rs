@@ -1,13 +1,9 @@
 //! `authd audit tail`: print the newest audit events, one JSON object per line.
 
-use std::sync::Arc;
-
 use clap::Subcommand;
 
 use crate::config::Config;
-use crate::crypto::password::PasswordHasher;
-use crate::domain::SystemClock;
-use crate::service::{UserAdmin, audit_json};
+use crate::service::audit_json;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -28,13 +24,7 @@ pub async fn run(config: Config, command: AuditCommand) -> Result<(), String> {
         return Err("--limit must be between 1 and 100000".into());
     }
     super::with_store(&config, async |store| {
-        let hasher = PasswordHasher::new(config.argon2(), 1).map_err(|e| e.to_string())?;
-        let admin = UserAdmin::new(
-            store,
-            Arc::new(hasher),
-            Arc::new(SystemClock),
-            config.password_min_length,
-        );
+        let admin = super::user::admin(store, &config, 1)?;
         match command {
             AuditCommand::Tail { user, limit } => {
                 let events = admin

@@ -140,14 +140,7 @@ async fn create_users_in(
     n: usize,
     password: &str,
 ) -> Result<Vec<String>, String> {
-    let hasher = crate::crypto::password::PasswordHasher::new(config.argon2(), 2)
-        .map_err(|e| e.to_string())?;
-    let admin = crate::service::UserAdmin::new(
-        store,
-        std::sync::Arc::new(hasher),
-        std::sync::Arc::new(crate::domain::SystemClock),
-        config.password_min_length,
-    );
+    let admin = super::user::admin(store, config, 2)?;
     let usernames: Vec<String> = (0..n).map(|i| format!("{name}-{i}")).collect();
     // Two at a time: the even-numbered names and the odd-numbered ones.
     let create_every_other = |first: usize| {

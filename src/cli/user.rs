@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::crypto::password::PasswordHasher;
 use crate::domain::{SystemClock, User};
 use crate::service::UserAdmin;
+use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -48,15 +49,25 @@ pub enum UserCommand {
     },
 }
 
+/// User administration on `store` as the CLI does it: the configured argon2 parameters with
+/// `permits` hashes at once, and the system clock.
+pub(super) fn admin(
+    store: Arc<dyn Store>,
+    config: &Config,
+    permits: usize,
+) -> Result<UserAdmin, String> {
+    let hasher = PasswordHasher::new(config.argon2(), permits).map_err(|e| e.to_string())?;
+    Ok(UserAdmin::new(
+        store,
+        Arc::new(hasher),
+        Arc::new(SystemClock),
+        config.password_min_length,
+    ))
+}
+
 pub async fn run(config: Config, command: UserCommand) -> Result<(), String> {
     super::with_store(&config, async |store| {
-        let hasher = PasswordHasher::new(config.argon2(), 1).map_err(|e| e.to_string())?;
-        let admin = UserAdmin::new(
-            store,
-            Arc::new(hasher),
-            Arc::new(SystemClock),
-            config.password_min_length,
-        );
+        let admin = admin(store, &config, 1)?;
         let err = |e: crate::service::AdminError| e.to_string();
         match command {
             UserCommand::Add {

@@ -9,6 +9,19 @@ async fn count(pool: &sqlx::SqlitePool, table: &str) -> i64 {
         .unwrap()
 }
 
+/// The rows of `table` once they number `expected`, or after 10 s, whichever comes first.
+async fn count_once_it_is(pool: &sqlx::SqlitePool, table: &str, expected: i64) -> i64 {
+    let mut rows = count(pool, table).await;
+    for _ in 0..200 {
+        if rows == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rows = count(pool, table).await;
+    }
+    rows
+}
+
 #[tokio::test]
 async fn housekeeping_deletes_ended_sessions_while_serving_and_stops_with_the_server() {
     let app = spawn_app_with(|c| c.purge_interval = Duration::from_millis(50)).await;
@@ -23,15 +36,11 @@ async fn housekeeping_deletes_ended_sessions_while_serving_and_stops_with_the_se
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db_path().display()))
         .await
         .unwrap();
-    let mut families = count(&pool, "refresh_families").await;
-    for _ in 0..200 {
-        if families == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        families = count(&pool, "refresh_families").await;
-    }
-    assert_eq!(families, 1, "only bob's live session remains");
+    assert_eq!(
+        count_once_it_is(&pool, "refresh_families", 1).await,
+        1,
+        "only bob's live session remains"
+    );
     // Bob's used token is kept (reuse detection) next to his newest one.
     assert_eq!(count(&pool, "refresh_tokens").await, 2);
     // The job stops on the server's shutdown signal (stop() waits for the server task).
@@ -52,14 +61,10 @@ async fn housekeeping_purges_audit_events_past_their_retention_while_serving() {
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db_path().display()))
         .await
         .unwrap();
-    let mut events = count(&pool, "audit_events").await;
-    for _ in 0..200 {
-        if events == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        events = count(&pool, "audit_events").await;
-    }
-    assert_eq!(events, 0, "every audit event is older than the retention");
+    assert_eq!(
+        count_once_it_is(&pool, "audit_events", 0).await,
+        0,
+        "every audit event is older than the retention"
+    );
     app.stop().await;
 }
