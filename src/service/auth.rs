@@ -87,7 +87,9 @@ impl From<HashError> for AuthError {
 }
 
 /// How often an attempt re-reads a counter that concurrent attempts keep changing.
-const MAX_CHARGE_ATTEMPTS: usize = 8;
+const MAX_CHARGE_ATTEMPTS: u32 = 16;
+/// Before its n-th retry, an attempt waits a random time up to n × this.
+const CHARGE_BACKOFF_STEP: Duration = Duration::from_millis(1);
 
 /// The outcome of checking a password, before throttling bookkeeping.
 enum PasswordCheck {
@@ -244,7 +246,12 @@ impl TokenService {
         // concurrent attempt changed the counter first, look again. Contention is per name,
         // existing or not, so giving up under it says nothing about the user.
         let mut charged = None;
-        for _ in 0..MAX_CHARGE_ATTEMPTS {
+        for attempt in 0..MAX_CHARGE_ATTEMPTS {
+            if attempt > 0 {
+                // Attempts that collided collide again if they retry in step.
+                let jitter = crate::crypto::random_bytes::<1>().map_or(128, |b| u32::from(b[0]));
+                tokio::time::sleep(CHARGE_BACKOFF_STEP * attempt * jitter / 255).await;
+            }
             let seen = self.store.login_failures(&username).await?;
             if let Admission::Throttled { retry_after_secs } =
                 self.settings.throttle.admit(seen, now)
