@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use authd::crypto::api_key::ApiKeySecret;
 use authd::domain::{
-    ApiKey, FamilyId, NewFamily, NewToken, Origin, RefreshPolicy, Rejection, Role, Rotation,
-    SessionOrigin, Successor, Timestamp, TokenHash, User, UserId, Username, is_live,
+    ApiKey, Charge, FailureCount, FamilyId, NewFamily, NewToken, Origin, RefreshPolicy, Rejection,
+    Role, Rotation, SessionOrigin, Successor, ThrottlePolicy, Timestamp, TokenHash, User, UserId,
+    Username, is_live,
 };
 use authd::store::{NewUser, Purged, RoleChange, Store, StoreError, StoredKey};
 
@@ -96,8 +97,8 @@ conformance!(
     revoked_access_tokens_are_remembered_until_expiry,
     sessions_are_listed_with_their_origin_and_revoked,
     api_keys_round_trip_without_their_secret,
-    login_failures_are_charged_by_compare_and_swap,
-    concurrent_charges_on_one_counter_charge_exactly_one,
+    login_attempts_are_charged_under_the_policy,
+    concurrent_attempts_on_one_counter_are_charged_one_by_one,
     login_failure_counters_are_cleared_and_purged,
     audit_events_are_stored_listed_and_purged,
     rotations_store_their_audit_events_in_the_same_transaction,
@@ -1015,101 +1016,108 @@ async fn api_keys_round_trip_without_their_secret(b: Backend) {
 
 // --- login throttling and audit trail
 
-async fn login_failures_are_charged_by_compare_and_swap(b: Backend) {
-    let s = b.store.as_ref();
-    let carol = name("carol");
-    let forget_before = T0;
-    assert_eq!(s.login_failures(&carol).await.unwrap(), None);
-    // The first failure creates the counter; `seen` = None only charges a missing counter.
-    assert!(
-        s.charge_login_attempt(&carol, None, at(1), forget_before)
-            .await
-            .unwrap()
-    );
-    let first = s.login_failures(&carol).await.unwrap().unwrap();
-    assert_eq!(first.consecutive_failures, 1);
-    assert_eq!(first.last_failure_at, at(1));
-    assert!(
-        !s.charge_login_attempt(&carol, None, at(2), forget_before)
-            .await
-            .unwrap()
-    );
-    // A stale `seen` is refused and changes nothing; the current one is charged.
-    let stale = authd::domain::FailureCount {
-        consecutive_failures: 7,
-        last_failure_at: at(1),
-    };
-    assert!(
-        !s.charge_login_attempt(&carol, Some(stale), at(2), forget_before)
-            .await
-            .unwrap()
-    );
-    assert!(
-        s.charge_login_attempt(&carol, Some(first), at(2), forget_before)
-            .await
-            .unwrap()
-    );
-    let second = s.login_failures(&carol).await.unwrap().unwrap();
-    assert_eq!(
-        (second.consecutive_failures, second.last_failure_at),
-        (2, at(2))
-    );
-    // A counter whose last failure is before `forget_before` starts again at 1.
-    assert!(
-        s.charge_login_attempt(&carol, Some(second), at(60), at(30))
-            .await
-            .unwrap()
-    );
-    let restarted = s.login_failures(&carol).await.unwrap().unwrap();
-    assert_eq!(
-        (restarted.consecutive_failures, restarted.last_failure_at),
-        (1, at(60))
-    );
-    // Counters are per name, whether or not such a user exists.
-    assert_eq!(s.login_failures(&name("dave")).await.unwrap(), None);
+/// Two free failures, then 1 s doubling up to 4 minutes; counters forgotten after an hour.
+fn throttle() -> ThrottlePolicy {
+    ThrottlePolicy {
+        free_failures: 2,
+        max_delay: 4 * MINUTE,
+        forget_after: 60 * MINUTE,
+    }
 }
 
-async fn concurrent_charges_on_one_counter_charge_exactly_one(b: Backend) {
-    let s = Arc::clone(&b.store);
+async fn charge(s: &dyn Store, username: &str, minutes: u64) -> Charge {
+    s.charge_login_attempt(&name(username), &throttle(), at(minutes))
+        .await
+        .unwrap()
+}
+
+fn charged(failures: u32, minutes: u64) -> Charge {
+    Charge::Charged(FailureCount {
+        consecutive_failures: failures,
+        last_failure_at: at(minutes),
+    })
+}
+
+async fn login_attempts_are_charged_under_the_policy(b: Backend) {
+    let s = b.store.as_ref();
     let carol = name("carol");
-    assert!(
-        s.charge_login_attempt(&carol, None, at(1), T0)
-            .await
-            .unwrap()
-    );
-    let seen = s.login_failures(&carol).await.unwrap();
-    let attempts = (0..12).map(|_| {
-        let s = Arc::clone(&s);
-        let carol = carol.clone();
-        tokio::spawn(async move {
-            s.charge_login_attempt(&carol, seen, at(2), T0)
-                .await
-                .unwrap()
+    assert_eq!(s.login_failures(&carol).await.unwrap(), None);
+    // The first attempt creates the counter; the free failures cost no delay.
+    assert_eq!(charge(s, "carol", 1).await, charged(1, 1));
+    assert_eq!(charge(s, "carol", 1).await, charged(2, 1));
+    assert_eq!(
+        s.login_failures(&carol).await.unwrap(),
+        Some(FailureCount {
+            consecutive_failures: 2,
+            last_failure_at: at(1)
         })
-    });
-    let mut charged = 0;
-    for attempt in attempts {
-        charged += usize::from(attempt.await.unwrap());
-    }
-    assert_eq!(charged, 1);
+    );
+    // Then a delay: an attempt inside it is refused and changes nothing.
+    assert_eq!(
+        charge(s, "carol", 1).await,
+        Charge::Throttled {
+            retry_after_secs: 1
+        }
+    );
     assert_eq!(
         s.login_failures(&carol)
             .await
             .unwrap()
-            .unwrap()
-            .consecutive_failures,
-        2
+            .map(|c| c.consecutive_failures),
+        Some(2)
+    );
+    assert_eq!(charge(s, "carol", 2).await, charged(3, 2));
+    // A counter whose last failure is older than `forget_after` starts again at 1.
+    assert_eq!(charge(s, "carol", 70).await, charged(1, 70));
+    // Counters are per name, whether or not such a user exists.
+    assert_eq!(s.login_failures(&name("dave")).await.unwrap(), None);
+}
+
+/// Twelve attempts on `who` at once: how many got through, and the counter they left.
+async fn simultaneous_attempts(
+    store: &Arc<dyn Store>,
+    policy: ThrottlePolicy,
+    who: &'static str,
+) -> (u32, Option<u32>) {
+    let attempts: Vec<_> = (0..12)
+        .map(|_| {
+            let s = Arc::clone(store);
+            tokio::spawn(async move {
+                s.charge_login_attempt(&name(who), &policy, at(1))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut through = 0;
+    for attempt in attempts {
+        through += u32::from(matches!(attempt.await.unwrap(), Charge::Charged(_)));
+    }
+    let stored = store.login_failures(&name(who)).await.unwrap();
+    (through, stored.map(|c| c.consecutive_failures))
+}
+
+/// Simultaneous attempts on one name are charged one after another: exactly as many get
+/// through as the policy lets through, and none is refused for losing a race.
+async fn concurrent_attempts_on_one_counter_are_charged_one_by_one(b: Backend) {
+    let lenient = ThrottlePolicy {
+        free_failures: 100,
+        ..throttle()
+    };
+    assert_eq!(
+        simultaneous_attempts(&b.store, lenient, "carol").await,
+        (12, Some(12))
+    );
+    assert_eq!(
+        simultaneous_attempts(&b.store, throttle(), "dave").await,
+        (2, Some(2))
     );
 }
 
 async fn login_failure_counters_are_cleared_and_purged(b: Backend) {
     let s = b.store.as_ref();
     for (n, minute) in [("a1", 1), ("a2", 2), ("a3", 3), ("b1", 50)] {
-        assert!(
-            s.charge_login_attempt(&name(n), None, at(minute), T0)
-                .await
-                .unwrap()
-        );
+        assert_eq!(charge(s, n, minute).await, charged(1, minute));
     }
     assert!(s.clear_login_failures(&name("a3")).await.unwrap());
     assert!(!s.clear_login_failures(&name("a3")).await.unwrap());
@@ -1225,11 +1233,7 @@ async fn a_session_starts_with_its_login_event_and_clears_the_failure_counter(b:
             .collect::<Vec<_>>()
     };
     // The login's attempt was charged before its password was checked.
-    assert!(
-        s.charge_login_attempt(&name("alice"), None, at(1), T0)
-            .await
-            .unwrap()
-    );
+    assert_eq!(charge(s, "alice", 1).await, charged(1, 1));
     let family = NewFamily {
         id: FamilyId::generate(),
         user: alice.clone(),
@@ -1252,11 +1256,7 @@ async fn a_session_starts_with_its_login_event_and_clears_the_failure_counter(b:
 
     // All or nothing: a session that cannot be stored (its id is taken) clears no counter and
     // records no login.
-    assert!(
-        s.charge_login_attempt(&name("alice"), None, at(3), T0)
-            .await
-            .unwrap()
-    );
+    assert_eq!(charge(s, "alice", 3).await, charged(1, 3));
     assert!(
         s.start_family(&family, &token(at(4), &p), &succeeded)
             .await

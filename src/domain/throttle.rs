@@ -36,6 +36,17 @@ pub struct FailureCount {
     pub last_failure_at: Timestamp,
 }
 
+/// The outcome of charging a login attempt to its counter ([`ThrottlePolicy::charge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// The attempt may check its password, and is counted as a failure until it succeeds:
+    /// this is the counter it leaves.
+    Charged(FailureCount),
+    /// Refused without checking the password, and not counted; retry after this many whole
+    /// seconds (≥ 1).
+    Throttled { retry_after_secs: u64 },
+}
+
 /// Whether an attempt may check a password now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -88,6 +99,23 @@ impl ThrottlePolicy {
         Admission::Throttled {
             retry_after_secs: secs.max(1),
         }
+    }
+
+    /// Decides an attempt at `now` against the stored counter `seen` and, when it is admitted,
+    /// counts it as a failure before its password is checked: one more failure at `now`, or
+    /// the first of a new count when `seen` is missing or forgotten. The store applies this
+    /// inside one write transaction (`Store::charge_login_attempt`).
+    pub fn charge(&self, seen: Option<FailureCount>, now: Timestamp) -> Charge {
+        if let Admission::Throttled { retry_after_secs } = self.admit(seen, now) {
+            return Charge::Throttled { retry_after_secs };
+        }
+        let earlier = seen
+            .filter(|c| !self.is_forgotten(c.last_failure_at, now))
+            .map_or(0, |c| c.consecutive_failures);
+        Charge::Charged(FailureCount {
+            consecutive_failures: earlier.saturating_add(1),
+            last_failure_at: now,
+        })
     }
 }
 
@@ -172,6 +200,30 @@ mod tests {
         assert_eq!(p.forget_before(at(60_000)), at(1));
         assert!(p.is_forgotten(at(0), at(60_000)));
         assert!(!p.is_forgotten(at(1), at(60_000)));
+    }
+
+    #[test]
+    fn an_admitted_attempt_is_charged_on_top_of_the_counter_it_saw() {
+        let p = ThrottlePolicy {
+            forget_after: Duration::from_secs(60),
+            ..ThrottlePolicy::default()
+        };
+        let charged = |seen, now| match p.charge(seen, now) {
+            Charge::Charged(c) => (c.consecutive_failures, c.last_failure_at),
+            Charge::Throttled { .. } => panic!("throttled"),
+        };
+        assert_eq!(charged(None, at(5)), (1, at(5)));
+        assert_eq!(charged(count(3), at(5)), (4, at(5)));
+        // A forgotten counter starts again.
+        assert_eq!(charged(count(3), at(60_000)), (1, at(60_000)));
+        // 7 failures: 4 s delay, and a throttled attempt is not counted.
+        assert_eq!(
+            p.charge(count(7), at(1_000)),
+            Charge::Throttled {
+                retry_after_secs: 3
+            }
+        );
+        assert_eq!(charged(count(7), at(4_000)), (8, at(4_000)));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::crypto::keys::{KeyError, KeyRing};
 use crate::crypto::password::{HashError, HashTicket, PasswordHasher, Verification};
 use crate::crypto::refresh_token::{RandomnessError, RefreshToken};
 use crate::domain::{
-    Admission, ApiKeyId, AuditEvent, AuditKind, Clock, FamilyId, NewFamily, NewToken, Origin,
+    ApiKeyId, AuditEvent, AuditKind, Charge, Clock, FamilyId, NewFamily, NewToken, Origin,
     Password, PasswordError, RefreshPolicy, Role, Rotation, SessionOrigin, Successor,
     ThrottlePolicy, Timestamp, User, Username,
 };
@@ -85,11 +85,6 @@ impl From<HashError> for AuthError {
         }
     }
 }
-
-/// How often an attempt re-reads a counter that concurrent attempts keep changing.
-const MAX_CHARGE_ATTEMPTS: u32 = 16;
-/// Before its n-th retry, an attempt waits a random time up to n × this.
-const CHARGE_BACKOFF_STEP: Duration = Duration::from_millis(1);
 
 /// The outcome of checking a password, before throttling bookkeeping.
 enum PasswordCheck {
@@ -232,7 +227,7 @@ impl TokenService {
         // A name that does not parse cannot exist; that says nothing about real users.
         let username = Username::parse(username).map_err(|_| AuthError::InvalidCredentials)?;
         // A place in the hashing queue first: under a flood, what the queue cannot take is
-        // refused before any database work for it (the throttle's read and compare-and-swap).
+        // refused before any database work for it (the throttle's charge).
         let ticket = self.hasher.admit()?;
         let now = self.clock.now();
         let event = |kind| {
@@ -241,36 +236,19 @@ impl TokenService {
                 .source(ctx.source_label())
                 .request_id(ctx.request_id.as_str())
         };
-        let forget_before = self.settings.throttle.forget_before(now);
-        // Admit, then charge the attempt as a failure before checking the password; if a
-        // concurrent attempt changed the counter first, look again. Contention is per name,
-        // existing or not, so giving up under it says nothing about the user.
-        let mut charged = None;
-        for attempt in 0..MAX_CHARGE_ATTEMPTS {
-            if attempt > 0 {
-                // Attempts that collided collide again if they retry in step.
-                let jitter = crate::crypto::random_bytes::<1>().map_or(128, |b| u32::from(b[0]));
-                tokio::time::sleep(CHARGE_BACKOFF_STEP * attempt * jitter / 255).await;
-            }
-            let seen = self.store.login_failures(&username).await?;
-            if let Admission::Throttled { retry_after_secs } =
-                self.settings.throttle.admit(seen, now)
-            {
+        // Charge the attempt as a failure before checking the password (the store decides and
+        // charges in one transaction); a success clears the counter with its session.
+        let charged = match self
+            .store
+            .charge_login_attempt(&username, &self.settings.throttle, now)
+            .await?
+        {
+            Charge::Charged(count) => count,
+            Charge::Throttled { retry_after_secs } => {
                 return Err(self
                     .throttled(event(AuditKind::LoginThrottled), retry_after_secs)
                     .await);
             }
-            if self
-                .store
-                .charge_login_attempt(&username, seen, now, forget_before)
-                .await?
-            {
-                charged = Some(seen);
-                break;
-            }
-        }
-        let Some(seen) = charged else {
-            return Err(self.throttled(event(AuditKind::LoginThrottled), 1).await);
         };
         match self.check_password(ticket, &username, password).await? {
             PasswordCheck::Accepted(user) => {
@@ -278,14 +256,10 @@ impl TokenService {
                 Ok((user, succeeded))
             }
             PasswordCheck::Refused(user, reason) => {
-                let failures = match seen {
-                    Some(c) if !self.settings.throttle.is_forgotten(c.last_failure_at, now) => {
-                        c.consecutive_failures.saturating_add(1)
-                    }
-                    _ => 1,
-                };
-                let mut e = event(AuditKind::LoginFailed)
-                    .detail(format!("{reason}; consecutive_failures={failures}"));
+                let mut e = event(AuditKind::LoginFailed).detail(format!(
+                    "{reason}; consecutive_failures={}",
+                    charged.consecutive_failures
+                ));
                 if let Some(user) = &user {
                     e = e.user(user);
                 }

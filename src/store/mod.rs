@@ -13,9 +13,9 @@ use async_trait::async_trait;
 
 use crate::crypto::api_key::ApiKeySecretHash;
 use crate::domain::{
-    ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, FailureCount, FamilyId, NewFamily, NewToken,
-    Origin, PresentedToken, RefreshPolicy, Role, Rotation, Session, Successor, Timestamp,
-    TokenHash, User, UserCredentials, UserId, Username,
+    ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, Charge, FailureCount, FamilyId, NewFamily,
+    NewToken, Origin, PresentedToken, RefreshPolicy, Role, Rotation, Session, Successor,
+    ThrottlePolicy, Timestamp, TokenHash, User, UserCredentials, UserId, Username,
 };
 
 pub use postgres::PostgresStore;
@@ -303,19 +303,18 @@ pub trait Store: Send + Sync + 'static {
     /// The failure counter of `username`, if any.
     async fn login_failures(&self, username: &Username)
     -> Result<Option<FailureCount>, StoreError>;
-    /// Counts an admitted attempt as a failure *before* its password is checked, in one
-    /// atomic upsert that only applies while the counter is still `seen` (compare-and-swap):
-    /// of concurrent attempts admitted on the same counter, exactly one is charged and the
-    /// others must re-read and be admitted again, so parallel guesses cannot slip past the
-    /// throttle. A counter whose last failure is before `forget_before` restarts at 1.
-    /// Returns whether this attempt was charged.
+    /// Decides a login attempt on `username`'s failure counter by `policy` and, when it is
+    /// admitted, counts it as a failure *before* its password is checked
+    /// ([`ThrottlePolicy::charge`]): the read, the decision and the write happen in one write
+    /// transaction. Concurrent attempts on one counter are therefore charged one after
+    /// another: parallel guesses cannot slip past the throttle, and no attempt is refused for
+    /// losing a race. A throttled attempt changes nothing.
     async fn charge_login_attempt(
         &self,
         username: &Username,
-        seen: Option<FailureCount>,
+        policy: &ThrottlePolicy,
         now: Timestamp,
-        forget_before: Timestamp,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Charge, StoreError>;
     /// Removes the counter (a successful login, or `authd user unlock`). Returns whether one
     /// existed.
     async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError>;

@@ -35,10 +35,10 @@ use super::{
 };
 use crate::crypto::api_key::ApiKeySecretHash;
 use crate::domain::{
-    ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, AuditKind, Decision, FailureCount, FamilyId,
-    NewFamily, NewToken, Origin, PresentedToken, RefreshPolicy, Rejection, Role, Rotation, Session,
-    SessionOrigin, Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username,
-    decide, normalise_roles,
+    ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, AuditKind, Charge, Decision, FailureCount,
+    FamilyId, NewFamily, NewToken, Origin, PresentedToken, RefreshPolicy, Rejection, Role,
+    Rotation, Session, SessionOrigin, Successor, ThrottlePolicy, Timestamp, TokenHash, User,
+    UserCredentials, UserId, Username, decide, normalise_roles,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -263,6 +263,55 @@ impl PostgresStore {
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(user)
+    }
+
+    /// See [`Store::charge_login_attempt`]. The counter row is locked (`FOR UPDATE`) while
+    /// the policy decides, so concurrent attempts on one name are charged one after another.
+    /// A missing counter is first inserted with no failures, because a row lock cannot lock a
+    /// row that does not exist; that row never outlives the transaction uncharged.
+    async fn charge_login_attempt_once(
+        &self,
+        username: &Username,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> Result<Charge, StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO login_throttle (username, failures, last_failure_at) VALUES ($1, 0, $2) \
+             ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(username.as_str())
+        .bind(now.unix_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let row = sqlx::query(
+            "SELECT failures, last_failure_at FROM login_throttle WHERE username = $1 FOR UPDATE",
+        )
+        .bind(username.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let seen = Some(failure_count_from_row(&row)?).filter(|c| c.consecutive_failures > 0);
+        let charge = policy.charge(seen, now);
+        match charge {
+            Charge::Charged(count) => {
+                sqlx::query(
+                    "UPDATE login_throttle SET failures = $2, last_failure_at = $3 \
+                     WHERE username = $1",
+                )
+                .bind(username.as_str())
+                .bind(i64::from(count.consecutive_failures))
+                .bind(count.last_failure_at.unix_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                tx.commit().await.map_err(unavailable)?;
+            }
+            // Only a counter with failures can throttle, so there is nothing to keep.
+            Charge::Throttled { .. } => tx.rollback().await.map_err(unavailable)?,
+        }
+        Ok(charge)
     }
 
     async fn start_family_once(
@@ -1266,33 +1315,10 @@ impl Store for PostgresStore {
     async fn charge_login_attempt(
         &self,
         username: &Username,
-        seen: Option<FailureCount>,
+        policy: &ThrottlePolicy,
         now: Timestamp,
-        forget_before: Timestamp,
-    ) -> Result<bool, StoreError> {
-        // One atomic upsert (compare-and-swap on the counter). With `seen` = None the WHERE
-        // compares with NULL and is never true, so a row created concurrently is left alone
-        // and this attempt is not charged.
-        let done = within_deadline(async {
-            sqlx::query(
-                "INSERT INTO login_throttle (username, failures, last_failure_at) VALUES ($1, 1, $2) \
-                 ON CONFLICT (username) DO UPDATE SET \
-                     failures = CASE WHEN login_throttle.last_failure_at < $3 THEN 1 \
-                                     ELSE login_throttle.failures + 1 END, \
-                     last_failure_at = EXCLUDED.last_failure_at \
-                 WHERE login_throttle.failures = $4 AND login_throttle.last_failure_at = $5",
-            )
-            .bind(username.as_str())
-            .bind(now.unix_millis())
-            .bind(forget_before.unix_millis())
-            .bind(seen.map(|c| i64::from(c.consecutive_failures)))
-            .bind(seen.map(|c| c.last_failure_at.unix_millis()))
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)
-        })
-        .await?;
-        Ok(done.rows_affected() == 1)
+    ) -> Result<Charge, StoreError> {
+        retrying!(self.charge_login_attempt_once(username, policy, now))
     }
 
     async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError> {

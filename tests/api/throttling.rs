@@ -233,3 +233,19 @@ async fn concurrent_guesses_cannot_slip_past_the_throttle() {
         .count();
     assert_eq!((checked, throttled), (3, 17), "{codes:?}");
 }
+
+#[tokio::test]
+async fn simultaneous_logins_of_one_account_all_succeed() {
+    // Each attempt is charged before its password is checked, so all 24 can be in the counter
+    // at once: with that many free failures, none may be refused for arriving together.
+    let (app, _clock) = spawn_throttled(24).await;
+    app.add_user("alice", &[]).await;
+    let logins = (0..24).map(|_| app.login("alice", PASSWORD));
+    let results = futures::future::join_all(logins).await;
+    let refused: Vec<Code> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(tonic::Status::code))
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+    app.login("alice", PASSWORD).await.unwrap();
+}

@@ -28,9 +28,10 @@ use super::{
 };
 use crate::crypto::api_key::ApiKeySecretHash;
 use crate::domain::{
-    ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, AuditKind, FailureCount, FamilyId, NewFamily,
-    NewToken, Origin, PresentedToken, RefreshPolicy, Role, Rotation, Session, SessionOrigin,
-    Successor, Timestamp, TokenHash, User, UserCredentials, UserId, Username, normalise_roles,
+    ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, AuditKind, Charge, FailureCount, FamilyId,
+    NewFamily, NewToken, Origin, PresentedToken, RefreshPolicy, Role, Rotation, Session,
+    SessionOrigin, Successor, ThrottlePolicy, Timestamp, TokenHash, User, UserCredentials, UserId,
+    Username, normalise_roles,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -966,29 +967,34 @@ impl Store for SqliteStore {
     async fn charge_login_attempt(
         &self,
         username: &Username,
-        seen: Option<FailureCount>,
+        policy: &ThrottlePolicy,
         now: Timestamp,
-        forget_before: Timestamp,
-    ) -> Result<bool, StoreError> {
-        // With `seen` = None the WHERE is never true, so an existing row (created by a
-        // concurrent attempt) is left alone and this attempt is not charged.
-        let done = sqlx::query(
-            "INSERT INTO login_throttle (username, failures, last_failure_at) VALUES (?, 1, ?) \
-             ON CONFLICT (username) DO UPDATE SET \
-                 failures = CASE WHEN login_throttle.last_failure_at < ? THEN 1 \
-                                 ELSE login_throttle.failures + 1 END, \
-                 last_failure_at = excluded.last_failure_at \
-             WHERE login_throttle.failures = ? AND login_throttle.last_failure_at = ?",
-        )
-        .bind(username.as_str())
-        .bind(now.unix_millis())
-        .bind(forget_before.unix_millis())
-        .bind(seen.map(|c| i64::from(c.consecutive_failures)))
-        .bind(seen.map(|c| c.last_failure_at.unix_millis()))
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(done.rows_affected() == 1)
+    ) -> Result<Charge, StoreError> {
+        // BEGIN IMMEDIATE: the read, the decision and the write happen under the write lock.
+        let mut tx = self.begin_immediate().await?;
+        let row =
+            sqlx::query("SELECT failures, last_failure_at FROM login_throttle WHERE username = ?")
+                .bind(username.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        let seen = row.as_ref().map(failure_count_from_row).transpose()?;
+        let charge = policy.charge(seen, now);
+        if let Charge::Charged(count) = charge {
+            sqlx::query(
+                "INSERT INTO login_throttle (username, failures, last_failure_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (username) DO UPDATE SET \
+                     failures = excluded.failures, last_failure_at = excluded.last_failure_at",
+            )
+            .bind(username.as_str())
+            .bind(i64::from(count.consecutive_failures))
+            .bind(count.last_failure_at.unix_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(charge)
     }
 
     async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError> {
