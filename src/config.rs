@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::keys::SigningAlgorithm;
 use crate::crypto::password::{Argon2Params, QueueLimits};
-use crate::domain::{KeyPolicy, RefreshPolicy, TOKEN_CLOCK_SKEW, ThrottlePolicy};
+use crate::domain::{
+    KeyPolicy, MAX_CONSECUTIVE_FAILURES, RefreshPolicy, TOKEN_CLOCK_SKEW, ThrottlePolicy,
+};
 use crate::service::TokenSettings;
 use crate::store::StoreOptions;
 use secrecy::{ExposeSecret, SecretString};
@@ -58,9 +60,12 @@ pub struct Config {
     /// The longest delay between login attempts of one username.
     #[serde(with = "duration")]
     pub throttle_max_delay: Duration,
-    /// A failure counter untouched this long is forgotten and purged.
+    /// A failure counter untouched this long is forgotten and purged (a locked one is kept).
     #[serde(with = "duration")]
     pub throttle_forget_after: Duration,
+    /// Consecutive login failures per username that lock it until `authd user unlock`
+    /// (1 to 100: NIST SP 800-63B-4 allows no more than 100).
+    pub throttle_max_failures: u32,
     /// Logins that may be in progress ahead of a hashing permit, counted from arrival (before
     /// the throttle's database work); more are refused with UNAVAILABLE at once.
     pub hash_queue_max: usize,
@@ -217,6 +222,7 @@ impl Default for Config {
             throttle_free_failures: 5,
             throttle_max_delay: Duration::from_secs(15 * 60),
             throttle_forget_after: Duration::from_secs(24 * 3600),
+            throttle_max_failures: MAX_CONSECUTIVE_FAILURES,
             hash_queue_max: 64,
             hash_queue_timeout: Duration::from_secs(2),
             per_source_rate: 10,
@@ -343,6 +349,9 @@ impl Config {
         if self.throttle_max_delay.is_zero() || self.throttle_forget_after.is_zero() {
             return invalid("throttle_max_delay and throttle_forget_after must be positive");
         }
+        if !(1..=MAX_CONSECUTIVE_FAILURES).contains(&self.throttle_max_failures) {
+            return invalid("throttle_max_failures must be between 1 and 100");
+        }
         if self.hash_queue_timeout.is_zero() {
             return invalid("hash_queue_timeout must be positive");
         }
@@ -398,6 +407,7 @@ impl Config {
             free_failures: self.throttle_free_failures,
             max_delay: self.throttle_max_delay,
             forget_after: self.throttle_forget_after,
+            max_failures: self.throttle_max_failures,
         }
     }
 
@@ -617,8 +627,12 @@ mod tests {
             (19456, 2, 1)
         );
         assert_eq!(
-            (c.throttle_free_failures, c.throttle_max_delay),
-            (5, Duration::from_secs(900))
+            (
+                c.throttle_free_failures,
+                c.throttle_max_delay,
+                c.throttle_max_failures
+            ),
+            (5, Duration::from_secs(900), 100)
         );
         assert_eq!(
             (c.hash_queue_max, c.hash_queue_timeout),
@@ -712,6 +726,17 @@ mod tests {
             assert!(Config::load(None, &Overrides::default()).is_err());
             Ok(())
         });
+        // NIST allows at most 100 consecutive failures; 0 would lock every name at once.
+        for bad in ["0", "101"] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env("AUTHD_THROTTLE_MAX_FAILURES", bad);
+                let e = Config::load(None, &Overrides::default())
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains("throttle_max_failures"), "{e}");
+                Ok(())
+            });
+        }
         let missing = Config::load(
             Some(Path::new("/nonexistent/authd.toml")),
             &Overrides::default(),

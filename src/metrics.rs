@@ -38,6 +38,8 @@ pub enum LoginOutcome {
     Success,
     InvalidCredentials,
     Throttled,
+    /// Refused: the username is locked after too many consecutive failures.
+    Locked,
     /// A request missing its username or password.
     InvalidRequest,
     Error,
@@ -49,6 +51,7 @@ impl LoginOutcome {
             Self::Success => "success",
             Self::InvalidCredentials => "invalid_credentials",
             Self::Throttled => "throttled",
+            Self::Locked => "locked",
             Self::InvalidRequest => "invalid_request",
             Self::Error => "error",
         }

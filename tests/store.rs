@@ -1016,12 +1016,14 @@ async fn api_keys_round_trip_without_their_secret(b: Backend) {
 
 // --- login throttling and audit trail
 
-/// Two free failures, then 1 s doubling up to 4 minutes; counters forgotten after an hour.
+/// Two free failures, then 1 s doubling up to 4 minutes; counters forgotten after an hour;
+/// locked at 4 failures.
 fn throttle() -> ThrottlePolicy {
     ThrottlePolicy {
         free_failures: 2,
         max_delay: 4 * MINUTE,
         forget_after: 60 * MINUTE,
+        max_failures: 4,
     }
 }
 
@@ -1069,6 +1071,21 @@ async fn login_attempts_are_charged_under_the_policy(b: Backend) {
     assert_eq!(charge(s, "carol", 2).await, charged(3, 2));
     // A counter whose last failure is older than `forget_after` starts again at 1.
     assert_eq!(charge(s, "carol", 70).await, charged(1, 70));
+    // At `max_failures` the name locks: nothing more is charged, however long the wait.
+    for (minute, failures) in [(71, 2), (72, 3), (73, 4)] {
+        assert_eq!(charge(s, "carol", minute).await, charged(failures, minute));
+    }
+    assert_eq!(charge(s, "carol", 74).await, Charge::Locked);
+    assert_eq!(charge(s, "carol", 10_000).await, Charge::Locked);
+    assert_eq!(
+        s.login_failures(&carol).await.unwrap(),
+        Some(FailureCount {
+            consecutive_failures: 4,
+            last_failure_at: at(73)
+        })
+    );
+    assert!(s.clear_login_failures(&carol).await.unwrap());
+    assert_eq!(charge(s, "carol", 10_001).await, charged(1, 10_001));
     // Counters are per name, whether or not such a user exists.
     assert_eq!(s.login_failures(&name("dave")).await.unwrap(), None);
 }
@@ -1102,6 +1119,7 @@ async fn simultaneous_attempts(
 async fn concurrent_attempts_on_one_counter_are_charged_one_by_one(b: Backend) {
     let lenient = ThrottlePolicy {
         free_failures: 100,
+        max_failures: 100,
         ..throttle()
     };
     assert_eq!(
@@ -1119,13 +1137,21 @@ async fn login_failure_counters_are_cleared_and_purged(b: Backend) {
     for (n, minute) in [("a1", 1), ("a2", 2), ("a3", 3), ("b1", 50)] {
         assert_eq!(charge(s, n, minute).await, charged(1, minute));
     }
+    // a2 is locked (at 3 failures, say), whatever its age.
+    for minute in [2, 3] {
+        assert!(matches!(charge(s, "a2", minute).await, Charge::Charged(_)));
+    }
     assert!(s.clear_login_failures(&name("a3")).await.unwrap());
     assert!(!s.clear_login_failures(&name("a3")).await.unwrap());
-    // Bounded batches: at most `limit` rows per call, only those older than `before`.
-    assert_eq!(s.purge_login_failures(at(10), 1).await.unwrap(), 1);
-    assert_eq!(s.purge_login_failures(at(10), 100).await.unwrap(), 1);
-    assert_eq!(s.purge_login_failures(at(10), 100).await.unwrap(), 0);
+    // Bounded batches: at most `limit` rows per call, only those older than `before`, and
+    // never a locked one.
+    assert_eq!(s.purge_login_failures(at(10), 3, 1).await.unwrap(), 1);
+    assert_eq!(s.purge_login_failures(at(10), 3, 100).await.unwrap(), 0);
+    assert!(s.login_failures(&name("a2")).await.unwrap().is_some());
     assert!(s.login_failures(&name("b1")).await.unwrap().is_some());
+    // Unlocked by a higher limit, it goes too.
+    assert_eq!(s.purge_login_failures(at(10), 4, 100).await.unwrap(), 1);
+    assert_eq!(s.login_failures(&name("a2")).await.unwrap(), None);
 }
 
 async fn audit_events_are_stored_listed_and_purged(b: Backend) {

@@ -14,6 +14,7 @@ pub enum AuditKind {
     LoginSucceeded,
     LoginFailed,
     LoginThrottled,
+    LoginLocked,
     TokenRefreshed,
     RefreshReuseDetected,
     FamilyRevoked,
@@ -28,10 +29,11 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 14] = [
+    pub const ALL: [AuditKind; 15] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginThrottled,
+        Self::LoginLocked,
         Self::TokenRefreshed,
         Self::RefreshReuseDetected,
         Self::FamilyRevoked,
@@ -50,6 +52,7 @@ impl AuditKind {
             Self::LoginSucceeded => "login_succeeded",
             Self::LoginFailed => "login_failed",
             Self::LoginThrottled => "login_throttled",
+            Self::LoginLocked => "login_locked",
             Self::TokenRefreshed => "token_refreshed",
             Self::RefreshReuseDetected => "refresh_reuse_detected",
             Self::FamilyRevoked => "family_revoked",

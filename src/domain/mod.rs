@@ -26,7 +26,7 @@ pub use refresh::{
     Rejection, Rotation, Session, SessionOrigin, Successor, TokenHash, decide, is_live,
 };
 pub use role::{Role, RoleError};
-pub use throttle::{Admission, Charge, FailureCount, ThrottlePolicy};
+pub use throttle::{Admission, Charge, FailureCount, MAX_CONSECUTIVE_FAILURES, ThrottlePolicy};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use user::{User, UserCredentials, UserId, normalise_roles};
 pub use username::{MAX_USERNAME_CHARS, Username, UsernameError};

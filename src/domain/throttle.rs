@@ -1,7 +1,9 @@
 //! Login throttling per account: the pure rule deciding whether an attempt may go ahead.
 //!
 //! Failures are counted per normalised username whether or not the user exists, so the
-//! answer never depends on existence. Storage of the counters is the store's job; this module
+//! answer never depends on existence. After a few free failures each attempt must wait a
+//! growing delay; after `max_failures` the name is locked until an administrator unlocks it
+//! (NIST SP 800-63B-4 §3.2.2: at most 100 consecutive failures). Storage of the counters is the store's job; this module
 //! only decides, from a counter and `now`, whether the next attempt is admitted.
 
 use std::time::Duration;
@@ -15,9 +17,16 @@ pub struct ThrottlePolicy {
     pub free_failures: u32,
     /// The longest delay between attempts.
     pub max_delay: Duration,
-    /// A counter whose last failure is older than this is forgotten (and may be purged).
+    /// A counter whose last failure is older than this is forgotten (and may be purged),
+    /// unless it is locked.
     pub forget_after: Duration,
+    /// Consecutive failures that lock the name: no attempt is admitted any more, however long
+    /// it waits, until the counter is cleared (`authd user unlock`).
+    pub max_failures: u32,
 }
+
+/// NIST SP 800-63B-4 §3.2.2: no more than 100 consecutive failed attempts on one account.
+pub const MAX_CONSECUTIVE_FAILURES: u32 = 100;
 
 impl Default for ThrottlePolicy {
     fn default() -> Self {
@@ -25,6 +34,7 @@ impl Default for ThrottlePolicy {
             free_failures: 5,
             max_delay: Duration::from_secs(15 * 60),
             forget_after: Duration::from_secs(24 * 3600),
+            max_failures: MAX_CONSECUTIVE_FAILURES,
         }
     }
 }
@@ -45,6 +55,8 @@ pub enum Charge {
     /// Refused without checking the password, and not counted; retry after this many whole
     /// seconds (≥ 1).
     Throttled { retry_after_secs: u64 },
+    /// Refused without checking the password, and not counted: the name is locked.
+    Locked,
 }
 
 /// Whether an attempt may check a password now.
@@ -55,6 +67,8 @@ pub enum Admission {
     Throttled {
         retry_after_secs: u64,
     },
+    /// Refused without checking the password until the counter is cleared.
+    Locked,
 }
 
 impl ThrottlePolicy {
@@ -69,7 +83,13 @@ impl ThrottlePolicy {
         Duration::from_secs(secs).min(self.max_delay)
     }
 
-    /// Whether a counter last touched at `last_failure_at` is forgotten at `now`.
+    /// Whether `count` locks its name.
+    pub fn locks(&self, count: FailureCount) -> bool {
+        count.consecutive_failures >= self.max_failures
+    }
+
+    /// Whether a counter last touched at `last_failure_at` is forgotten at `now` (a locked
+    /// one is not, whatever this says: see [`Self::admit`]).
     pub fn is_forgotten(&self, last_failure_at: Timestamp, now: Timestamp) -> bool {
         now.since(last_failure_at) >= self.forget_after
     }
@@ -86,6 +106,9 @@ impl ThrottlePolicy {
         let Some(count) = count else {
             return Admission::Allowed;
         };
+        if self.locks(count) {
+            return Admission::Locked;
+        }
         if self.is_forgotten(count.last_failure_at, now) {
             return Admission::Allowed;
         }
@@ -106,8 +129,12 @@ impl ThrottlePolicy {
     /// the first of a new count when `seen` is missing or forgotten. The store applies this
     /// inside one write transaction (`Store::charge_login_attempt`).
     pub fn charge(&self, seen: Option<FailureCount>, now: Timestamp) -> Charge {
-        if let Admission::Throttled { retry_after_secs } = self.admit(seen, now) {
-            return Charge::Throttled { retry_after_secs };
+        match self.admit(seen, now) {
+            Admission::Allowed => {}
+            Admission::Throttled { retry_after_secs } => {
+                return Charge::Throttled { retry_after_secs };
+            }
+            Admission::Locked => return Charge::Locked,
         }
         let earlier = seen
             .filter(|c| !self.is_forgotten(c.last_failure_at, now))
@@ -210,7 +237,7 @@ mod tests {
         };
         let charged = |seen, now| match p.charge(seen, now) {
             Charge::Charged(c) => (c.consecutive_failures, c.last_failure_at),
-            Charge::Throttled { .. } => panic!("throttled"),
+            Charge::Throttled { .. } | Charge::Locked => panic!("refused"),
         };
         assert_eq!(charged(None, at(5)), (1, at(5)));
         assert_eq!(charged(count(3), at(5)), (4, at(5)));
@@ -224,6 +251,22 @@ mod tests {
             }
         );
         assert_eq!(charged(count(7), at(4_000)), (8, at(4_000)));
+    }
+
+    #[test]
+    fn max_failures_lock_the_name_for_good() {
+        let p = ThrottlePolicy {
+            max_failures: 8,
+            forget_after: Duration::from_secs(60),
+            ..ThrottlePolicy::default()
+        };
+        assert!(matches!(p.charge(count(7), at(4_000)), Charge::Charged(_)));
+        assert_eq!(p.admit(count(8), at(0)), Admission::Locked);
+        assert_eq!(p.charge(count(8), at(0)), Charge::Locked);
+        // Neither the delay nor forgetting ends a lock.
+        assert_eq!(p.admit(count(8), at(10_000_000)), Admission::Locked);
+        assert_eq!(p.charge(count(9), at(10_000_000)), Charge::Locked);
+        assert_eq!(ThrottlePolicy::default().max_failures, 100);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub fn to_status(e: AuthError) -> Status {
                 .insert(RETRY_AFTER, MetadataValue::from(retry_after_secs));
             status
         }
+        // Not RESOURCE_EXHAUSTED: waiting does not help, only an administrator does.
+        AuthError::Locked => Status::failed_precondition(e.to_string()),
         AuthError::Overloaded => Status::unavailable(e.to_string()),
         AuthError::Unavailable(source) => {
             tracing::error!(error = %source, "request failed: dependency unavailable");

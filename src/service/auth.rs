@@ -58,6 +58,10 @@ pub enum AuthError {
     /// Too many failed logins for this username; the password was not checked.
     #[error("too many failed attempts; retry later")]
     Throttled { retry_after_secs: u64 },
+    /// The username reached the hard stop of consecutive failures; the password was not
+    /// checked, and only an administrator can clear it.
+    #[error("too many failed attempts; locked until an administrator unlocks it")]
+    Locked,
     /// Too many requests from this source address.
     #[error("too many requests; retry later")]
     RateLimited { retry_after_secs: u64 },
@@ -145,6 +149,8 @@ impl TokenService {
     ///   [`crate::domain::MAX_PASSWORD_BYTES`] (refused before any hashing);
     /// - [`AuthError::Throttled`] while the username is in its delay after repeated
     ///   failures (the password is not checked), whether or not the user exists;
+    /// - [`AuthError::Locked`] once the username reached `throttle_max_failures` consecutive
+    ///   failures, until `authd user unlock` (likewise for existing and unknown names);
     /// - [`AuthError::InvalidCredentials`] for an unknown user, a wrong password or a disabled
     ///   user alike, after the same amount of hashing work;
     /// - [`AuthError::Overloaded`] when the hashing queue is full;
@@ -167,6 +173,7 @@ impl TokenService {
             Err(AuthError::Throttled { .. } | AuthError::RateLimited { .. }) => {
                 LoginOutcome::Throttled
             }
+            Err(AuthError::Locked) => LoginOutcome::Locked,
             Err(AuthError::InvalidCredentials | AuthError::InvalidRefreshToken) => {
                 LoginOutcome::InvalidCredentials
             }
@@ -248,6 +255,10 @@ impl TokenService {
                 return Err(self
                     .throttled(event(AuditKind::LoginThrottled), retry_after_secs)
                     .await);
+            }
+            Charge::Locked => {
+                self.audit.record(event(AuditKind::LoginLocked)).await;
+                return Err(AuthError::Locked);
             }
         };
         match self.check_password(ticket, &username, password).await? {

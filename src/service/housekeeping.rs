@@ -94,8 +94,10 @@ pub async fn purge_expired(
     let ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     let audit_before = Timestamp::from_unix_millis(now.unix_millis().saturating_sub(ms));
     Ok(Purged {
-        login_counters: in_batches(|| store.purge_login_failures(forget_before, PURGE_BATCH))
-            .await?,
+        login_counters: in_batches(|| {
+            store.purge_login_failures(forget_before, throttle.max_failures, PURGE_BATCH)
+        })
+        .await?,
         audit_events: in_batches(|| store.purge_audit_events(audit_before, PURGE_BATCH)).await?,
     })
 }

@@ -318,8 +318,14 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the counter (a successful login, or `authd user unlock`). Returns whether one
     /// existed.
     async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError>;
-    /// Deletes up to `limit` counters whose last failure is before `before`; returns how many.
-    async fn purge_login_failures(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
+    /// Deletes up to `limit` counters whose last failure is before `before`, except locked
+    /// ones (`locked_at` failures or more: they stay until unlocked); returns how many.
+    async fn purge_login_failures(
+        &self,
+        before: Timestamp,
+        locked_at: u32,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 
     // --- audit trail
 

@@ -308,8 +308,10 @@ impl PostgresStore {
                 .map_err(unavailable)?;
                 tx.commit().await.map_err(unavailable)?;
             }
-            // Only a counter with failures can throttle, so there is nothing to keep.
-            Charge::Throttled { .. } => tx.rollback().await.map_err(unavailable)?,
+            // Only a counter with failures can refuse, so there is nothing to keep.
+            Charge::Throttled { .. } | Charge::Locked => {
+                tx.rollback().await.map_err(unavailable)?;
+            }
         }
         Ok(charge)
     }
@@ -1333,14 +1335,21 @@ impl Store for PostgresStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn purge_login_failures(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+    async fn purge_login_failures(
+        &self,
+        before: Timestamp,
+        locked_at: u32,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
         let done = within_deadline(async {
             sqlx::query(
                 "DELETE FROM login_throttle WHERE username IN \
-                     (SELECT username FROM login_throttle WHERE last_failure_at < $1 \
-                      LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                     (SELECT username FROM login_throttle \
+                      WHERE last_failure_at < $1 AND failures < $2 \
+                      LIMIT $3 FOR UPDATE SKIP LOCKED)",
             )
             .bind(before.unix_millis())
+            .bind(i64::from(locked_at))
             .bind(i64::from(limit))
             .execute(&self.pool)
             .await

@@ -13,7 +13,11 @@ use crate::helpers::{PASSWORD, spawn_app_with, spawn_on_with_clock, test_config}
 
 #[tokio::test]
 async fn every_event_type_is_recorded_without_secrets() {
-    let app = spawn_app_with(|c| c.throttle_free_failures = 1).await;
+    let app = spawn_app_with(|c| {
+        c.throttle_free_failures = 1;
+        c.throttle_max_failures = 2;
+    })
+    .await;
     let admin = app.admin().await;
     admin
         .add("alice", PASSWORD, &["reader".into()])
@@ -52,6 +56,12 @@ async fn every_event_type_is_recorded_without_secrets() {
         .await
         .unwrap_err(); // login_failed
     app.login("alice", PASSWORD).await.unwrap_err(); // login_throttled
+    // A second failure after the 1 s delay locks the name.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.login("alice", "a wrong password here")
+        .await
+        .unwrap_err();
+    app.login("alice", PASSWORD).await.unwrap_err(); // login_locked
     admin.unlock("alice").await.unwrap(); // user_unlocked
     admin
         .set_password("alice", "another long password")

@@ -249,3 +249,52 @@ async fn simultaneous_logins_of_one_account_all_succeed() {
     assert!(refused.is_empty(), "{refused:?}");
     app.login("alice", PASSWORD).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_name_locks_after_max_failures_until_unlocked_whatever_the_wait() {
+    let clock = ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = Config {
+        throttle_free_failures: 100,
+        throttle_max_failures: 4,
+        ..test_config(&dir)
+    };
+    let app = spawn_on_with_clock(dir, config, Arc::new(clock.clone())).await;
+    app.add_user("alice", &[]).await;
+    // The same script for an existing and an unknown name: four failures, then locked, with
+    // byte-identical answers.
+    let mut codes = Vec::new();
+    for password in [WRONG, WRONG, WRONG, WRONG, PASSWORD] {
+        let known = app.login("alice", password).await.unwrap_err();
+        let unknown = app.login("mallory", password).await.unwrap_err();
+        assert_eq!(fingerprint(&known), fingerprint(&unknown), "{known:?}");
+        codes.push(known.code());
+    }
+    assert_eq!(
+        codes,
+        [
+            Code::Unauthenticated,
+            Code::Unauthenticated,
+            Code::Unauthenticated,
+            Code::Unauthenticated,
+            Code::FailedPrecondition,
+        ]
+    );
+    let locked = app.login("alice", PASSWORD).await.unwrap_err();
+    assert_eq!(
+        locked.message(),
+        "too many failed attempts; locked until an administrator unlocks it"
+    );
+    assert!(locked.metadata().get("retry-after").is_none());
+    // Neither waiting past `throttle_forget_after` nor housekeeping ends the lock.
+    clock.advance(app.config.throttle_forget_after * 2);
+    let purged = app.service.purge_expired(Duration::from_secs(3600)).await;
+    assert_eq!(purged.unwrap().login_counters, 0);
+    assert_eq!(
+        app.login("alice", PASSWORD).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+    // An administrator does.
+    assert!(app.admin().await.unlock("alice").await.unwrap());
+    app.login("alice", PASSWORD).await.unwrap();
+}

@@ -1006,12 +1006,19 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn purge_login_failures(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+    async fn purge_login_failures(
+        &self,
+        before: Timestamp,
+        locked_at: u32,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "DELETE FROM login_throttle WHERE username IN \
-                 (SELECT username FROM login_throttle WHERE last_failure_at < ? LIMIT ?)",
+                 (SELECT username FROM login_throttle \
+                  WHERE last_failure_at < ? AND failures < ? LIMIT ?)",
         )
         .bind(before.unix_millis())
+        .bind(i64::from(locked_at))
         .bind(i64::from(limit))
         .execute(&self.pool)
         .await
