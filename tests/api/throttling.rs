@@ -45,6 +45,15 @@ fn fingerprint(status: &tonic::Status) -> (Code, String, Vec<u8>, Vec<(String, S
     )
 }
 
+/// The same refused login for the existing `alice` and the unknown `mallory`: asserts the
+/// answers are byte-identical and returns their code.
+async fn refused_alike(app: &TestApp, password: &str) -> Code {
+    let known = app.login("alice", password).await.unwrap_err();
+    let unknown = app.login("mallory", password).await.unwrap_err();
+    assert_eq!(fingerprint(&known), fingerprint(&unknown), "{known:?}");
+    known.code()
+}
+
 fn retry_after(status: &tonic::Status) -> u64 {
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     status
@@ -139,10 +148,7 @@ async fn unknown_and_existing_usernames_get_byte_identical_answers_at_every_step
     let mut codes = Vec::new();
     for (advance, password) in steps {
         clock.advance(*advance);
-        let known = app.login("alice", password).await.unwrap_err();
-        let unknown = app.login("mallory", password).await.unwrap_err();
-        assert_eq!(fingerprint(&known), fingerprint(&unknown), "{known:?}");
-        codes.push(known.code());
+        codes.push(refused_alike(&app, password).await);
     }
     assert_eq!(
         codes,
@@ -265,10 +271,7 @@ async fn a_name_locks_after_max_failures_until_unlocked_whatever_the_wait() {
     // byte-identical answers.
     let mut codes = Vec::new();
     for password in [WRONG, WRONG, WRONG, WRONG, PASSWORD] {
-        let known = app.login("alice", password).await.unwrap_err();
-        let unknown = app.login("mallory", password).await.unwrap_err();
-        assert_eq!(fingerprint(&known), fingerprint(&unknown), "{known:?}");
-        codes.push(known.code());
+        codes.push(refused_alike(&app, password).await);
     }
     assert_eq!(
         codes,
