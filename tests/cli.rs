@@ -60,6 +60,14 @@ impl Env {
         stderr
     }
 
+    /// `authd client login USER --password-stdin --addr URL` with `password` on stdin.
+    fn client_login(&self, url: &str, user: &str, password: &str) -> Output {
+        self.run(
+            &["client", "login", user, "--password-stdin", "--addr", url],
+            &format!("{password}\n"),
+        )
+    }
+
     fn add(&self, name: &str) {
         self.ok(
             &["user", "add", name, "--password-stdin"],
@@ -545,17 +553,7 @@ fn serve_logs_its_address_and_stops_on_sigterm() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = env.run(
-        &[
-            "client",
-            "login",
-            "alice",
-            "--password-stdin",
-            "--addr",
-            &url,
-        ],
-        "wrong password here\n",
-    );
+    let out = env.client_login(&url, "alice", "wrong password here");
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim_end(),
@@ -790,24 +788,53 @@ fn no_password_token_or_hash_reaches_any_log_even_at_trace_level() {
 }
 
 #[test]
+fn user_list_shows_a_locked_user_until_unlock() {
+    let env = Env::new();
+    env.add("alice");
+    env.add("bob");
+    let one_failure_locks = [("AUTHD_THROTTLE_MAX_FAILURES", "1")];
+    let server = Server::start(&env, &one_failure_locks);
+    let url = format!("http://{}", server.addr);
+    let login = |password: &str| env.client_login(&url, "alice", password);
+    let list = || {
+        let mut cmd = env.command(&["user", "list"]);
+        cmd.envs(one_failure_locks);
+        let out = binary::run_with_stdin(cmd, "");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let locked_column = |list: &str, name: &str| {
+        let header: Vec<&str> = list.lines().next().unwrap().split_whitespace().collect();
+        let column = header.iter().position(|h| *h == "LOCKED").unwrap();
+        let row = list
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap();
+        row.split_whitespace().nth(column).unwrap().to_owned()
+    };
+    assert_eq!(locked_column(&list(), "alice"), "no");
+    assert_eq!(login("a wrong password!").status.code(), Some(1));
+    let out = login(PASSWORD);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: FailedPrecondition: too many failed attempts; locked until an administrator unlocks it"
+    );
+    let listed = list();
+    assert_eq!(locked_column(&listed, "alice"), "yes", "{listed}");
+    assert_eq!(locked_column(&listed, "bob"), "no", "{listed}");
+    env.ok(&["user", "unlock", "alice"], "");
+    assert_eq!(locked_column(&list(), "alice"), "no");
+    assert!(login(PASSWORD).status.success());
+    server.stop();
+}
+
+#[test]
 fn user_unlock_and_audit_tail() {
     let env = Env::new();
     env.add("alice");
     let server = Server::start(&env, &[("AUTHD_THROTTLE_FREE_FAILURES", "1")]);
     let url = format!("http://{}", server.addr);
-    let login = |password: &str| {
-        env.run(
-            &[
-                "client",
-                "login",
-                "alice",
-                "--password-stdin",
-                "--addr",
-                &url,
-            ],
-            &format!("{password}\n"),
-        )
-    };
+    let login = |password: &str| env.client_login(&url, "alice", password);
     assert_eq!(login("a wrong password!").status.code(), Some(1));
     let out = login(PASSWORD);
     assert_eq!(

@@ -1077,6 +1077,8 @@ async fn login_attempts_are_charged_under_the_policy(b: Backend) {
     }
     assert_eq!(charge(s, "carol", 74).await, Charge::Locked);
     assert_eq!(charge(s, "carol", 10_000).await, Charge::Locked);
+    assert_eq!(s.locked_usernames(4).await.unwrap(), ["carol"]);
+    assert!(s.locked_usernames(5).await.unwrap().is_empty());
     assert_eq!(
         s.login_failures(&carol).await.unwrap(),
         Some(FailureCount {

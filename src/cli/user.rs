@@ -1,5 +1,6 @@
 //! `authd user …`: add, list, change and remove users.
 
+use std::collections::HashSet;
 use std::io::{BufRead, IsTerminal};
 use std::sync::Arc;
 
@@ -81,7 +82,11 @@ pub async fn run(config: Config, command: UserCommand) -> Result<(), String> {
             }
             UserCommand::List => {
                 let users = admin.list().await.map_err(err)?;
-                print_users(&users);
+                let locked = admin
+                    .locked(config.throttle_max_failures)
+                    .await
+                    .map_err(err)?;
+                print_users(&users, &locked.into_iter().collect());
             }
             UserCommand::SetPassword {
                 username,
@@ -149,18 +154,21 @@ fn roles_text(user: &User) -> String {
     }
 }
 
-fn print_users(users: &[User]) {
+/// `locked`: the names locked after too many failed logins.
+fn print_users(users: &[User], locked: &HashSet<String>) {
     println!(
-        "{:<24} {:<36} {:<24} {:<8} CREATED",
-        "USERNAME", "ID", "ROLES", "ENABLED"
+        "{:<24} {:<36} {:<24} {:<8} {:<7} CREATED",
+        "USERNAME", "ID", "ROLES", "ENABLED", "LOCKED"
     );
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
     for u in users {
         println!(
-            "{:<24} {:<36} {:<24} {:<8} {}",
+            "{:<24} {:<36} {:<24} {:<8} {:<7} {}",
             u.username,
             u.id,
             roles_text(u),
-            if u.enabled { "yes" } else { "no" },
+            yes_no(u.enabled),
+            yes_no(locked.contains(u.username.as_str())),
             u.created_at
         );
     }

@@ -192,6 +192,18 @@ impl UserAdmin {
         self.store.list_users().await.map_err(AdminError::Store)
     }
 
+    /// The names locked after `locked_at` consecutive failed logins (`throttle_max_failures`),
+    /// users or not; `unlock` clears them.
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub async fn locked(&self, locked_at: u32) -> Result<Vec<String>, AdminError> {
+        self.store
+            .locked_usernames(locked_at)
+            .await
+            .map_err(AdminError::Store)
+    }
+
     /// Sets a new password and ends every session (refresh family) of the user.
     ///
     /// # Errors

@@ -315,6 +315,8 @@ pub trait Store: Send + Sync + 'static {
         policy: &ThrottlePolicy,
         now: Timestamp,
     ) -> Result<Charge, StoreError>;
+    /// The names whose counter has `locked_at` failures or more (locked).
+    async fn locked_usernames(&self, locked_at: u32) -> Result<Vec<String>, StoreError>;
     /// Removes the counter (a successful login, or `authd user unlock`). Returns whether one
     /// existed.
     async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError>;

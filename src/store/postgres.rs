@@ -1323,6 +1323,17 @@ impl Store for PostgresStore {
         retrying!(self.charge_login_attempt_once(username, policy, now))
     }
 
+    async fn locked_usernames(&self, locked_at: u32) -> Result<Vec<String>, StoreError> {
+        within_deadline(async {
+            sqlx::query_scalar("SELECT username FROM login_throttle WHERE failures >= $1")
+                .bind(i64::from(locked_at))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
     async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError> {
         let done = within_deadline(async {
             sqlx::query("DELETE FROM login_throttle WHERE username = $1")

@@ -997,6 +997,14 @@ impl Store for SqliteStore {
         Ok(charge)
     }
 
+    async fn locked_usernames(&self, locked_at: u32) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT username FROM login_throttle WHERE failures >= ?")
+            .bind(i64::from(locked_at))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
     async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM login_throttle WHERE username = ?")
             .bind(username.as_str())
