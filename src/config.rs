@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::keys::SigningAlgorithm;
 use crate::crypto::password::{Argon2Params, QueueLimits};
 use crate::domain::{
-    KeyPolicy, MAX_CONSECUTIVE_FAILURES, RefreshPolicy, TOKEN_CLOCK_SKEW, ThrottlePolicy,
+    KeyPolicy, MAX_CONSECUTIVE_FAILURES, RefreshPolicy, Role, TOKEN_CLOCK_SKEW, ThrottlePolicy,
 };
 use crate::service::TokenSettings;
 use crate::store::StoreOptions;
@@ -76,6 +76,10 @@ pub struct Config {
     pub per_source_rate: u32,
     /// Burst allowed above the rate per source address.
     pub per_source_burst: u32,
+    /// When set, `Introspect` answers only callers presenting an active access token with this
+    /// role (`authorization: Bearer …`), as RFC 7662 asks of an introspection endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspect_role: Option<String>,
     /// Proxies (CIDRs) whose `x-forwarded-for` is believed.
     #[serde(with = "net_list")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -227,6 +231,7 @@ impl Default for Config {
             hash_queue_timeout: Duration::from_secs(2),
             per_source_rate: 10,
             per_source_burst: 20,
+            introspect_role: None,
             trusted_proxies: Vec::new(),
             max_message_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
@@ -310,7 +315,7 @@ impl Config {
             _ => Vec::new(),
         };
         // Optional keys are absent from the serialised defaults.
-        keys.extend(["tls_cert", "tls_key", "tls_client_ca"].map(String::from));
+        keys.extend(["tls_cert", "tls_key", "tls_client_ca", "introspect_role"].map(String::from));
         keys
     }
 
@@ -354,6 +359,11 @@ impl Config {
         }
         if self.hash_queue_timeout.is_zero() {
             return invalid("hash_queue_timeout must be positive");
+        }
+        if let Some(role) = &self.introspect_role
+            && Role::parse(role).is_err()
+        {
+            return invalid("introspect_role must be a valid role name");
         }
         if self.per_source_rate > 0 && self.per_source_burst == 0 {
             return invalid("per_source_burst must be positive when per_source_rate is set");
@@ -501,6 +511,10 @@ impl Config {
             throttle: self.throttle_policy(),
             per_source_rate: self.per_source_rate,
             per_source_burst: self.per_source_burst,
+            introspect_role: self
+                .introspect_role
+                .as_deref()
+                .and_then(|r| Role::parse(r).ok()),
         }
     }
 }
@@ -724,6 +738,20 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("AUTHD_SIGNING_ALGORITHM", "RS256");
             assert!(Config::load(None, &Overrides::default()).is_err());
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AUTHD_INTROSPECT_ROLE", "introspector");
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(c.introspect_role.as_deref(), Some("introspector"));
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AUTHD_INTROSPECT_ROLE", "Not A Role");
+            let e = Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("introspect_role"), "{e}");
             Ok(())
         });
         // NIST allows at most 100 consecutive failures; 0 would lock every name at once.

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::grpc::AuthServiceClient;
 use crate::grpc::pb::{self, token_request::Credential};
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum ClientCommand {
     /// Log in with a password (prompted, or one line on stdin with --password-stdin)
     Login {
@@ -51,7 +51,29 @@ pub enum ClientCommand {
         token: String,
         #[arg(long, value_name = "URL")]
         addr: Option<String>,
+        /// The caller's own access token, sent as `authorization: Bearer …` (needed when the
+        /// server sets `introspect_role`)
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "AUTHD_BEARER_TOKEN",
+            hide_env_values = true
+        )]
+        bearer: Option<String>,
     },
+}
+
+/// Tokens, API keys and bearer tokens are secrets: `Debug` shows only the command.
+impl std::fmt::Debug for ClientCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Login { .. } => "Login",
+            Self::ApiKeyLogin { .. } => "ApiKeyLogin",
+            Self::Refresh { .. } => "Refresh",
+            Self::Logout { .. } => "Logout",
+            Self::Introspect { .. } => "Introspect",
+        })
+    }
 }
 
 /// The argument, or one token read from stdin when it is "-".
@@ -114,15 +136,23 @@ pub async fn run(config: Config, command: ClientCommand) -> Result<(), String> {
                 access_token: access_token.unwrap_or_default(),
             }),
         ),
-        ClientCommand::Introspect { token, addr } => {
+        ClientCommand::Introspect {
+            token,
+            addr,
+            bearer,
+        } => {
             let token = arg_or_stdin(token, "token")?;
-            (
-                addr,
-                Request::Introspect(pb::IntrospectRequest {
-                    token,
-                    token_type_hint: String::new(),
-                }),
-            )
+            let mut request = tonic::Request::new(pb::IntrospectRequest {
+                token,
+                token_type_hint: String::new(),
+            });
+            if let Some(bearer) = bearer {
+                let value = format!("Bearer {bearer}")
+                    .parse()
+                    .map_err(|_| "the bearer token is not a valid header value".to_owned())?;
+                request.metadata_mut().insert("authorization", value);
+            }
+            (addr, Request::Introspect(request))
         }
     };
     let addr = addr.unwrap_or_else(|| format!("http://{}", config.grpc_addr));
@@ -182,5 +212,5 @@ enum Request {
     Token(pb::TokenRequest),
     Refresh(pb::RefreshTokenRequest),
     Logout(pb::LogoutRequest),
-    Introspect(pb::IntrospectRequest),
+    Introspect(tonic::Request<pb::IntrospectRequest>),
 }

@@ -140,3 +140,31 @@ async fn with_store<T>(
     store.close().await;
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn debug_output_never_shows_tokens_given_as_arguments() {
+        for args in [
+            &[
+                "authd",
+                "client",
+                "introspect",
+                "tok-S3CRET",
+                "--bearer",
+                "bear-S3CRET",
+            ][..],
+            &["authd", "client", "refresh", "tok-S3CRET"],
+            &["authd", "client", "api-key-login", "tok-S3CRET"],
+            &["authd", "token", "verify", "tok-S3CRET"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let shown = format!("{cli:?}");
+            assert!(!shown.contains("S3CRET"), "{shown}");
+        }
+    }
+}

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::crypto::keys::KeyRing;
 use crate::domain::{Clock, SystemClock};
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum TokenCommand {
     /// Verify an access token; prints its header and claims, or why it is invalid
     Verify {
@@ -20,6 +20,15 @@ pub enum TokenCommand {
         #[arg(long, value_name = "URL")]
         jwks_url: Option<String>,
     },
+}
+
+/// The token is a secret: `Debug` shows only the command.
+impl std::fmt::Debug for TokenCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Verify { .. } => f.write_str("Verify"),
+        }
+    }
 }
 
 pub async fn run(config: Config, command: TokenCommand) -> Result<(), String> {

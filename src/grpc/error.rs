@@ -26,6 +26,8 @@ pub fn to_status(e: AuthError) -> Status {
         }
         // Not RESOURCE_EXHAUSTED: waiting does not help, only an administrator does.
         AuthError::Locked => Status::failed_precondition(e.to_string()),
+        AuthError::CallerUnauthenticated => Status::unauthenticated(e.to_string()),
+        AuthError::CallerForbidden => Status::permission_denied(e.to_string()),
         AuthError::Overloaded => Status::unavailable(e.to_string()),
         AuthError::Unavailable(source) => {
             tracing::error!(error = %source, "request failed: dependency unavailable");

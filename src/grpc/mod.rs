@@ -179,6 +179,12 @@ fn introspection(found: Introspection) -> pb::IntrospectResponse {
     }
 }
 
+/// The token of an `authorization: Bearer <token>` value (the scheme in any case, RFC 9110).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 fn respond(tokens: IssuedTokens) -> Response<pb::TokenResponse> {
     Response::new(pb::TokenResponse {
         access_token: tokens.access_token,
@@ -246,6 +252,16 @@ impl pb::auth_service_server::AuthService for AuthApi {
         &self,
         request: Request<pb::IntrospectRequest>,
     ) -> Result<Response<pb::IntrospectResponse>, Status> {
+        let bearer = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_token)
+            .map(str::to_owned);
+        self.service
+            .authorize_introspection(bearer.as_deref())
+            .await
+            .map_err(error::to_status)?;
         let token = request.into_inner().token;
         self.service
             .introspect(&token)

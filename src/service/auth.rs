@@ -36,6 +36,8 @@ pub struct TokenSettings {
     /// Token and RefreshToken requests per second per source (0 disables).
     pub per_source_rate: u32,
     pub per_source_burst: u32,
+    /// The role a caller's access token needs to use `Introspect` (`None`: anyone may).
+    pub introspect_role: Option<Role>,
 }
 
 /// A fresh pair of tokens.
@@ -65,6 +67,12 @@ pub enum AuthError {
     /// Too many requests from this source address.
     #[error("too many requests; retry later")]
     RateLimited { retry_after_secs: u64 },
+    /// A call that needs the caller's own access token came without an active one.
+    #[error("this call needs an active access token (authorization: Bearer …)")]
+    CallerUnauthenticated,
+    /// The caller's access token lacks the role this call needs.
+    #[error("the caller's access token lacks the role this call needs")]
+    CallerForbidden,
     /// The password-hashing queue is full; the request was shed.
     #[error("service overloaded; retry later")]
     Overloaded,
@@ -174,9 +182,13 @@ impl TokenService {
                 LoginOutcome::Throttled
             }
             Err(AuthError::Locked) => LoginOutcome::Locked,
-            Err(AuthError::InvalidCredentials | AuthError::InvalidRefreshToken) => {
-                LoginOutcome::InvalidCredentials
-            }
+            // (A login has no caller token: the last two do not occur.)
+            Err(
+                AuthError::InvalidCredentials
+                | AuthError::InvalidRefreshToken
+                | AuthError::CallerUnauthenticated
+                | AuthError::CallerForbidden,
+            ) => LoginOutcome::InvalidCredentials,
         });
         match &outcome {
             Ok((user, _)) => info!(

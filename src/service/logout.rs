@@ -134,6 +134,33 @@ impl TokenService {
         Ok(Introspection::Access(claims))
     }
 
+    /// Whether a caller presenting `bearer` (its own access token, if any) may introspect:
+    /// anyone may unless `introspect_role` is set; then the token must be active (by the
+    /// same rules as [`Self::introspect`]) and carry that role.
+    ///
+    /// # Errors
+    /// - [`AuthError::CallerUnauthenticated`] without an active access token;
+    /// - [`AuthError::CallerForbidden`] when it lacks the role;
+    /// - [`AuthError::Unavailable`] when storage fails.
+    pub async fn authorize_introspection(&self, bearer: Option<&str>) -> Result<(), AuthError> {
+        let Some(role) = &self.settings.introspect_role else {
+            return Ok(());
+        };
+        let Some(token) = bearer.filter(|t| !t.is_empty()) else {
+            return Err(AuthError::CallerUnauthenticated);
+        };
+        match self.introspect(token).await? {
+            Introspection::Access(claims) if claims.roles.iter().any(|r| r == role.as_str()) => {
+                Ok(())
+            }
+            Introspection::Access(_) => Err(AuthError::CallerForbidden),
+            // A refresh token is not a credential to call with.
+            Introspection::Refresh { .. } | Introspection::Inactive => {
+                Err(AuthError::CallerUnauthenticated)
+            }
+        }
+    }
+
     /// The one place that verifies this service's access tokens (swappable for the shared
     /// verifier).
     fn verify_access_token(

@@ -185,10 +185,24 @@ impl TestApp {
     }
 
     pub async fn introspect(&self, token: &str) -> Result<IntrospectResponse, tonic::Status> {
-        let request = IntrospectRequest {
+        self.introspect_as(token, None).await
+    }
+
+    /// Introspect with `authorization: <authorization>` when given.
+    pub async fn introspect_as(
+        &self,
+        token: &str,
+        authorization: Option<&str>,
+    ) -> Result<IntrospectResponse, tonic::Status> {
+        let mut request = tonic::Request::new(IntrospectRequest {
             token: token.into(),
             token_type_hint: String::new(),
-        };
+        });
+        if let Some(value) = authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.parse().unwrap());
+        }
         self.client
             .clone()
             .introspect(request)

@@ -213,3 +213,63 @@ async fn shell_client_logs_out_and_introspects() {
         "error: InvalidArgument: refresh_token or access_token is required\n"
     );
 }
+
+// Multi-threaded: the test thread blocks on the CLI process while the server answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_introspect_role_only_callers_whose_token_carries_it_may_introspect() {
+    let app =
+        crate::helpers::spawn_app_with(|c| c.introspect_role = Some("introspector".into())).await;
+    app.add_user("alice", &[]).await;
+    app.add_user("svc", &["introspector"]).await;
+    let alice = app.login("alice", PASSWORD).await.unwrap();
+    let svc = app.login("svc", PASSWORD).await.unwrap();
+    let as_caller = |authorization: Option<String>| {
+        let app = &app;
+        let token = alice.access_token.clone();
+        async move { app.introspect_as(&token, authorization.as_deref()).await }
+    };
+    let bearer = |token: &str| Some(format!("Bearer {token}"));
+
+    // No token, a garbage one, a refresh token, another scheme: not authenticated.
+    for authorization in [
+        None,
+        bearer("not.a.jwt"),
+        bearer(&svc.refresh_token),
+        Some(format!("Basic {}", svc.access_token)),
+    ] {
+        let status = as_caller(authorization).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        assert_eq!(
+            status.message(),
+            "this call needs an active access token (authorization: Bearer …)"
+        );
+    }
+    // A valid token without the role: denied.
+    let status = as_caller(bearer(&alice.access_token)).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    // With the role (the scheme in any case): answered.
+    let answer = as_caller(bearer(&svc.access_token)).await.unwrap();
+    assert!(answer.active);
+    assert_eq!(answer.username, "alice");
+    let lower = Some(format!("bearer {}", svc.access_token));
+    assert!(as_caller(lower).await.unwrap().active);
+
+    // The shell client sends its bearer token too.
+    let addr = format!("http://{}", app.addr);
+    let args = ["client", "introspect", &alice.access_token, "--addr", &addr];
+    let (ok, _, err) = app.cli(&args);
+    assert!(!ok);
+    assert!(err.starts_with("error: Unauthenticated: "), "{err}");
+    let with_bearer = [&args[..], &["--bearer", &svc.access_token]].concat();
+    let (ok, out, err) = app.cli(&with_bearer);
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["active"],
+        true
+    );
+
+    // A caller's token that was logged out no longer opens the door.
+    app.logout("", &svc.access_token).await.unwrap();
+    let status = as_caller(bearer(&svc.access_token)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
