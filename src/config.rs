@@ -715,55 +715,40 @@ mod tests {
             assert!(c.tls().is_some());
             Ok(())
         });
+        let e = load_error("AUTHD_TLS_CERT", "/etc/authd/cert.pem");
+        assert!(e.contains("together"), "{e}");
+    }
+
+    /// The error of loading the configuration with `key` = `value` in the environment.
+    fn load_error(key: &str, value: &str) -> String {
+        let mut error = String::new();
         figment::Jail::expect_with(|jail| {
-            jail.set_env("AUTHD_TLS_CERT", "/etc/authd/cert.pem");
-            let e = Config::load(None, &Overrides::default())
+            jail.set_env(key, value);
+            error = Config::load(None, &Overrides::default())
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains("together"), "{e}");
             Ok(())
         });
+        error
     }
 
     #[test]
     fn bad_values_are_clear_errors() {
-        figment::Jail::expect_with(|jail| {
-            jail.set_env("AUTHD_ACCESS_TOKEN_TTL", "soon");
-            let e = Config::load(None, &Overrides::default())
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains("invalid duration"), "{e}");
-            Ok(())
-        });
-        figment::Jail::expect_with(|jail| {
-            jail.set_env("AUTHD_SIGNING_ALGORITHM", "RS256");
-            assert!(Config::load(None, &Overrides::default()).is_err());
-            Ok(())
-        });
+        let e = load_error("AUTHD_ACCESS_TOKEN_TTL", "soon");
+        assert!(e.contains("invalid duration"), "{e}");
+        load_error("AUTHD_SIGNING_ALGORITHM", "RS256");
         figment::Jail::expect_with(|jail| {
             jail.set_env("AUTHD_INTROSPECT_ROLE", "introspector");
             let c = Config::load(None, &Overrides::default()).unwrap();
             assert_eq!(c.introspect_role.as_deref(), Some("introspector"));
             Ok(())
         });
-        figment::Jail::expect_with(|jail| {
-            jail.set_env("AUTHD_INTROSPECT_ROLE", "Not A Role");
-            let e = Config::load(None, &Overrides::default())
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains("introspect_role"), "{e}");
-            Ok(())
-        });
+        let e = load_error("AUTHD_INTROSPECT_ROLE", "Not A Role");
+        assert!(e.contains("introspect_role"), "{e}");
         // NIST allows at most 100 consecutive failures; 0 would lock every name at once.
         for bad in ["0", "101"] {
-            figment::Jail::expect_with(|jail| {
-                jail.set_env("AUTHD_THROTTLE_MAX_FAILURES", bad);
-                let e = Config::load(None, &Overrides::default())
-                    .unwrap_err()
-                    .to_string();
-                assert!(e.contains("throttle_max_failures"), "{e}");
-                Ok(())
-            });
+            let e = load_error("AUTHD_THROTTLE_MAX_FAILURES", bad);
+            assert!(e.contains("throttle_max_failures"), "{e}");
         }
         let missing = Config::load(
             Some(Path::new("/nonexistent/authd.toml")),
