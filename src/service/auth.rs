@@ -279,9 +279,15 @@ impl TokenService {
                 Ok((user, succeeded))
             }
             PasswordCheck::Refused(user, reason) => {
+                let failures = charged.consecutive_failures;
+                let locks = self.settings.throttle.locks(charged);
+                if locks {
+                    warn!(target: "authd::login", username = %username, failures,
+                        "username locked after too many failed logins; `authd user unlock` clears it");
+                }
+                let lock_note = if locks { "; locked" } else { "" };
                 let mut e = event(AuditKind::LoginFailed).detail(format!(
-                    "{reason}; consecutive_failures={}",
-                    charged.consecutive_failures
+                    "{reason}; consecutive_failures={failures}{lock_note}"
                 ));
                 if let Some(user) = &user {
                     e = e.user(user);

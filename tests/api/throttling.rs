@@ -289,6 +289,26 @@ async fn a_name_locks_after_max_failures_until_unlocked_whatever_the_wait() {
         "too many failed attempts; locked until an administrator unlocks it"
     );
     assert!(locked.metadata().get("retry-after").is_none());
+    // The failure that locked it says so in the audit trail (alice's events, oldest first).
+    let failures: Vec<String> = app
+        .admin()
+        .await
+        .audit_tail(Some("alice"), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == authd::domain::AuditKind::LoginFailed)
+        .filter_map(|e| e.detail)
+        .collect();
+    assert_eq!(failures.len(), 4);
+    assert!(
+        failures[2].ends_with("consecutive_failures=3"),
+        "{failures:?}"
+    );
+    assert!(
+        failures[3].ends_with("consecutive_failures=4; locked"),
+        "{failures:?}"
+    );
     // Neither waiting past `throttle_forget_after` nor housekeeping ends the lock.
     clock.advance(app.config.throttle_forget_after * 2);
     let purged = app.service.purge_expired(Duration::from_secs(3600)).await;
