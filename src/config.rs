@@ -21,7 +21,7 @@ use crate::store::StoreOptions;
 use secrecy::{ExposeSecret, SecretString};
 
 /// Everything authd can be configured with. See README.md for the table of keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub database_url: String,
@@ -254,8 +254,53 @@ impl Default for Config {
     }
 }
 
+/// Every key as serialised (the key encryption key shows `<redacted>`), with the password of
+/// the database URL redacted.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        if let Some(url) = shown.get_mut("database_url") {
+            *url = redact_url(&self.database_url).into();
+        }
+        write!(f, "Config {shown}")
+    }
+}
+
+/// `url` with any password in it replaced by `<redacted>`: the user-info password
+/// (`postgres://user:secret@host/db`) and a `password=` parameter. For `Debug` output and
+/// messages; never for connecting.
+pub fn redact_url(url: &str) -> String {
+    let mut shown = url.to_owned();
+    if let Some(scheme_end) = shown.find("://") {
+        let authority_start = scheme_end + 3;
+        let authority_end = shown[authority_start..]
+            .find(['/', '?', '#'])
+            .map_or(shown.len(), |i| authority_start + i);
+        if let Some(at) = shown[authority_start..authority_end].rfind('@') {
+            let user_info = authority_start..authority_start + at;
+            if let Some(colon) = shown[user_info.clone()].find(':') {
+                shown.replace_range(user_info.start + colon + 1..user_info.end, "<redacted>");
+            }
+        }
+    }
+    if let Some(query_start) = shown.find('?') {
+        let (base, query) = shown.split_at(query_start + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                    format!("{key}=<redacted>")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown = format!("{base}{}", query.join("&"));
+    }
+    shown
+}
+
 /// Values given as command-line flags; only those set override the other layers.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Default, Clone, Serialize)]
 pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
@@ -263,6 +308,19 @@ pub struct Overrides {
     pub grpc_addr: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overrides")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("grpc_addr", &self.grpc_addr)
+            .field("http_addr", &self.http_addr)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -730,6 +788,37 @@ mod tests {
             Ok(())
         });
         error
+    }
+
+    #[test]
+    fn debug_output_redacts_the_database_password() {
+        for (url, shown) in [
+            ("sqlite://authd.db", "sqlite://authd.db"),
+            (
+                "postgres://authd:pw@db.internal:5432/authd?sslmode=require",
+                "postgres://authd:<redacted>@db.internal:5432/authd?sslmode=require",
+            ),
+            ("postgres://authd@db/authd", "postgres://authd@db/authd"),
+            (
+                "postgres://db/authd?user=a&Password=pw&sslmode=verify-full",
+                "postgres://db/authd?user=a&Password=<redacted>&sslmode=verify-full",
+            ),
+            ("postgres://a:p@ss@db/x", "postgres://a:<redacted>@db/x"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
+        let config = Config {
+            database_url: "postgres://authd:hunter2-S3CRET@db/authd".into(),
+            ..Config::default()
+        };
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("S3CRET"), "{debug}");
+        assert!(debug.contains("grpc_addr"), "{debug}");
+        let overrides = Overrides {
+            database_url: Some(config.database_url.clone()),
+            ..Overrides::default()
+        };
+        assert!(!format!("{overrides:?}").contains("S3CRET"));
     }
 
     #[test]

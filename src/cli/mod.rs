@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
 
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(name = "authd", version, about = "A small, fast token service")]
 pub struct Cli {
     /// Configuration file (default: ./authd.toml when it exists)
@@ -33,6 +33,20 @@ pub struct Cli {
     database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Without the database URL's password.
+impl std::fmt::Debug for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cli")
+            .field("config", &self.config)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(crate::config::redact_url),
+            )
+            .field("command", &self.command)
+            .finish()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +175,13 @@ mod tests {
             &["authd", "client", "refresh", "tok-S3CRET"],
             &["authd", "client", "api-key-login", "tok-S3CRET"],
             &["authd", "token", "verify", "tok-S3CRET"],
+            &[
+                "authd",
+                "--database-url",
+                "postgres://u:S3CRET@h/db",
+                "user",
+                "list",
+            ],
         ] {
             let cli = Cli::try_parse_from(args).unwrap();
             let shown = format!("{cli:?}");
