@@ -269,6 +269,57 @@ mod tests {
         assert_eq!(ThrottlePolicy::default().max_failures, 100);
     }
 
+    proptest::proptest! {
+        /// Whatever the policy and the timing of attempts, as the store applies `charge`:
+        /// a refused attempt leaves the counter alone, an admitted one adds one failure (or
+        /// starts again at 1 once forgotten), the counter never passes `max_failures`, and
+        /// once it is there every attempt is refused as locked.
+        #[test]
+        fn charging_never_passes_the_hard_stop(
+            free_failures in 0u32..8,
+            max_failures in 1u32..20,
+            max_delay_s in 1u64..100,
+            forget_after_s in 1u64..500,
+            gaps_ms in proptest::collection::vec(0i64..200_000, 1..120),
+        ) {
+            let p = ThrottlePolicy {
+                free_failures,
+                max_delay: Duration::from_secs(max_delay_s),
+                forget_after: Duration::from_secs(forget_after_s),
+                max_failures,
+            };
+            let mut stored: Option<FailureCount> = None;
+            let mut now = 0;
+            for gap in gaps_ms {
+                now += gap;
+                let before = stored;
+                match p.charge(stored, at(now)) {
+                    Charge::Charged(next) => {
+                        let expected = match before {
+                            Some(c) if !p.is_forgotten(c.last_failure_at, at(now)) => {
+                                c.consecutive_failures + 1
+                            }
+                            _ => 1,
+                        };
+                        proptest::prop_assert_eq!(next.consecutive_failures, expected);
+                        proptest::prop_assert!(next.consecutive_failures <= max_failures);
+                        stored = Some(next);
+                    }
+                    Charge::Throttled { retry_after_secs } => {
+                        proptest::prop_assert!(retry_after_secs >= 1);
+                        proptest::prop_assert!(before.is_some_and(|c| !p.locks(c)));
+                    }
+                    Charge::Locked => {
+                        proptest::prop_assert!(before.is_some_and(|c| p.locks(c)));
+                    }
+                }
+                if stored.is_some_and(|c| p.locks(c)) {
+                    proptest::prop_assert_eq!(p.charge(stored, at(now + 1_000_000_000)), Charge::Locked);
+                }
+            }
+        }
+    }
+
     #[test]
     fn zero_free_failures_throttles_from_the_first_failure() {
         let p = ThrottlePolicy {
