@@ -20,6 +20,10 @@ use crate::service::TokenSettings;
 use crate::store::StoreOptions;
 use secrecy::{ExposeSecret, SecretString};
 
+/// The longest a session may last from its login: NIST SP 800-63B-4 asks for
+/// reauthentication at least every 30 days at AAL1.
+pub const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Everything authd can be configured with. See README.md for the table of keys.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -213,7 +217,7 @@ impl Default for Config {
             audience: vec!["authd".into()],
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(14 * 24 * 3600),
-            refresh_token_max_lifetime: Duration::from_secs(30 * 24 * 3600),
+            refresh_token_max_lifetime: MAX_SESSION_LIFETIME,
             refresh_reuse_grace: Duration::from_secs(10),
             password_min_length: 15,
             argon2_memory_kib: argon2.memory_kib,
@@ -392,6 +396,11 @@ impl Config {
         }
         if self.refresh_token_max_lifetime.is_zero() {
             return invalid("refresh_token_max_lifetime must be positive");
+        }
+        if self.refresh_token_max_lifetime > MAX_SESSION_LIFETIME {
+            return invalid(
+                "refresh_token_max_lifetime must be at most 30d (NIST SP 800-63B: log in again at least every 30 days)",
+            );
         }
         if self.password_min_length == 0 || self.password_min_length > 64 {
             return invalid("password_min_length must be between 1 and 64");
@@ -832,6 +841,8 @@ mod tests {
             assert_eq!(c.introspect_role.as_deref(), Some("introspector"));
             Ok(())
         });
+        let e = load_error("AUTHD_REFRESH_TOKEN_MAX_LIFETIME", "31d");
+        assert!(e.contains("at most 30d"), "{e}");
         let e = load_error("AUTHD_INTROSPECT_ROLE", "Not A Role");
         assert!(e.contains("introspect_role"), "{e}");
         // NIST allows at most 100 consecutive failures; 0 would lock every name at once.
