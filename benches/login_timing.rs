@@ -85,7 +85,7 @@ fn main() {
             store,
             Arc::new(PasswordHasher::new(config.argon2(), 1).unwrap()),
             Arc::new(SystemClock),
-            config.password_min_length,
+            config.password_policy().unwrap(),
         );
         admin.add("alice", PASSWORD, &[]).await.unwrap();
         let app = Application::build(config.clone()).await.unwrap();

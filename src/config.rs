@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::keys::SigningAlgorithm;
 use crate::crypto::password::{Argon2Params, QueueLimits};
 use crate::domain::{
-    KeyPolicy, MAX_CONSECUTIVE_FAILURES, RefreshPolicy, Role, TOKEN_CLOCK_SKEW, ThrottlePolicy,
+    KeyPolicy, MAX_CONSECUTIVE_FAILURES, PasswordBlocklist, PasswordPolicy, RefreshPolicy, Role,
+    TOKEN_CLOCK_SKEW, ThrottlePolicy,
 };
 use crate::service::TokenSettings;
 use crate::store::StoreOptions;
@@ -46,6 +47,10 @@ pub struct Config {
     #[serde(with = "duration")]
     pub refresh_reuse_grace: Duration,
     pub password_min_length: usize,
+    /// A file of common passwords, one per line, that `user add` and `user set-password`
+    /// refuse (compared normalised and in any case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_blocklist: Option<PathBuf>,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
@@ -220,6 +225,7 @@ impl Default for Config {
             refresh_token_max_lifetime: MAX_SESSION_LIFETIME,
             refresh_reuse_grace: Duration::from_secs(10),
             password_min_length: 15,
+            password_blocklist: None,
             argon2_memory_kib: argon2.memory_kib,
             argon2_iterations: argon2.iterations,
             argon2_parallelism: argon2.parallelism,
@@ -377,7 +383,16 @@ impl Config {
             _ => Vec::new(),
         };
         // Optional keys are absent from the serialised defaults.
-        keys.extend(["tls_cert", "tls_key", "tls_client_ca", "introspect_role"].map(String::from));
+        keys.extend(
+            [
+                "tls_cert",
+                "tls_key",
+                "tls_client_ca",
+                "introspect_role",
+                "password_blocklist",
+            ]
+            .map(String::from),
+        );
         keys
     }
 
@@ -541,6 +556,24 @@ impl Config {
             "{}/.well-known/jwks.json",
             self.issuer.trim_end_matches('/')
         )
+    }
+
+    /// The rules for new passwords, with the blocklist read from `password_blocklist`.
+    ///
+    /// # Errors
+    /// When the blocklist file cannot be read.
+    pub fn password_policy(&self) -> Result<PasswordPolicy, ConfigError> {
+        let mut policy = PasswordPolicy::new(self.password_min_length);
+        if let Some(path) = &self.password_blocklist {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "cannot read password_blocklist {}: {e}",
+                    path.display()
+                ))
+            })?;
+            policy.blocklist = std::sync::Arc::new(PasswordBlocklist::from_lines(&text));
+        }
+        Ok(policy)
     }
 
     pub fn argon2(&self) -> Argon2Params {

@@ -1017,3 +1017,39 @@ fn keys_rotate_schedules_a_key_and_list_shows_states() {
     );
     assert!(!stderr.contains("c2VjcmV0"), "{stderr}");
 }
+
+#[test]
+fn common_passwords_on_the_blocklist_are_refused_and_change_nothing() {
+    let env = Env::new();
+    let list = env.dir.path().join("common.txt");
+    std::fs::write(&list, "password1234567890\r\nletmein-letmein-letmein\n").unwrap();
+    let with_list = |args: &[&str], stdin: &str| {
+        let mut cmd = env.command(args);
+        cmd.env("AUTHD_PASSWORD_BLOCKLIST", &list);
+        binary::run_with_stdin(cmd, stdin)
+    };
+    let add = ["user", "add", "bob", "--password-stdin"];
+    let out = with_list(&add, "PASSWORD1234567890\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: invalid password: password is on the list of common passwords; choose another"
+    );
+    assert!(!env.ok(&["user", "list"], "").contains("bob "));
+    assert!(with_list(&add, &format!("{PASSWORD}\n")).status.success());
+    let set = ["user", "set-password", "bob", "--password-stdin"];
+    let out = with_list(&set, "letmein-letmein-letmein\n");
+    assert_eq!(out.status.code(), Some(1));
+    // A list that cannot be read is an error, not an empty list.
+    let mut cmd = env.command(&add);
+    cmd.env(
+        "AUTHD_PASSWORD_BLOCKLIST",
+        env.dir.path().join("missing.txt"),
+    );
+    let out = binary::run_with_stdin(cmd, &format!("{PASSWORD}\n"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read password_blocklist"),
+        "{out:?}"
+    );
+}

@@ -58,11 +58,12 @@ pub(super) fn admin(
     permits: usize,
 ) -> Result<UserAdmin, String> {
     let hasher = PasswordHasher::new(config.argon2(), permits).map_err(|e| e.to_string())?;
+    let password_policy = config.password_policy().map_err(|e| e.to_string())?;
     Ok(UserAdmin::new(
         store,
         Arc::new(hasher),
         Arc::new(SystemClock),
-        config.password_min_length,
+        password_policy,
     ))
 }
 

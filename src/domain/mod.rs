@@ -20,7 +20,9 @@ pub use api_key::{
 };
 pub use audit::{AuditEvent, AuditKind, Origin};
 pub use key_schedule::{KeyPolicy, KeyState, KeyTimes, PlannedRotation, TOKEN_CLOCK_SKEW};
-pub use password::{MAX_PASSWORD_BYTES, Password, PasswordError};
+pub use password::{
+    MAX_PASSWORD_BYTES, Password, PasswordBlocklist, PasswordError, PasswordPolicy,
+};
 pub use refresh::{
     Decision, FamilyId, MAX_USER_AGENT_CHARS, NewFamily, NewToken, PresentedToken, RefreshPolicy,
     Rejection, Rotation, Session, SessionOrigin, Successor, TokenHash, decide, is_live,

@@ -4,7 +4,9 @@
 //! set in NFC verifies when sent in NFD. Length limits are checked on the raw input *before*
 //! any Unicode processing or hashing (long-password DoS, Django CVE-2013-1443).
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 
 use precis_core::profile::Profile;
 use precis_profiles::OpaqueString;
@@ -26,6 +28,8 @@ pub enum PasswordError {
     TooShort(usize),
     #[error("password contains characters that are not allowed (control characters)")]
     Disallowed,
+    #[error("password is on the list of common passwords; choose another")]
+    Common,
 }
 
 impl Password {
@@ -66,6 +70,73 @@ impl Password {
     }
 }
 
+/// Passwords too common to set (OWASP ASVS 6.2.4), compared after `OpaqueString`
+/// normalisation and without regard to case.
+#[derive(Default)]
+pub struct PasswordBlocklist(HashSet<String>);
+
+impl PasswordBlocklist {
+    /// One password per line (a trailing `\r` is dropped); empty lines and lines outside the
+    /// profile are skipped.
+    pub fn from_lines(text: &str) -> Self {
+        Self(
+            text.lines()
+                .map(|line| line.strip_suffix('\r').unwrap_or(line))
+                .filter_map(|line| Password::presented(line).ok())
+                .map(|p| p.0.expose_secret().to_lowercase())
+                .collect(),
+        )
+    }
+
+    pub fn contains(&self, password: &Password) -> bool {
+        !self.0.is_empty() && self.0.contains(&password.0.expose_secret().to_lowercase())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for PasswordBlocklist {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PasswordBlocklist({} entries)", self.0.len())
+    }
+}
+
+/// What a new password must satisfy: a minimum length and not being on the blocklist.
+#[derive(Debug, Clone)]
+pub struct PasswordPolicy {
+    pub min_chars: usize,
+    pub blocklist: Arc<PasswordBlocklist>,
+}
+
+impl PasswordPolicy {
+    /// `min_chars`, and no blocklist.
+    pub fn new(min_chars: usize) -> Self {
+        Self {
+            min_chars,
+            blocklist: Arc::default(),
+        }
+    }
+
+    /// Accepts a new password being set ([`Password::new_secret`]) unless it is on the
+    /// blocklist.
+    ///
+    /// # Errors
+    /// As [`Password::new_secret`], plus [`PasswordError::Common`].
+    pub fn accept(&self, raw: &str) -> Result<Password, PasswordError> {
+        let password = Password::new_secret(raw, self.min_chars)?;
+        if self.blocklist.contains(&password) {
+            return Err(PasswordError::Common);
+        }
+        Ok(password)
+    }
+}
+
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Password(<redacted>)")
@@ -76,6 +147,40 @@ impl fmt::Debug for Password {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_blocklist_matches_normalised_and_in_any_case() {
+        let policy = PasswordPolicy {
+            min_chars: 8,
+            blocklist: Arc::new(PasswordBlocklist::from_lines(
+                "password123\r\nCorrect Horse Battery Staple\n\n caf\u{e9} au lait \n",
+            )),
+        };
+        assert_eq!(policy.blocklist.len(), 3);
+        for common in [
+            "password123",
+            "PASSWORD123",
+            "correct horse battery staple",
+            // NFD of an NFC entry; the spaces around it are part of the entry.
+            " cafe\u{301} au lait ",
+        ] {
+            assert_eq!(
+                policy.accept(common).unwrap_err(),
+                PasswordError::Common,
+                "{common}"
+            );
+        }
+        assert!(policy.accept("password1234").is_ok());
+        assert_eq!(
+            policy.accept("short").unwrap_err(),
+            PasswordError::TooShort(8)
+        );
+        assert!(PasswordPolicy::new(8).accept("password123").is_ok());
+        assert_eq!(
+            format!("{:?}", policy.blocklist),
+            "PasswordBlocklist(3 entries)"
+        );
+    }
 
     #[test]
     fn nfc_and_nfd_normalise_alike() {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::crypto::password::{HashError, PasswordHasher};
 use crate::domain::{
-    AuditEvent, AuditKind, Clock, Password, PasswordError, Role, RoleError, User, UserId, Username,
-    UsernameError, normalise_roles,
+    AuditEvent, AuditKind, Clock, PasswordError, PasswordPolicy, Role, RoleError, User, UserId,
+    Username, UsernameError, normalise_roles,
 };
 use crate::store::{NewUser, RoleChange, Store, StoreError};
 
@@ -47,7 +47,7 @@ pub struct UserAdmin {
     store: Arc<dyn Store>,
     hasher: Arc<PasswordHasher>,
     clock: Arc<dyn Clock>,
-    password_min_chars: usize,
+    password_policy: PasswordPolicy,
     audit: Auditor,
     request_id: String,
 }
@@ -61,14 +61,14 @@ impl UserAdmin {
         store: Arc<dyn Store>,
         hasher: Arc<PasswordHasher>,
         clock: Arc<dyn Clock>,
-        password_min_chars: usize,
+        password_policy: PasswordPolicy,
     ) -> Self {
         let audit = Auditor::new(Arc::clone(&store));
         Self {
             store,
             hasher,
             clock,
-            password_min_chars,
+            password_policy,
             audit,
             // One id for everything this invocation does.
             request_id: RequestContext::new(None, None).request_id,
@@ -150,7 +150,7 @@ impl UserAdmin {
     ) -> Result<User, AdminError> {
         let username = Username::parse(username)?;
         let roles = normalise_roles(parse_roles(roles)?);
-        let password = Password::new_secret(password, self.password_min_chars)?;
+        let password = self.password_policy.accept(password)?;
         if self
             .store
             .find_user(&username)
@@ -210,7 +210,7 @@ impl UserAdmin {
     /// Invalid username or password; unknown user; storage failure.
     pub async fn set_password(&self, username: &str, password: &str) -> Result<User, AdminError> {
         let username = Username::parse(username)?;
-        let password = Password::new_secret(password, self.password_min_chars)?;
+        let password = self.password_policy.accept(password)?;
         if self
             .store
             .find_user(&username)

@@ -124,7 +124,7 @@ impl TestApp {
             store,
             Arc::new(hasher),
             Arc::new(SystemClock),
-            self.config.password_min_length,
+            self.config.password_policy().unwrap(),
         )
     }
 
