@@ -1053,3 +1053,22 @@ fn common_passwords_on_the_blocklist_are_refused_and_change_nothing() {
         "{out:?}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_database_others_can_read_is_warned_about_and_a_new_one_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.add("alice");
+    let db = env.dir.path().join("authd.db");
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode();
+    assert_eq!(mode(&db) & 0o777, 0o600, "created private");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let log = Server::start(&env, &[]).stop();
+    assert!(log.contains("can be read by other users"), "{log}");
+    assert_eq!(
+        mode(&db) & 0o777,
+        0o644,
+        "an existing file is left as it is"
+    );
+}

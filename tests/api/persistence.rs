@@ -109,3 +109,20 @@ async fn database_holds_no_plaintext_password_or_refresh_token() {
     // The scan is able to find what it looks for: the username is stored in the clear.
     assert!(contains(b"alice"));
 }
+
+/// The database holds password hashes and signing keys: only its owner may read it, and its
+/// write-ahead log too.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_and_its_log_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app().await;
+    app.add_user("alice", &[]).await;
+    app.login("alice", PASSWORD).await.unwrap();
+    let db = app.db_path();
+    let wal = db.with_extension("db-wal");
+    for file in [&db, &wal] {
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}: {mode:o}", file.display());
+    }
+}

@@ -74,8 +74,9 @@ impl SqliteStore {
     /// # Errors
     /// When the file cannot be opened or created, or a migration fails.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(unavailable)?
+        let options = SqliteConnectOptions::from_str(url).map_err(unavailable)?;
+        keep_private(options.get_filename());
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -100,6 +101,43 @@ impl SqliteStore {
             .map_err(unavailable)
     }
 }
+
+/// The database holds password hashes and, without a key encryption key, the private signing
+/// keys (SECURITY-REFERENCES: readable only by the service). A missing file is created empty
+/// (a valid SQLite database) with mode 0600, and SQLite gives its `-wal` and `-shm` files the
+/// same mode. An existing file is left as it is, with a warning if others may read it.
+#[cfg(unix)]
+fn keep_private(path: &std::path::Path) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    // In-memory databases (sqlx names them `file:sqlx-in-memory-N`) have no file.
+    let in_memory = path
+        .to_str()
+        .is_some_and(|p| p.starts_with("file:") || p == ":memory:");
+    if path.as_os_str().is_empty() || in_memory {
+        return;
+    }
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    // Any other failure (a missing directory, no permission) is reported by the open that
+    // follows, in its own words.
+    if created.is_err()
+        && let Ok(metadata) = std::fs::metadata(path)
+        && metadata.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", metadata.permissions().mode() & 0o777),
+            "the database file can be read by other users; it holds password hashes and \
+             signing keys: chmod 600 it (and its -wal and -shm files)"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn keep_private(_path: &std::path::Path) {}
 
 /// Tokens of families that ended (absolute lifetime) or were revoked: nothing can use them.
 const PURGE_TOKENS_OF_ENDED_FAMILIES: &str = "DELETE FROM refresh_tokens WHERE hash IN ( \
