@@ -96,6 +96,17 @@ fn every_bench_scenario_runs_without_errors_and_prints_the_documented_json() {
                 .as_u64()
                 .is_some_and(|v| v > 0)
         );
+        // The highest sample, split into the server's own memory and mapped files.
+        let kib = |key: &str| report[key].as_u64().unwrap_or_default();
+        let (anon, file) = (
+            kib("server_rss_max_anon_kib"),
+            kib("server_rss_max_file_kib"),
+        );
+        assert!(anon > 0 && file > 0, "{scenario}: {report}");
+        assert!(
+            anon + file <= kib("server_rss_max_kib"),
+            "{scenario}: {report}"
+        );
     }
 
     // Logins spread over several users, created by the load generator where missing.

@@ -177,6 +177,17 @@ impl Report {
             if let Some(hwm) = self.server_memory.after.and_then(|s| s.peak_kib) {
                 object.insert("server_rss_peak_kib".into(), hwm.into());
             }
+            // The split of the highest sample: the server's own memory, and mapped files.
+            if let Some(max) = self.server_memory.max_sampled {
+                for (key, kib) in [
+                    ("server_rss_max_anon_kib", max.anon_kib),
+                    ("server_rss_max_file_kib", max.file_kib),
+                ] {
+                    if let Some(kib) = kib {
+                        object.insert(key.into(), kib.into());
+                    }
+                }
+            }
             if let Some(limit) = self.login_limit {
                 object.insert(
                     "argon2_single_core_per_s".into(),
@@ -259,7 +270,11 @@ impl fmt::Display for Report {
                 write!(f, "{:.1} MiB before, ", mib(before.rss_kib))?;
             }
             if let Some(max) = m.max_sampled {
-                write!(f, "{:.1} MiB max sampled, ", mib(max.rss_kib))?;
+                write!(f, "{:.1} MiB max sampled", mib(max.rss_kib))?;
+                if let (Some(anon), Some(file)) = (max.anon_kib, max.file_kib) {
+                    write!(f, " ({:.1} own + {:.1} files)", mib(anon), mib(file))?;
+                }
+                write!(f, ", ")?;
             }
             write!(f, "{:.1} MiB after", mib(after.rss_kib))?;
             if let Some(peak) = after.peak_kib {

@@ -16,6 +16,10 @@ pub struct RssSample {
     pub rss_kib: u64,
     /// `VmHWM`: the highest resident size since the process started.
     pub peak_kib: Option<u64>,
+    /// `RssAnon`: the part of `VmRSS` that is the process's own memory (heap, stacks).
+    pub anon_kib: Option<u64>,
+    /// `RssFile`: the part that is mapped files, mostly the binary's own pages.
+    pub file_kib: Option<u64>,
 }
 
 /// Reads `VmRSS` and `VmHWM` of `pid`; `None` when the process or the file is not there
@@ -37,6 +41,8 @@ fn parse_status(status: &str) -> Option<RssSample> {
     Some(RssSample {
         rss_kib: field("VmRSS")?,
         peak_kib: field("VmHWM"),
+        anon_kib: field("RssAnon"),
+        file_kib: field("RssFile"),
     })
 }
 
@@ -79,12 +85,15 @@ mod tests {
 
     #[test]
     fn reads_rss_and_peak_from_proc_status() {
-        let status = "Name:\tauthd\nVmHWM:\t   20480 kB\nVmRSS:\t   12345 kB\nThreads:\t4\n";
+        let status = "Name:\tauthd\nVmHWM:\t   20480 kB\nVmRSS:\t   12345 kB\n\
+                      RssAnon:\t    2345 kB\nRssFile:\t   10000 kB\nThreads:\t4\n";
         assert_eq!(
             parse_status(status),
             Some(RssSample {
                 rss_kib: 12345,
-                peak_kib: Some(20480)
+                peak_kib: Some(20480),
+                anon_kib: Some(2345),
+                file_kib: Some(10000),
             })
         );
         assert_eq!(parse_status("Name:\tx\n"), None);
