@@ -15,12 +15,15 @@ const WRONG: &str = "not the password at all";
 
 /// A server with a clock the test moves, and `free` failures before delays start.
 async fn spawn_throttled(free: u32) -> (TestApp, ManualClock) {
+    spawn_throttled_with(|c| c.throttle_free_failures = free).await
+}
+
+/// A server with a clock the test moves and the test configuration changed by `tweak`.
+async fn spawn_throttled_with(tweak: impl FnOnce(&mut Config)) -> (TestApp, ManualClock) {
     let clock = ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let config = Config {
-        throttle_free_failures: free,
-        ..test_config(&dir)
-    };
+    let mut config = test_config(&dir);
+    tweak(&mut config);
     let app = spawn_on_with_clock(dir, config, Arc::new(clock.clone())).await;
     (app, clock)
 }
@@ -111,14 +114,11 @@ async fn throttling_starts_after_the_free_failures_doubles_and_resets_on_success
 
 #[tokio::test]
 async fn the_delay_is_capped_at_throttle_max_delay() {
-    let clock = ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let config = Config {
-        throttle_free_failures: 0,
-        throttle_max_delay: Duration::from_secs(5),
-        ..test_config(&dir)
-    };
-    let app = spawn_on_with_clock(dir, config, Arc::new(clock.clone())).await;
+    let (app, clock) = spawn_throttled_with(|c| {
+        c.throttle_free_failures = 0;
+        c.throttle_max_delay = Duration::from_secs(5);
+    })
+    .await;
     let mut seen = Vec::new();
     for _ in 0..6 {
         app.login("bob", WRONG).await.unwrap_err();
@@ -258,14 +258,11 @@ async fn simultaneous_logins_of_one_account_all_succeed() {
 
 #[tokio::test]
 async fn a_name_locks_after_max_failures_until_unlocked_whatever_the_wait() {
-    let clock = ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let config = Config {
-        throttle_free_failures: 100,
-        throttle_max_failures: 4,
-        ..test_config(&dir)
-    };
-    let app = spawn_on_with_clock(dir, config, Arc::new(clock.clone())).await;
+    let (app, clock) = spawn_throttled_with(|c| {
+        c.throttle_free_failures = 100;
+        c.throttle_max_failures = 4;
+    })
+    .await;
     app.add_user("alice", &[]).await;
     // The same script for an existing and an unknown name: four failures, then locked, with
     // byte-identical answers.
