@@ -84,6 +84,8 @@ conformance!(
     reuse_after_rotation_revokes_the_family,
     idle_and_lifetime_expiry_refuse,
     concurrent_rotations_of_one_token_have_exactly_one_winner,
+    concurrent_rotations_of_many_sessions_are_each_applied_once,
+    closing_answers_every_queued_rotation_truthfully,
     disabling_a_user_revokes_its_families,
     password_change_revokes_families,
     deleting_a_user_deletes_its_families,
@@ -469,6 +471,104 @@ async fn concurrent_rotations_of_one_token_have_exactly_one_winner(b: Backend) {
             );
         }
     }
+}
+
+async fn concurrent_rotations_of_many_sessions_are_each_applied_once(b: Backend) {
+    let p = policy(MINUTE);
+    let alice = add_user(b.store.as_ref(), "alice").await;
+    let mut firsts = Vec::new();
+    for _ in 0..24 {
+        firsts.push(login(b.store.as_ref(), &alice, at(0), &p).await.1);
+    }
+    // Every session's token presented three times, all at once: the writer (SQLite) or the
+    // batcher (PostgreSQL) takes many sessions together, and a token's retries with it. Each
+    // session rotates once; its retries, within the grace window, get that same successor.
+    let attempts = firsts
+        .iter()
+        .flat_map(|first| std::iter::repeat_n(*first, 3))
+        .map(|first| {
+            let store = Arc::clone(&b.store);
+            tokio::spawn(async move {
+                let next = successor(at(1), &p);
+                let rotation = store
+                    .rotate_refresh(&first, &next, at(1), &p, &Origin::default())
+                    .await
+                    .unwrap();
+                (first, next, rotation)
+            })
+        });
+    let results: Vec<_> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    for first in &firsts {
+        let mine: Vec<_> = results.iter().filter(|(f, ..)| f == first).collect();
+        let winners: Vec<_> = mine
+            .iter()
+            .filter(|(_, _, r)| matches!(r, Rotation::Rotated { .. }))
+            .collect();
+        assert_eq!(winners.len(), 1, "{mine:?}");
+        let (_, next, _) = winners[0];
+        for (_, _, r) in &mine {
+            match r {
+                Rotation::Rotated { .. } => {}
+                Rotation::Replayed {
+                    sealed_successor, ..
+                } => assert_eq!(sealed_successor, &next.sealed),
+                other => panic!("{other:?}"),
+            }
+        }
+        // The winner's successor is the session's newest token: it rotates.
+        rotate(b.store.as_ref(), &next.token.hash, at(2), &p).await;
+    }
+    let refreshed = b
+        .store
+        .audit_events(Some("alice"), 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind.as_str() == "token_refreshed")
+        .count();
+    assert_eq!(refreshed, 24 * 3 + 24);
+}
+
+async fn closing_answers_every_queued_rotation_truthfully(b: Backend) {
+    let p = policy(MINUTE);
+    let alice = add_user(b.store.as_ref(), "alice").await;
+    let mut firsts = Vec::new();
+    for _ in 0..16 {
+        firsts.push(login(b.store.as_ref(), &alice, at(0), &p).await.1);
+    }
+    let attempts: Vec<_> = firsts
+        .iter()
+        .map(|&first| {
+            let store = Arc::clone(&b.store);
+            tokio::spawn(async move {
+                store
+                    .rotate_refresh(&first, &successor(at(1), &p), at(1), &p, &Origin::default())
+                    .await
+            })
+        })
+        .collect();
+    b.store.close().await;
+    // Whatever the store answered is what it stored: a rotation it confirmed is there, one it
+    // refused left nothing behind.
+    let reopened = authd::store::open(&b.url).await.unwrap();
+    for (first, attempt) in firsts.iter().zip(attempts) {
+        let state = reopened
+            .inspect_refresh(first)
+            .await
+            .unwrap()
+            .unwrap()
+            .state;
+        match attempt.await.unwrap() {
+            Ok(Rotation::Rotated { .. }) => assert!(state.used_at.is_some()),
+            Err(StoreError::Unavailable(_)) => assert!(state.used_at.is_none()),
+            other => panic!("{other:?}"),
+        }
+    }
+    reopened.close().await;
 }
 
 async fn disabling_a_user_revokes_its_families(b: Backend) {

@@ -5,7 +5,10 @@
 //! is one method, done in one transaction by the backend.
 
 mod postgres;
+mod rotation_queue;
 mod sqlite;
+
+use self::rotation_queue::{RotationJob, RotationQueue};
 
 use std::sync::Arc;
 

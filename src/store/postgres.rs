@@ -22,6 +22,8 @@
 //! This module does not know the rotation rules (see `crate::domain::refresh`) and is the only
 //! code that knows it talks to PostgreSQL.
 
+mod rotations;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -30,15 +32,15 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::{
-    InspectedToken, NewUser, Purged, RoleChange, Store, StoreError, StoreOptions, StoredApiKey,
-    StoredKey,
+    InspectedToken, NewUser, Purged, RoleChange, RotationJob, RotationQueue, Store, StoreError,
+    StoreOptions, StoredApiKey, StoredKey,
 };
 use crate::crypto::api_key::ApiKeySecretHash;
 use crate::domain::{
-    ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, AuditKind, Charge, Decision, FailureCount,
-    FamilyId, NewFamily, NewToken, Origin, PresentedToken, RefreshPolicy, Rejection, Role,
-    Rotation, Session, SessionOrigin, Successor, ThrottlePolicy, Timestamp, TokenHash, User,
-    UserCredentials, UserId, Username, decide, normalise_roles,
+    ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, AuditKind, Charge, FailureCount, FamilyId,
+    NewFamily, NewToken, Origin, PresentedToken, RefreshPolicy, Role, Rotation, Session,
+    SessionOrigin, Successor, ThrottlePolicy, Timestamp, TokenHash, User, UserCredentials, UserId,
+    Username, normalise_roles,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -52,6 +54,20 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_ATTEMPTS: u32 = 5;
 /// Migrations may wait for another replica's migration lock: a longer deadline at start.
 const MIGRATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The state of each presented refresh token (`$1`, an array of hashes), as [`decide`] needs
+/// it, with its family, user and successor; `presented` is the hash it was found by.
+const PRESENTED_TOKENS_SQL: &str = "\
+    SELECT t.hash AS presented, t.family_id, t.issued_at, t.expires_at AS token_expires_at, \
+           t.used_at, s.sealed_by_predecessor AS successor_sealed, \
+           s.hash IS NOT NULL AND s.used_at IS NULL AS successor_is_newest, \
+           f.revoked_at, f.expires_at AS family_expires_at, \
+           u.id, u.username, u.roles, u.enabled, u.created_at \
+    FROM refresh_tokens t \
+    JOIN refresh_families f ON f.id = t.family_id \
+    JOIN users u ON u.id = f.user_id \
+    LEFT JOIN refresh_tokens s ON s.hash = t.successor_hash \
+    WHERE t.hash = ANY($1)";
 
 /// Runs `$op` (an expression producing a fresh future on each evaluation) until it succeeds,
 /// fails for a reason other than a transient conflict, or runs out of attempts; the whole
@@ -78,6 +94,7 @@ macro_rules! retrying {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    rotations: RotationQueue,
 }
 
 impl PostgresStore {
@@ -98,7 +115,8 @@ impl PostgresStore {
             .min_connections(0)
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(connect);
-        let store = Self { pool };
+        let rotations = rotations::spawn(pool.clone());
+        let store = Self { pool, rotations };
         store.migrate().await?;
         Ok(store)
     }
@@ -343,111 +361,9 @@ impl PostgresStore {
         .await
         .map_err(unavailable)?;
         insert_token(&mut tx, &family.id, first, None).await?;
-        for event in events {
-            insert_audit(&mut tx, event).await?;
-        }
+        insert_audit(&mut tx, events).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(())
-    }
-
-    async fn rotate_once(
-        &self,
-        presented: &TokenHash,
-        successor: &Successor,
-        now: Timestamp,
-        policy: &RefreshPolicy,
-        origin: &Origin,
-    ) -> Result<Rotation, StoreError> {
-        let mut tx = self.begin().await?;
-        // 1. Lock the family. Every writer of a family's tokens takes this lock first, so
-        //    rotations and reuse revocations of one family run one after the other, on
-        //    whichever replica they arrive.
-        let locked = sqlx::query(
-            "SELECT id FROM refresh_families \
-             WHERE id = (SELECT family_id FROM refresh_tokens WHERE hash = $1) \
-             FOR UPDATE",
-        )
-        .bind(&presented.0[..])
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if locked.is_none() {
-            return Ok(Rotation::Rejected(Rejection::Unknown));
-        }
-        // 2. Read the state after the lock: under READ COMMITTED this statement takes a new
-        //    snapshot, so it sees everything the previous holder of the lock committed.
-        let row = sqlx::query(
-            "SELECT t.family_id, t.expires_at AS token_expires_at, t.used_at, \
-                    s.sealed_by_predecessor AS successor_sealed, \
-                    s.hash IS NOT NULL AND s.used_at IS NULL AS successor_is_newest, \
-                    f.revoked_at, f.expires_at AS family_expires_at, \
-                    u.id, u.username, u.roles, u.enabled, u.created_at \
-             FROM refresh_tokens t \
-             JOIN refresh_families f ON f.id = t.family_id \
-             JOIN users u ON u.id = f.user_id \
-             LEFT JOIN refresh_tokens s ON s.hash = t.successor_hash \
-             WHERE t.hash = $1",
-        )
-        .bind(&presented.0[..])
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let Some(row) = row else {
-            // Deleted (purged, or its user deleted) between the two statements.
-            return Ok(Rotation::Rejected(Rejection::Unknown));
-        };
-        let state = presented_from_row(&row, now)?;
-        let PresentedToken {
-            user, family_id, ..
-        } = state.clone();
-        // 3. Apply the rules.
-        let rotation = match decide(&state, now, policy) {
-            Decision::Reject(why) => Rotation::Rejected(why),
-            Decision::ReturnSuccessor(sealed_successor) => Rotation::Replayed {
-                user,
-                family_id,
-                sealed_successor,
-            },
-            Decision::RevokeFamily => {
-                revoke_family_in(&mut tx, &family_id, now, "refresh token reuse").await?;
-                Rotation::ReuseDetected { user, family_id }
-            }
-            Decision::Rotate => {
-                // Its own sealed copy (for a retry of its predecessor) goes: only the
-                // immediately previous token may use the grace window, and that is now this one.
-                let marked = sqlx::query(
-                    "UPDATE refresh_tokens \
-                     SET used_at = $1, successor_hash = $2, sealed_by_predecessor = NULL \
-                     WHERE hash = $3 AND used_at IS NULL",
-                )
-                .bind(now.unix_millis())
-                .bind(&successor.token.hash.0[..])
-                .bind(&presented.0[..])
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-                // The family lock makes this impossible; the count keeps the guarantee even if
-                // the locking above were ever weakened.
-                if marked.rows_affected() != 1 {
-                    return Err(StoreError::Unavailable("concurrent rotation".into()));
-                }
-                insert_token(
-                    &mut tx,
-                    &family_id,
-                    &successor.token,
-                    Some(&successor.sealed),
-                )
-                .await?;
-                Rotation::Rotated { user, family_id }
-            }
-        };
-        for event in rotation.audit_events(now, origin) {
-            insert_audit(&mut tx, &event).await?;
-        }
-        // Also when nothing was written: ends the transaction, and releases the family lock,
-        // now rather than when the connection goes back to the pool.
-        tx.commit().await.map_err(unavailable)?;
-        Ok(rotation)
     }
 
     async fn revoke_family_once(
@@ -864,18 +780,34 @@ async fn insert_token(
     Ok(())
 }
 
-async fn insert_audit(connection: &mut PgConnection, event: &AuditEvent) -> Result<(), StoreError> {
+/// Records `events` in one statement (none when there are none).
+async fn insert_audit(
+    connection: &mut PgConnection,
+    events: &[AuditEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let column = |field: fn(&AuditEvent) -> Option<&str>| -> Vec<Option<&str>> {
+        events.iter().map(field).collect()
+    };
     sqlx::query(
         "INSERT INTO audit_events (at, event_type, user_id, username, source, request_id, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], \
+                              $6::TEXT[], $7::TEXT[])",
     )
-    .bind(event.time.unix_millis())
-    .bind(event.kind.as_str())
-    .bind(event.user_id.as_deref())
-    .bind(event.username.as_deref())
-    .bind(event.source.as_deref())
-    .bind(event.request_id.as_deref())
-    .bind(event.detail.as_deref())
+    .bind(
+        events
+            .iter()
+            .map(|e| e.time.unix_millis())
+            .collect::<Vec<_>>(),
+    )
+    .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+    .bind(column(|e| e.user_id.as_deref()))
+    .bind(column(|e| e.username.as_deref()))
+    .bind(column(|e| e.source.as_deref()))
+    .bind(column(|e| e.request_id.as_deref()))
+    .bind(column(|e| e.detail.as_deref()))
     .execute(connection)
     .await
     .map_err(unavailable)?;
@@ -885,6 +817,7 @@ async fn insert_audit(connection: &mut PgConnection, event: &AuditEvent) -> Resu
 #[async_trait]
 impl Store for PostgresStore {
     async fn close(&self) {
+        self.rotations.close().await;
         self.pool.close().await;
     }
 
@@ -1020,7 +953,14 @@ impl Store for PostgresStore {
         policy: &RefreshPolicy,
         origin: &Origin,
     ) -> Result<Rotation, StoreError> {
-        retrying!(self.rotate_once(presented, successor, now, policy, origin))
+        let job = RotationJob {
+            presented: *presented,
+            successor: successor.clone(),
+            now,
+            policy: *policy,
+            origin: origin.clone(),
+        };
+        within_deadline(self.rotations.rotate(job)).await
     }
 
     async fn revoke_family(&self, family: &FamilyId, now: Timestamp) -> Result<(), StoreError> {
@@ -1049,22 +989,11 @@ impl Store for PostgresStore {
         presented: &TokenHash,
     ) -> Result<Option<InspectedToken>, StoreError> {
         within_deadline(async {
-            let row = sqlx::query(
-                "SELECT t.family_id, t.issued_at, t.expires_at AS token_expires_at, t.used_at, \
-                        s.sealed_by_predecessor AS successor_sealed, \
-                        s.hash IS NOT NULL AND s.used_at IS NULL AS successor_is_newest, \
-                        f.revoked_at, f.expires_at AS family_expires_at, \
-                        u.id, u.username, u.roles, u.enabled, u.created_at \
-                 FROM refresh_tokens t \
-                 JOIN refresh_families f ON f.id = t.family_id \
-                 JOIN users u ON u.id = f.user_id \
-                 LEFT JOIN refresh_tokens s ON s.hash = t.successor_hash \
-                 WHERE t.hash = $1",
-            )
-            .bind(&presented.0[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
+            let row = sqlx::query(PRESENTED_TOKENS_SQL)
+                .bind([&presented.0[..]])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
             let Some(row) = row else { return Ok(None) };
             let issued_at = millis(&row, "issued_at")?;
             let state = presented_from_row(&row, issued_at)?;
@@ -1373,7 +1302,7 @@ impl Store for PostgresStore {
     async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
         within_deadline(async {
             let mut connection = self.pool.acquire().await.map_err(unavailable)?;
-            insert_audit(&mut connection, event).await
+            insert_audit(&mut connection, std::slice::from_ref(event)).await
         })
         .await
     }

@@ -22,9 +22,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 
-use self::writer::{RotationJob, RotationWriter};
 use super::{
-    InspectedToken, NewUser, Purged, RoleChange, Store, StoreError, StoredApiKey, StoredKey,
+    InspectedToken, NewUser, Purged, RoleChange, RotationJob, RotationQueue, Store, StoreError,
+    StoredApiKey, StoredKey,
 };
 use crate::crypto::api_key::ApiKeySecretHash;
 use crate::domain::{
@@ -64,7 +64,7 @@ const INSERT_AUDIT_EVENT: &str = "INSERT INTO audit_events \
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    rotations: RotationWriter,
+    rotations: RotationQueue,
 }
 
 impl SqliteStore {
@@ -90,7 +90,7 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         MIGRATOR.run(&pool).await.map_err(unavailable)?;
-        let rotations = RotationWriter::spawn(options.get_filename().to_path_buf())?;
+        let rotations = writer::spawn(options.get_filename().to_path_buf())?;
         Ok(Self { pool, rotations })
     }
 

@@ -25,7 +25,7 @@ use std::thread;
 use std::time::Instant;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{
     BUSY_TIMEOUT, DROP_SEALED_COPIES, INSERT_AUDIT_EVENT, MAX_ROTATION_BATCH, PRESENTED_TOKEN_SQL,
@@ -33,82 +33,36 @@ use super::{
     unavailable,
 };
 use crate::domain::{
-    AuditEvent, Decision, FamilyId, Origin, PresentedToken, RefreshPolicy, Rejection, Rotation,
-    Successor, Timestamp, TokenHash, User, UserId, Username, decide,
+    AuditEvent, Decision, FamilyId, PresentedToken, Rejection, Rotation, Timestamp, TokenHash,
+    User, UserId, Username, decide,
 };
 use crate::store::StoreError;
+use crate::store::rotation_queue::{Request, RotationJob, RotationQueue};
 
-/// One rotation, as asked of the writer.
-pub(super) struct RotationJob {
-    pub(super) presented: TokenHash,
-    pub(super) successor: Successor,
-    pub(super) now: Timestamp,
-    pub(super) policy: RefreshPolicy,
-    pub(super) origin: Origin,
-}
-
-type RotationReply = oneshot::Sender<Result<Rotation, StoreError>>;
-
-/// What the writer thread is asked.
-#[allow(clippy::large_enum_variant)] // nearly every request is a rotation: boxing would allocate each
-enum Request {
-    Rotate(RotationJob, RotationReply),
-    /// Apply the rotations queued before, close both connections, answer, and stop. Rotations
-    /// queued after it are refused.
-    Close(oneshot::Sender<()>),
-}
-
-/// The handle to the single thread that writes rotations.
-#[derive(Debug, Clone)]
-pub(super) struct RotationWriter {
-    requests: mpsc::Sender<Request>,
-}
-
-impl RotationWriter {
-    /// Opens the writer's connection to the (migrated) database at `path` and starts its
-    /// thread; the thread stops on [`Self::close`] or when the last handle is dropped.
-    ///
-    /// # Errors
-    /// When the database cannot be opened or the thread cannot be started.
-    pub(super) fn spawn(path: PathBuf) -> Result<Self, StoreError> {
-        let connection = open(&path, WRITER_CACHE_SIZE)?;
-        let checkpointer = open(&path, CHECKPOINTER_CACHE_SIZE)?;
-        let (checkpoints, asked) = sync_channel(1);
-        let (requests, queue) = mpsc::channel(ROTATION_QUEUE);
-        let checkpointer = thread::Builder::new()
-            .name("authd-checkpoint".into())
-            .spawn(move || checkpoint_when_asked(checkpointer, &asked))
-            .map_err(unavailable)?;
-        let checkpointer = Checkpointer {
-            asks: checkpoints,
-            thread: checkpointer,
-        };
-        thread::Builder::new()
-            .name("authd-rotations".into())
-            .spawn(move || write_rotations(&path, connection, queue, checkpointer))
-            .map_err(unavailable)?;
-        Ok(Self { requests })
-    }
-
-    /// Queues a rotation and waits until the batch holding it is committed (or failed).
-    pub(super) async fn rotate(&self, job: RotationJob) -> Result<Rotation, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Unavailable("the rotation writer has stopped".into());
-        self.requests
-            .send(Request::Rotate(job, reply))
-            .await
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
-    }
-
-    /// Applies the rotations queued so far, then closes the writer's and the checkpointer's
-    /// connections and stops both threads. Returns at once if the writer has already stopped.
-    pub(super) async fn close(&self) {
-        let (done, closed) = oneshot::channel();
-        if self.requests.send(Request::Close(done)).await.is_ok() {
-            let _ = closed.await;
-        }
-    }
+/// Opens the writer's connection to the (migrated) database at `path`, starts its thread and
+/// returns its queue; the thread stops when the queue is closed or the last handle to it is
+/// dropped.
+///
+/// # Errors
+/// When the database cannot be opened or the thread cannot be started.
+pub(super) fn spawn(path: PathBuf) -> Result<RotationQueue, StoreError> {
+    let connection = open(&path, WRITER_CACHE_SIZE)?;
+    let checkpointer = open(&path, CHECKPOINTER_CACHE_SIZE)?;
+    let (checkpoints, asked) = sync_channel(1);
+    let (handle, queue) = RotationQueue::new(ROTATION_QUEUE);
+    let checkpointer = thread::Builder::new()
+        .name("authd-checkpoint".into())
+        .spawn(move || checkpoint_when_asked(checkpointer, &asked))
+        .map_err(unavailable)?;
+    let checkpointer = Checkpointer {
+        asks: checkpoints,
+        thread: checkpointer,
+    };
+    thread::Builder::new()
+        .name("authd-rotations".into())
+        .spawn(move || write_rotations(&path, connection, queue, checkpointer))
+        .map_err(unavailable)?;
+    Ok(handle)
 }
 
 /// The writer's end of the checkpointer thread.
@@ -450,7 +404,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::domain::{NewFamily, NewToken, SessionOrigin, User, UserId, Username};
+    use crate::domain::{
+        NewFamily, NewToken, Origin, RefreshPolicy, SessionOrigin, Successor, User, UserId,
+        Username,
+    };
     use crate::store::sqlite::SqliteStore;
     use crate::store::{NewUser, Store};
 

@@ -1,0 +1,312 @@
+//! The rotation batcher: one task per replica that applies concurrent rotations together.
+//!
+//! A rotation alone is seven round trips to PostgreSQL (begin, lock the family, read, mark the
+//! token used, insert its successor, record the event, commit), and on a busy replica the
+//! round trips, not the rows, are what both sides spend their time on. So rotations are queued
+//! to this task, which takes whatever has arrived (up to [`MAX_BATCH`]) and applies it as one
+//! transaction of the same statements, each over the whole batch (plus one that has them
+//! planned for their actual arrays):
+//!
+//! 1. lock the families of every presented token, in id order (`FOR UPDATE`), so batches of
+//!    different replicas that share families wait for each other instead of deadlocking;
+//! 2. read every presented token afresh (a new snapshot, after the locks);
+//! 3. [`decide`] each rotation, in arrival order;
+//! 4. write: mark the rotated tokens used, insert their successors, record every audit event
+//!    (reuse revocations, which are rare, are written one by one as they are decided);
+//! 5. commit, and only then answer each caller.
+//!
+//! Within a batch every family appears at most once: a rotation whose token or family an
+//! earlier one of the batch already took is held back, in order, for the next batch. So the
+//! rotations of a batch touch disjoint rows, and the outcome is exactly that of applying them
+//! one after another, each in its own transaction — which is what the PostgreSQL store did
+//! before, and what the conformance tests check on both backends.
+//!
+//! A batch that fails with a serialization failure or a deadlock is retried whole, like any
+//! transaction of this store; any other failure is every caller's error. A caller that gave up
+//! (its deadline passed) before its batch began is dropped from it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use tokio::sync::mpsc;
+
+use super::{
+    MAX_ATTEMPTS, PRESENTED_TOKENS_SQL, insert_audit, is_transient, presented_from_row,
+    revoke_family_in, unavailable, within_deadline,
+};
+use crate::domain::{AuditEvent, Decision, FamilyId, PresentedToken, Rejection, Rotation, decide};
+use crate::store::StoreError;
+use crate::store::rotation_queue::{Request, RotationJob, RotationQueue, RotationReply};
+
+/// Most rotations applied in one transaction. Under load a batch is whatever arrived while the
+/// previous one was being applied, so this only bounds the worst case (and the statements'
+/// arrays).
+const MAX_BATCH: usize = 256;
+/// Rotations that may wait for the batcher; callers beyond it wait to queue.
+const QUEUE: usize = 4096;
+
+/// Starts a replica's batcher on the current runtime and returns its queue. The batcher stops
+/// when the queue is closed or the last handle to it is dropped.
+pub(super) fn spawn(pool: PgPool) -> RotationQueue {
+    let (queue, requests) = RotationQueue::new(QUEUE);
+    tokio::spawn(apply_batches(pool, requests));
+    queue
+}
+
+/// The batcher's task: takes what has arrived, applies it, and puts the rotations held back
+/// first in line for the next batch.
+async fn apply_batches(pool: PgPool, mut queue: mpsc::Receiver<Request>) {
+    let mut waiting: VecDeque<(RotationJob, RotationReply)> = VecDeque::new();
+    let mut closing = None;
+    loop {
+        if waiting.is_empty() {
+            if closing.is_some() {
+                break;
+            }
+            match queue.recv().await {
+                Some(Request::Rotate(job, reply)) => waiting.push_back((job, reply)),
+                Some(Request::Close(done)) => closing = Some(done),
+                None => break,
+            }
+        }
+        while closing.is_none() && waiting.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(Request::Rotate(job, reply)) => waiting.push_back((job, reply)),
+                Ok(Request::Close(done)) => closing = Some(done),
+                Err(_) => break,
+            }
+        }
+        waiting.retain(|(_, reply)| !reply.is_closed());
+        let batch: Vec<_> = waiting.drain(..waiting.len().min(MAX_BATCH)).collect();
+        for held_back in apply(&pool, batch).await.into_iter().rev() {
+            waiting.push_front(held_back);
+        }
+    }
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+/// Applies `batch` (retrying transient failures), answers the callers it decided, and returns
+/// the rotations held back for the next batch, in order.
+async fn apply(
+    pool: &PgPool,
+    batch: Vec<(RotationJob, RotationReply)>,
+) -> Vec<(RotationJob, RotationReply)> {
+    if batch.is_empty() {
+        return batch;
+    }
+    let jobs: Vec<&RotationJob> = batch.iter().map(|(job, _)| job).collect();
+    let mut attempt = 1;
+    let outcome = within_deadline(async {
+        loop {
+            match apply_once(pool, &jobs).await {
+                Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => {
+                    tracing::debug!(attempt, error = %e, "rotation batch conflict; retrying");
+                    tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        }
+    })
+    .await;
+    match outcome {
+        Ok(outcomes) => {
+            let mut held_back = Vec::new();
+            for ((job, reply), outcome) in batch.into_iter().zip(outcomes) {
+                match outcome {
+                    Some(rotation) => {
+                        let _ = reply.send(Ok(rotation));
+                    }
+                    None => held_back.push((job, reply)),
+                }
+            }
+            held_back
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, rotations = batch.len(), "rotation batch failed");
+            let message = e.to_string();
+            for (_, reply) in batch {
+                let _ = reply.send(Err(StoreError::Unavailable(message.clone().into())));
+            }
+            Vec::new()
+        }
+    }
+}
+
+/// One transaction over `jobs`: the outcome of each, or `None` for one held back because an
+/// earlier job of the batch took its token or family.
+async fn apply_once(
+    pool: &PgPool,
+    jobs: &[&RotationJob],
+) -> Result<Vec<Option<Rotation>>, StoreError> {
+    let presented: Vec<&[u8]> = jobs.iter().map(|job| &job.presented.0[..]).collect();
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+    // A cached generic plan suits a statement whose parameters are single values, not these,
+    // whose arrays vary in length: one chosen while the tables were small keeps scanning
+    // them whole when they have grown (BENCHMARKS.md).
+    // Planned for the values at hand, each costs a little more planning per *batch*.
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    // 1. Lock the families, in a fixed order. Every writer of a family's tokens takes its lock
+    //    first, so changes to one family run one after the other, on whichever replica.
+    sqlx::query(
+        "SELECT id FROM refresh_families \
+         WHERE id IN (SELECT family_id FROM refresh_tokens WHERE hash = ANY($1)) \
+         ORDER BY id FOR UPDATE",
+    )
+    .bind(&presented)
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    // 2. Read the tokens after the locks: under READ COMMITTED this statement takes a new
+    //    snapshot, so it sees everything the previous holders of the locks committed.
+    let rows = sqlx::query(PRESENTED_TOKENS_SQL)
+        .bind(&presented)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    let mut found: HashMap<Vec<u8>, PgRow> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        found.insert(row.try_get("presented").map_err(unavailable)?, row);
+    }
+    // 3. Decide, in order.
+    let mut writes = Writes::default();
+    let mut taken_tokens = HashSet::new();
+    let mut taken_families = HashSet::new();
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let state = found
+            .get(&job.presented.0[..])
+            .map(|row| presented_from_row(row, job.now))
+            .transpose()?;
+        let first_for_token = taken_tokens.insert(job.presented);
+        let first_for_family = state
+            .as_ref()
+            .is_none_or(|state| taken_families.insert(state.family_id.clone()));
+        if !(first_for_token && first_for_family) {
+            outcomes.push(None);
+            continue;
+        }
+        let rotation = match state {
+            // Not there (never issued, or purged or its user deleted since).
+            None => Rotation::Rejected(Rejection::Unknown),
+            Some(state) => decide_one(&mut tx, &mut writes, job, state).await?,
+        };
+        writes
+            .events
+            .extend(rotation.audit_events(job.now, &job.origin));
+        outcomes.push(Some(rotation));
+    }
+    // 4. Write, 5. commit.
+    writes.apply(&mut tx).await?;
+    tx.commit().await.map_err(unavailable)?;
+    Ok(outcomes)
+}
+
+/// Applies the rules to one presented token: queues a rotation's writes in `writes`, revokes a
+/// reused token's family at once.
+async fn decide_one<'a>(
+    tx: &mut Transaction<'static, Postgres>,
+    writes: &mut Writes<'a>,
+    job: &'a RotationJob,
+    state: PresentedToken,
+) -> Result<Rotation, StoreError> {
+    let decision = decide(&state, job.now, &job.policy);
+    let PresentedToken {
+        user, family_id, ..
+    } = state;
+    Ok(match decision {
+        Decision::Reject(why) => Rotation::Rejected(why),
+        Decision::ReturnSuccessor(sealed_successor) => Rotation::Replayed {
+            user,
+            family_id,
+            sealed_successor,
+        },
+        Decision::RevokeFamily => {
+            revoke_family_in(tx, &family_id, job.now, "refresh token reuse").await?;
+            Rotation::ReuseDetected { user, family_id }
+        }
+        Decision::Rotate => {
+            writes.rotate(job, &family_id);
+            Rotation::Rotated { user, family_id }
+        }
+    })
+}
+
+/// The writes of a batch, as the columns of its statements.
+#[derive(Default)]
+struct Writes<'a> {
+    /// Presented tokens to mark used, when, and their successors.
+    used: Vec<&'a [u8]>,
+    used_at: Vec<i64>,
+    successors: Vec<&'a [u8]>,
+    /// The successors' rows.
+    families: Vec<String>,
+    issued_at: Vec<i64>,
+    expires_at: Vec<i64>,
+    sealed: Vec<&'a [u8]>,
+    events: Vec<AuditEvent>,
+}
+
+impl<'a> Writes<'a> {
+    fn rotate(&mut self, job: &'a RotationJob, family: &FamilyId) {
+        self.used.push(&job.presented.0);
+        self.used_at.push(job.now.unix_millis());
+        self.successors.push(&job.successor.token.hash.0);
+        self.families.push(family.as_str().to_owned());
+        self.issued_at
+            .push(job.successor.token.issued_at.unix_millis());
+        self.expires_at
+            .push(job.successor.token.expires_at.unix_millis());
+        self.sealed.push(&job.successor.sealed);
+    }
+
+    async fn apply(&self, tx: &mut Transaction<'static, Postgres>) -> Result<(), StoreError> {
+        if !self.used.is_empty() {
+            // A rotated token's own sealed copy (for a retry of its predecessor) goes: only the
+            // immediately previous token may use the grace window, and that is now this one.
+            let marked: i64 = sqlx::query_scalar(
+                "WITH marked AS ( \
+                     UPDATE refresh_tokens t \
+                     SET used_at = u.used_at, successor_hash = u.successor, \
+                         sealed_by_predecessor = NULL \
+                     FROM UNNEST($1::BYTEA[], $2::BIGINT[], $3::BYTEA[]) AS u(hash, used_at, successor) \
+                     WHERE t.hash = u.hash AND t.used_at IS NULL \
+                     RETURNING 1) \
+                 SELECT COUNT(*) FROM marked",
+            )
+            .bind(&self.used)
+            .bind(&self.used_at)
+            .bind(&self.successors)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+            // The family locks make this impossible; the count keeps the guarantee even if the
+            // locking were ever weakened.
+            if usize::try_from(marked).ok() != Some(self.used.len()) {
+                return Err(StoreError::Unavailable("concurrent rotation".into()));
+            }
+            sqlx::query(
+                "INSERT INTO refresh_tokens \
+                     (hash, family_id, issued_at, expires_at, sealed_by_predecessor) \
+                 SELECT * FROM UNNEST($1::BYTEA[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[], \
+                                      $5::BYTEA[])",
+            )
+            .bind(&self.successors)
+            .bind(&self.families)
+            .bind(&self.issued_at)
+            .bind(&self.expires_at)
+            .bind(&self.sealed)
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        insert_audit(tx, &self.events).await
+    }
+}
