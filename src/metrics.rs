@@ -31,6 +31,8 @@ pub const SIGNING_KEYS_PUBLISHED: &str = "authd_signing_keys_published";
 pub const ROTATION_BATCH_SIZE: &str = "authd_sqlite_rotation_batch_size";
 pub const ROTATION_BATCH_WRITE: &str = "authd_sqlite_rotation_batch_write_seconds";
 pub const ROTATION_BATCH_COMMIT: &str = "authd_sqlite_rotation_batch_commit_seconds";
+pub const PG_ROTATION_BATCH_SIZE: &str = "authd_postgres_rotation_batch_size";
+pub const PG_ROTATION_BATCH: &str = "authd_postgres_rotation_batch_seconds";
 
 /// Login outcomes. `throttled` is recorded by login rate limiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +77,7 @@ pub fn install() -> Option<PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .ok()?
                 .set_buckets_for_metric(
-                    Matcher::Full(ROTATION_BATCH_SIZE.into()),
+                    Matcher::Suffix("_rotation_batch_size".into()),
                     BATCH_SIZE_BUCKETS,
                 )
                 .ok()?;
@@ -150,6 +152,15 @@ fn describe() {
         metrics::Unit::Seconds,
         "time a rotation batch's COMMIT took, fsync included (SQLite)"
     );
+    describe_histogram!(
+        PG_ROTATION_BATCH_SIZE,
+        "rotations applied in one PostgreSQL transaction by this replica"
+    );
+    describe_histogram!(
+        PG_ROTATION_BATCH,
+        metrics::Unit::Seconds,
+        "time from BEGIN to the end of COMMIT of a rotation batch (PostgreSQL)"
+    );
 }
 
 pub fn login(outcome: LoginOutcome) {
@@ -192,6 +203,14 @@ pub fn rotation_batch(rotations: usize, writes: Duration, commit: Duration) {
     histogram!(ROTATION_BATCH_SIZE).record(rotations as f64);
     histogram!(ROTATION_BATCH_WRITE).record(writes.as_secs_f64());
     histogram!(ROTATION_BATCH_COMMIT).record(commit.as_secs_f64());
+}
+
+/// One PostgreSQL rotation batch of this replica: its size, and how long its transaction took
+/// (retries included).
+pub fn postgres_rotation_batch(rotations: usize, took: Duration) {
+    #[allow(clippy::cast_precision_loss)] // at most a few hundred
+    histogram!(PG_ROTATION_BATCH_SIZE).record(rotations as f64);
+    histogram!(PG_ROTATION_BATCH).record(took.as_secs_f64());
 }
 
 pub fn signing_keys(age: Option<Duration>, published: usize) {

@@ -181,6 +181,21 @@ async fn concurrent_refreshes_across_replicas_have_exactly_one_winner() {
             assert_refused(result);
         }
     }
+    // Each replica applied its rotations in batches, and says so.
+    for replica in &r {
+        let metrics = reqwest::get(format!("http://{}/metrics", replica.server.http_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let batches = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("authd_postgres_rotation_batch_size_count "))
+            .unwrap_or_else(|| panic!("no batch size in {metrics}"));
+        assert!(batches.parse::<f64>().unwrap() >= 1.0, "{metrics}");
+        assert!(metrics.contains("authd_postgres_rotation_batch_seconds_bucket"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,8 @@ pub struct Server {
     child: Child,
     /// The gRPC address it logged (`127.0.0.1:PORT`).
     pub addr: String,
+    /// The HTTP address it logged (JWKS, health, metrics).
+    pub http_addr: String,
 }
 
 impl Server {
@@ -57,17 +59,22 @@ impl Server {
         let mut server = Self {
             child,
             addr: String::new(),
+            http_addr: String::new(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in stderr.lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("grpc_addr=").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+                let logged = |key: &str| {
+                    let rest = line.split(key).nth(1)?;
+                    Some(rest.split_whitespace().next().unwrap_or("").to_owned())
+                };
+                if let Some(grpc) = logged("grpc_addr=") {
+                    let _ = tx.send((grpc, logged("http_addr=").unwrap_or_default()));
                 }
             }
         });
-        server.addr = rx
+        (server.addr, server.http_addr) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("serve logs its address");
         server

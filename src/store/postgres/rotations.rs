@@ -99,6 +99,7 @@ async fn apply(
         return batch;
     }
     let jobs: Vec<&RotationJob> = batch.iter().map(|(job, _)| job).collect();
+    let started = std::time::Instant::now();
     let mut attempt = 1;
     let outcome = within_deadline(async {
         loop {
@@ -113,6 +114,7 @@ async fn apply(
         }
     })
     .await;
+    crate::metrics::postgres_rotation_batch(jobs.len(), started.elapsed());
     match outcome {
         Ok(outcomes) => {
             let mut held_back = Vec::new();
