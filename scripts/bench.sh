@@ -4,6 +4,8 @@
 #
 #   scripts/bench.sh                 # 10 s per scenario, concurrency 64
 #   DURATION=30s scripts/bench.sh    # longer runs
+#   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/authd_bench scripts/bench.sh
+#                                    # on PostgreSQL: an empty database, which the run fills
 #
 # The server and the load generator read the same configuration (AUTHD_* variables), so
 # AUTHD_ARGON2_MEMORY_KIB etc. apply to both. Everything runs on this machine (loopback only).
@@ -24,15 +26,15 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT
-export AUTHD_DATABASE_URL="sqlite://$dir/authd.db"
+export AUTHD_DATABASE_URL="${BENCH_DATABASE_URL:-sqlite://$dir/authd.db}"
 # The load comes from one address and logs one user in from many workers at once: the
 # per-source limit and the per-username throttle would measure themselves, not authd.
 export AUTHD_HTTP_ADDR=127.0.0.1:0
 export AUTHD_PER_SOURCE_RATE=0
 export AUTHD_THROTTLE_FREE_FAILURES=1000000
 
-printf '{"scenario":"machine","nproc":%s,"cpu":"%s","mem_total_kib":%s,"load_average":"%s"}\n' \
-    "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" \
+printf '{"scenario":"machine","database":"%s","nproc":%s,"cpu":"%s","mem_total_kib":%s,"load_average":"%s"}\n' \
+    "${AUTHD_DATABASE_URL%%:*}" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" \
     "$(awk '/MemTotal/ {print $2}' /proc/meminfo)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 
 printf '%s\n' "$PASSWORD" | "$authd" user add bench --password-stdin >/dev/null
