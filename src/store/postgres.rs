@@ -6,6 +6,8 @@
 //! - Every change to a refresh family (rotation, reuse revocation) first locks the family row
 //!   (`SELECT … FOR UPDATE`), then reads the state afresh and applies [`decide`]. Of any number
 //!   of concurrent rotations of one token, on any replicas, exactly one sees it unused.
+//!   Rotations go through the replica's batcher ([`rotations`]), which does this for all the
+//!   rotations that arrived together in one transaction.
 //! - Transactions that fail with a serialization failure or a deadlock (SQLSTATE 40001, 40P01)
 //!   are retried a bounded number of times, then reported as unavailable.
 //! - Every operation, retries included, has a deadline ([`OPERATION_TIMEOUT`]); a database that
