@@ -4,15 +4,15 @@
 //! token used, insert its successor, record the event, commit), and on a busy replica the
 //! round trips, not the rows, are what both sides spend their time on. So rotations are queued
 //! to this task, which takes whatever has arrived (up to [`MAX_BATCH`]) and applies it as one
-//! transaction of the same statements, each over the whole batch (plus one that has them
-//! planned for their actual arrays):
+//! transaction, each statement over the whole batch:
 //!
-//! 1. lock the families of every presented token, in id order (`FOR UPDATE`), so batches of
+//! 1. begin, with the batch's statements planned for their actual arrays;
+//! 2. lock the families of every presented token, in id order (`FOR UPDATE`), so batches of
 //!    different replicas that share families wait for each other instead of deadlocking;
-//! 2. read every presented token afresh (a new snapshot, after the locks);
-//! 3. [`decide`] each rotation, in arrival order;
-//! 4. write: mark the rotated tokens used, insert their successors, record every audit event
-//!    (reuse revocations, which are rare, are written one by one as they are decided);
+//! 3. read every presented token afresh (a new snapshot, after the locks), and [`decide`] each
+//!    rotation, in arrival order (reuse revocations, which are rare, are written one by one as
+//!    they are decided);
+//! 4. mark the rotated tokens used, insert their successors, record every audit event;
 //! 5. commit, and only then answer each caller.
 //!
 //! Within a batch every family appears at most once: a rotation whose token or family an
@@ -146,16 +146,15 @@ async fn apply_once(
     jobs: &[&RotationJob],
 ) -> Result<Vec<Option<Rotation>>, StoreError> {
     let presented: Vec<&[u8]> = jobs.iter().map(|job| &job.presented.0[..]).collect();
-    let mut tx = pool.begin().await.map_err(unavailable)?;
     // A cached generic plan suits a statement whose parameters are single values, not these,
     // whose arrays vary in length: one chosen while the tables were small keeps scanning
-    // them whole when they have grown (BENCHMARKS.md).
-    // Planned for the values at hand, each costs a little more planning per *batch*.
-    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
-        .execute(&mut *tx)
+    // them whole when they have grown (BENCHMARKS.md). Planned for the values at hand, each
+    // costs a little more planning per *batch*. (One simple query, so one round trip.)
+    let mut tx = pool
+        .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan")
         .await
         .map_err(unavailable)?;
-    // 1. Lock the families, in a fixed order. Every writer of a family's tokens takes its lock
+    // 2. Lock the families, in a fixed order. Every writer of a family's tokens takes its lock
     //    first, so changes to one family run one after the other, on whichever replica.
     sqlx::query(
         "SELECT id FROM refresh_families \
@@ -166,7 +165,7 @@ async fn apply_once(
     .execute(&mut *tx)
     .await
     .map_err(unavailable)?;
-    // 2. Read the tokens after the locks: under READ COMMITTED this statement takes a new
+    // 3. Read the tokens after the locks: under READ COMMITTED this statement takes a new
     //    snapshot, so it sees everything the previous holders of the locks committed.
     let rows = sqlx::query(PRESENTED_TOKENS_SQL)
         .bind(&presented)
@@ -177,7 +176,7 @@ async fn apply_once(
     for row in rows {
         found.insert(row.try_get("presented").map_err(unavailable)?, row);
     }
-    // 3. Decide, in order.
+    // Decide, in order.
     let mut writes = Writes::default();
     let mut taken_tokens = HashSet::new();
     let mut taken_families = HashSet::new();
