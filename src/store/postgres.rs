@@ -24,8 +24,6 @@
 //! This module does not know the rotation rules (see `crate::domain::refresh`) and is the only
 //! code that knows it talks to PostgreSQL.
 
-mod rotations;
-
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -92,6 +90,9 @@ macro_rules! retrying {
         .await
     };
 }
+
+// After `retrying!`, which it uses.
+mod rotations;
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {

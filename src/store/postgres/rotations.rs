@@ -100,20 +100,7 @@ async fn apply(
     }
     let jobs: Vec<&RotationJob> = batch.iter().map(|(job, _)| job).collect();
     let started = std::time::Instant::now();
-    let mut attempt = 1;
-    let outcome = within_deadline(async {
-        loop {
-            match apply_once(pool, &jobs).await {
-                Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => {
-                    tracing::debug!(attempt, error = %e, "rotation batch conflict; retrying");
-                    tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
-                    attempt += 1;
-                }
-                other => break other,
-            }
-        }
-    })
-    .await;
+    let outcome = retrying!(apply_once(pool, &jobs));
     crate::metrics::postgres_rotation_batch(jobs.len(), started.elapsed());
     match outcome {
         Ok(outcomes) => {
