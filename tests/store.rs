@@ -881,6 +881,73 @@ async fn postgres_processes_migrating_a_fresh_database_at_once_apply_each_migrat
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_password_change_racing_rotation_batches_ends_every_session_without_deadlock() {
+    let Some(db) = pg::TestDatabase::create(
+        "postgres_password_change_racing_rotation_batches_ends_every_session_without_deadlock",
+    )
+    .await
+    else {
+        return;
+    };
+    // A batch of rotations locks the families it touches in id order, and so must a password
+    // change, which locks all of its user's families: taken in different orders, the two
+    // deadlock, and PostgreSQL fails one after `deadlock_timeout` (retried, but a second late).
+    let store = authd::store::open(&db.url).await.unwrap();
+    let p = policy(MINUTE);
+    let alice = add_user(store.as_ref(), "alice").await;
+    for round in 0..8 {
+        let mut tokens = Vec::new();
+        for _ in 0..16 {
+            tokens.push(login(store.as_ref(), &alice, at(round), &p).await.1);
+        }
+        let rotations = tokens.into_iter().map(|token| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let next = successor(at(round), &p);
+                let rotation = store
+                    .rotate_refresh(&token, &next, at(round), &p, &Origin::default())
+                    .await
+                    .unwrap();
+                (next.token.hash, rotation)
+            })
+        });
+        let change = {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g";
+                store.change_password(&name("alice"), hash, at(round)).await
+            })
+        };
+        let rotations = futures::future::join_all(rotations).await;
+        change.await.unwrap().unwrap();
+        // Whichever came first, no session outlives the change: a successor issued before it
+        // belongs to a family it revoked.
+        for rotation in rotations {
+            match rotation.unwrap() {
+                (next, Rotation::Rotated { .. }) => assert_eq!(
+                    rejected(&outcome(store.as_ref(), &next, at(round), &p).await),
+                    Some(Rejection::FamilyRevoked)
+                ),
+                (_, Rotation::Rejected(Rejection::FamilyRevoked)) => {}
+                (_, other) => panic!("{other:?}"),
+            }
+        }
+    }
+    let mut conn = <sqlx::postgres::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    // Statistics reach the view within a second of the transaction that counted them.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let deadlocks: i64 = sqlx::query_scalar(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(deadlocks, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_serialization_failures_are_retried_and_rotation_stays_exclusive() {
     let Some(db) = pg::TestDatabase::create(
         "postgres_serialization_failures_are_retried_and_rotation_stays_exclusive",

@@ -255,6 +255,7 @@ impl PostgresStore {
     async fn delete_user_once(&self, username: &Username) -> Result<User, StoreError> {
         let mut tx = self.begin().await?;
         let user = lock_user(&mut tx, username).await?;
+        lock_families_of(&mut tx, &user.id).await?;
         // Families and tokens go with it (ON DELETE CASCADE).
         sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(user.id.as_str())
@@ -710,6 +711,7 @@ async fn revoke_families_of(
     now: Timestamp,
     reason: &str,
 ) -> Result<u64, StoreError> {
+    lock_families_of(tx, user).await?;
     let done = sqlx::query(
         "UPDATE refresh_families SET revoked_at = $1, revoked_reason = $2 \
          WHERE user_id = $3 AND revoked_at IS NULL",
@@ -731,6 +733,21 @@ async fn revoke_families_of(
     .await
     .map_err(unavailable)?;
     Ok(done.rows_affected())
+}
+
+/// Locks every family of `user`, in id order: the order rotation batches lock families in
+/// (`rotations`), so a change to a user's sessions and a batch holding some of them wait for
+/// each other instead of deadlocking.
+async fn lock_families_of(
+    tx: &mut Transaction<'static, Postgres>,
+    user: &UserId,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT id FROM refresh_families WHERE user_id = $1 ORDER BY id FOR UPDATE")
+        .bind(user.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
 }
 
 async fn revoke_family_in(
