@@ -38,7 +38,7 @@ const LEGACY_CHARS: usize = 43;
 const SEAL_SALT: &[u8] = b"authd/v1/refresh-successor-seal";
 
 /// A refresh token in the clear. Only ever held in memory on its way to or from a client.
-/// [`TOKEN_BYTES`] long, or [`SECRET_BYTES`] for a token of the earlier form.
+/// `TOKEN_BYTES` long, or `SECRET_BYTES` for a token of the earlier form.
 pub struct RefreshToken(SecretSlice<u8>);
 
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! The gRPC transport: `auth.v1.AuthService` over tonic.
 //!
 //! Handlers are thin: take the fields out of the request, call one [`TokenService`] method,
-//! map the result to the response and the error with [`error::to_status`]. Only this module
+//! map the result to the response and the error with `error::to_status`. Only this module
 //! knows protobuf types.
 
 mod error;
