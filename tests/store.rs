@@ -37,6 +37,14 @@ async fn sqlite() -> Backend {
     }
 }
 
+/// A connection of the test's own to a PostgreSQL test database (to set or read what the
+/// store does not expose).
+async fn connect(url: &str) -> sqlx::postgres::PgConnection {
+    <sqlx::postgres::PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap()
+}
+
 async fn postgres(test: &str) -> Option<Backend> {
     let db = pg::TestDatabase::create(test).await?;
     Some(Backend {
@@ -841,9 +849,7 @@ async fn postgres_url_with_sslmode_require_connects_over_tls() {
     let store = authd::store::open(&url).await.unwrap();
     add_user(store.as_ref(), "alice").await;
     // The same URL, as the store's pool reads it, gives an encrypted session (rustls).
-    let mut conn = <sqlx::postgres::PgConnection as sqlx::Connection>::connect(&url)
-        .await
-        .unwrap();
+    let mut conn = connect(&url).await;
     let (ssl,): (bool,) =
         sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
             .fetch_one(&mut conn)
@@ -870,9 +876,7 @@ async fn postgres_processes_migrating_a_fresh_database_at_once_apply_each_migrat
     let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
         .unwrap()
         .count();
-    let mut conn = <sqlx::postgres::PgConnection as sqlx::Connection>::connect(&db.url)
-        .await
-        .unwrap();
+    let mut conn = connect(&db.url).await;
     let (applied,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
         .fetch_one(&mut conn)
         .await
@@ -933,9 +937,7 @@ async fn postgres_password_change_racing_rotation_batches_ends_every_session_wit
             }
         }
     }
-    let mut conn = <sqlx::postgres::PgConnection as sqlx::Connection>::connect(&db.url)
-        .await
-        .unwrap();
+    let mut conn = connect(&db.url).await;
     // Statistics reach the view within a second of the transaction that counted them.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let deadlocks: i64 = sqlx::query_scalar(
@@ -959,9 +961,7 @@ async fn postgres_serialization_failures_are_retried_and_rotation_stays_exclusiv
     // Under SERIALIZABLE (CockroachDB's only level) concurrent rotations of one token make
     // PostgreSQL abort all but one with SQLSTATE 40001; the store must retry them, and the
     // retries must see the token used.
-    let mut conn = <sqlx::postgres::PgConnection as sqlx::Connection>::connect(&db.url)
-        .await
-        .unwrap();
+    let mut conn = connect(&db.url).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "ALTER DATABASE {} SET default_transaction_isolation TO 'serializable'",
         db.url.rsplit('/').next().unwrap()
