@@ -1,6 +1,6 @@
 //! Prometheus metrics: the recorder (installed once per process, rendered on the HTTP side
-//! port's `/metrics`, no listener of its own), the names of every metric authd records, and a
-//! tower layer counting gRPC requests per method and status code.
+//! port's `/metrics`, no listener of its own) with its upkeep thread, the names of every metric
+//! authd records, and a tower layer counting gRPC requests per method and status code.
 //!
 //! Code elsewhere records through the `metrics` facade with the helpers below, so the names
 //! and label values live in one place. Label values come from fixed sets only (never from
@@ -62,6 +62,14 @@ impl LoginOutcome {
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// How often the recorder's upkeep runs: every histogram sample is buffered until upkeep
+/// drains it into its buckets, so this bounds the buffer to a few seconds of samples. Five
+/// seconds is the exporter's own default.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The name of the thread that runs the recorder's upkeep.
+pub const UPKEEP_THREAD: &str = "authd-metrics";
+
 const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -85,6 +93,7 @@ pub fn install() -> Option<PrometheusHandle> {
             let handle = recorder.handle();
             match metrics::set_global_recorder(recorder) {
                 Ok(()) => {
+                    spawn_upkeep(handle.clone());
                     describe();
                     // Gauges an operator alerts on are shown from the start, at zero, not only
                     // once something first moved them.
@@ -99,6 +108,24 @@ pub fn install() -> Option<PrometheusHandle> {
             }
         })
         .clone()
+}
+
+/// Runs the recorder's upkeep on its own schedule, for the life of the process (the recorder
+/// lives as long). Rendering `/metrics` also runs it, but a server nobody scrapes must not keep
+/// every histogram sample it ever recorded: that grew by about 25 bytes per refresh.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name(UPKEEP_THREAD.into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = spawned {
+        // Only on a machine out of threads; /metrics scrapes still drain the samples.
+        tracing::warn!(%error, "could not start the metrics upkeep thread");
+    }
 }
 
 fn describe() {
@@ -224,6 +251,8 @@ pub fn signing_keys(age: Option<Duration>, published: usize) {
 const KNOWN_METHODS: &[&str] = &[
     "/auth.v1.AuthService/Token",
     "/auth.v1.AuthService/RefreshToken",
+    "/auth.v1.AuthService/Logout",
+    "/auth.v1.AuthService/Introspect",
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",

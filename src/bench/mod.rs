@@ -34,8 +34,8 @@ use crate::grpc::pb::{self, token_request::Credential};
 
 pub use limit::{LoginLimit, measure_login_limit};
 pub use report::{OpStats, Report};
-pub use rss::{RssSample, read_rss};
-pub use startup::{StartupReport, measure_startup};
+pub use rss::{RssSample, Sampled, read_rss};
+pub use startup::{ServerSetup, StartupReport, measure_startup};
 
 /// Refreshes per login in the `mixed` scenario.
 pub const MIXED_REFRESHES_PER_LOGIN: u32 = 50;
@@ -243,7 +243,11 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         Some(pid) => read_rss(pid).await,
         None => None,
     };
-    let sampler = config.server_pid.map(rss::Sampler::start);
+    // Ten points over the run, so a server whose memory does not level off shows it.
+    let timeline_every = config.duration / 10;
+    let sampler = config
+        .server_pid
+        .map(|pid| rss::Sampler::start(pid, timeline_every));
 
     let started = Instant::now();
     let budget = Arc::new(Budget {
@@ -261,9 +265,9 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     }
     let elapsed = started.elapsed();
 
-    let rss_max = match sampler {
+    let sampled = match sampler {
         Some(s) => s.stop().await,
-        None => None,
+        None => Sampled::default(),
     };
     let rss_after = match config.server_pid {
         Some(pid) => read_rss(pid).await,
@@ -277,7 +281,8 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         &totals,
         report::ServerMemory {
             before: rss_before,
-            max_sampled: rss_max,
+            max_sampled: sampled.max,
+            timeline: sampled.timeline,
             after: rss_after,
         },
     ))

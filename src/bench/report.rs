@@ -64,12 +64,14 @@ fn round(x: f64) -> f64 {
 }
 
 /// The server's resident memory around the run, when its pid was given.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerMemory {
     /// After setup, before the measured requests.
     pub before: Option<RssSample>,
     /// The highest RSS sampled during the run.
     pub max_sampled: Option<RssSample>,
+    /// RSS at the start of the run and every tenth of it: time since the start, and RSS.
+    pub timeline: Vec<(Duration, RssSample)>,
     /// After the last request.
     pub after: Option<RssSample>,
 }
@@ -188,6 +190,21 @@ impl Report {
                     }
                 }
             }
+            if !self.server_memory.timeline.is_empty() {
+                let timeline: Vec<Value> = self
+                    .server_memory
+                    .timeline
+                    .iter()
+                    .map(|(at, sample)| {
+                        json!({
+                            "t_s": round(at.as_secs_f64()),
+                            "rss_kib": sample.rss_kib,
+                            "anon_kib": sample.anon_kib,
+                        })
+                    })
+                    .collect();
+                object.insert("server_rss_timeline".into(), timeline.into());
+            }
             if let Some(limit) = self.login_limit {
                 object.insert(
                     "argon2_single_core_per_s".into(),
@@ -281,6 +298,27 @@ impl fmt::Display for Report {
                 write!(f, " (peak since start {:.1} MiB)", mib(peak))?;
             }
             writeln!(f)?;
+        }
+        if !m.timeline.is_empty() {
+            // The server's own memory where the kernel reports it (mapped files do not grow
+            // with load), else the whole RSS.
+            let points: Vec<String> = m
+                .timeline
+                .iter()
+                .map(|(at, s)| {
+                    format!(
+                        "{:.0}s {:.1}",
+                        at.as_secs_f64(),
+                        mib(s.anon_kib.unwrap_or(s.rss_kib))
+                    )
+                })
+                .collect();
+            let what = if m.timeline.iter().all(|(_, s)| s.anon_kib.is_some()) {
+                "own memory"
+            } else {
+                "RSS"
+            };
+            writeln!(f, "  server {what} over time (MiB): {}", points.join(", "))?;
         }
         if let Some(limit) = self.login_limit {
             write!(

@@ -1,7 +1,8 @@
 //! The server's resident memory, read from `/proc/PID/status` (Linux), and a sampler that keeps
-//! the highest value seen while a run goes on.
+//! the highest value seen while a run goes on, and a reading every tenth of the run, so memory
+//! that does not level off shows.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -46,25 +47,41 @@ fn parse_status(status: &str) -> Option<RssSample> {
     })
 }
 
+/// What a sampler saw over a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sampled {
+    /// The sample with the highest `VmRSS`.
+    pub max: Option<RssSample>,
+    /// A sample at the start and then every `timeline_every`: time since the start, and RSS.
+    pub timeline: Vec<(Duration, RssSample)>,
+}
+
 /// Samples a process's RSS until stopped.
 pub(super) struct Sampler {
     stop: oneshot::Sender<()>,
-    task: JoinHandle<Option<RssSample>>,
+    task: JoinHandle<Sampled>,
 }
 
 impl Sampler {
-    pub(super) fn start(pid: u32) -> Self {
+    pub(super) fn start(pid: u32, timeline_every: Duration) -> Self {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
-            let mut max: Option<RssSample> = None;
+            let started = Instant::now();
+            let mut sampled = Sampled::default();
+            let mut next_point = started;
             loop {
-                if let Some(sample) = read_rss(pid).await
-                    && max.is_none_or(|m| sample.rss_kib > m.rss_kib)
-                {
-                    max = Some(sample);
+                if let Some(sample) = read_rss(pid).await {
+                    if sampled.max.is_none_or(|m| sample.rss_kib > m.rss_kib) {
+                        sampled.max = Some(sample);
+                    }
+                    let now = Instant::now();
+                    if now >= next_point {
+                        sampled.timeline.push((now - started, sample));
+                        next_point += timeline_every.max(SAMPLE_EVERY);
+                    }
                 }
                 tokio::select! {
-                    _ = &mut stopped => return max,
+                    _ = &mut stopped => return sampled,
                     () = tokio::time::sleep(SAMPLE_EVERY) => {}
                 }
             }
@@ -72,10 +89,10 @@ impl Sampler {
         Self { stop, task }
     }
 
-    /// Stops sampling; the highest RSS seen.
-    pub(super) async fn stop(self) -> Option<RssSample> {
+    /// Stops sampling; the highest RSS seen and the timeline.
+    pub(super) async fn stop(self) -> Sampled {
         let _ = self.stop.send(());
-        self.task.await.ok().flatten()
+        self.task.await.unwrap_or_default()
     }
 }
 

@@ -212,6 +212,44 @@ fn sample(metrics: &str, prefix: &str) -> f64 {
         .map_or(0.0, |v| v.parse().unwrap())
 }
 
+/// The recorder buffers every histogram sample until its upkeep drains them; upkeep must run
+/// on its own schedule, not only when `/metrics` is rendered, or a server nobody scrapes grows
+/// without bound (issue 24: ~25 bytes per refresh). The memory itself is measured by `authd
+/// bench --pid` (its timeline, BENCHMARKS.md); this checks the thread that drains it runs.
+#[tokio::test]
+async fn metrics_upkeep_runs_without_a_scrape() {
+    let _app = spawn_app().await;
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    assert!(
+        threads
+            .iter()
+            .any(|name| name == authd::metrics::UPKEEP_THREAD),
+        "no upkeep thread among {threads:?}"
+    );
+}
+
+#[tokio::test]
+async fn logout_and_introspect_are_counted_by_name() {
+    let app = spawn_app().await;
+    app.add_user("alice", &[]).await;
+    let (_, _, before) = app.get("/metrics").await;
+    let tokens = app.login("alice", PASSWORD).await.unwrap();
+    app.introspect(&tokens.access_token).await.unwrap();
+    app.logout(&tokens.refresh_token, "").await.unwrap();
+    let (_, _, after) = app.get("/metrics").await;
+    let grew = |prefix: &str| sample(&after, prefix) - sample(&before, prefix);
+    for method in ["Logout", "Introspect"] {
+        let series = format!(
+            r#"authd_grpc_requests_total{{method="/auth.v1.AuthService/{method}",code="OK"}}"#
+        );
+        assert!(grew(&series) >= 1.0, "{series} missing from {after}");
+    }
+}
+
 #[tokio::test]
 async fn metrics_counters_move_with_logins_and_refreshes() {
     let app = spawn_app().await;
