@@ -159,7 +159,6 @@ impl Application {
             metrics,
             config.jwks_max_age,
             config.jwks_uri(),
-            config.signing_algorithm,
         );
         Ok(Self {
             grpc_listener,

@@ -25,6 +25,10 @@ use secrecy::{ExposeSecret, SecretString};
 /// reauthentication at least every 30 days at AAL1.
 pub const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// The longest `refresh_reuse_grace`: the window exists for a client retrying after a lost
+/// response, which takes seconds; a longer one would let a stolen token be replayed unnoticed.
+pub const MAX_REUSE_GRACE: Duration = Duration::from_secs(120);
+
 /// Everything authd can be configured with. See README.md for the table of keys.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -415,6 +419,11 @@ impl Config {
         if self.refresh_token_max_lifetime > MAX_SESSION_LIFETIME {
             return invalid(
                 "refresh_token_max_lifetime must be at most 30d (NIST SP 800-63B: log in again at least every 30 days)",
+            );
+        }
+        if self.refresh_reuse_grace > MAX_REUSE_GRACE {
+            return invalid(
+                "refresh_reuse_grace must be at most 2m (it only covers a client retrying after a lost response)",
             );
         }
         if self.password_min_length == 0 || self.password_min_length > 64 {
@@ -876,6 +885,9 @@ mod tests {
         });
         let e = load_error("AUTHD_REFRESH_TOKEN_MAX_LIFETIME", "31d");
         assert!(e.contains("at most 30d"), "{e}");
+        // Issue 16: the grace window had no upper bound.
+        let e = load_error("AUTHD_REFRESH_REUSE_GRACE", "121s");
+        assert!(e.contains("refresh_reuse_grace must be at most 2m"), "{e}");
         let e = load_error("AUTHD_INTROSPECT_ROLE", "Not A Role");
         assert!(e.contains("introspect_role"), "{e}");
         // NIST allows at most 100 consecutive failures; 0 would lock every name at once.

@@ -1072,3 +1072,26 @@ fn a_database_others_can_read_is_warned_about_and_a_new_one_is_private() {
         "an existing file is left as it is"
     );
 }
+
+/// Issue 16: a username with `\n` in it wrote a forged line into the text log (tracing's text
+/// formatter writes `%`-fields as they are). Every control character is escaped now.
+#[test]
+fn a_client_cannot_forge_a_log_line() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let url = format!("http://{}", server.addr);
+    let forged = "2026-01-01T00:00:00.000000Z  INFO authd::login: login succeeded username=root";
+    let evil = format!("eve\n{forged}\r\u{1b}[2J");
+    let out = env.client_login(&url, &evil, "some wrong password here");
+    assert!(!out.status.success());
+    let log = server.stop();
+    assert!(log.contains("login refused"), "{log}");
+    for line in log.lines() {
+        assert!(!line.starts_with(forged), "forged line in the log: {line}");
+        assert!(
+            !line.contains('\u{1b}'),
+            "terminal escape in the log: {line}"
+        );
+    }
+    assert!(log.contains(r"eve\n2026-01-01"), "{log}");
+}

@@ -50,7 +50,26 @@ impl Drop for Server {
     }
 }
 
-/// Starts `exe serve --grpc-addr 127.0.0.1:PORT <extra_args>` `runs + 1` times (the first run
+/// What a server started by `bench startup` is given besides `serve` and its addresses: the
+/// global options as arguments, and settings that may be secret (the database URL) in its
+/// environment, since any user of the machine can read a process's command line.
+#[derive(Default)]
+pub struct ServerSetup {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ServerSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ServerSetup")
+            .field("args", &self.args)
+            .field("env", &names)
+            .finish()
+    }
+}
+
+/// Starts `exe serve --grpc-addr 127.0.0.1:PORT <setup.args>` (with `setup.env`) `runs + 1` times (the first run
 /// creates the database and is not counted) and measures, each time, from just before the
 /// process is spawned to the first successful `grpc.health.v1.Health/Check`.
 ///
@@ -58,7 +77,7 @@ impl Drop for Server {
 /// When the server cannot be spawned or does not answer within 30 s.
 pub async fn measure_startup(
     exe: &Path,
-    extra_args: &[String],
+    setup: &ServerSetup,
     runs: usize,
 ) -> Result<StartupReport, BenchError> {
     let mut runs_ms = Vec::with_capacity(runs);
@@ -74,7 +93,8 @@ pub async fn measure_startup(
             Command::new(exe)
                 .arg("serve")
                 .args(["--grpc-addr", &addr, "--http-addr", "127.0.0.1:0"])
-                .args(extra_args)
+                .args(&setup.args)
+                .envs(setup.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

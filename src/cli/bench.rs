@@ -64,8 +64,13 @@ pub struct BenchArgs {
     runs: usize,
 }
 
-/// `server_args` are the global options to hand to a server started by `bench startup`.
-pub async fn run(config: Config, args: BenchArgs, server_args: Vec<String>) -> Result<(), String> {
+/// `server_args` are the global options (arguments and environment) to hand to a server
+/// started by `bench startup`.
+pub async fn run(
+    config: Config,
+    args: BenchArgs,
+    server_args: bench::ServerSetup,
+) -> Result<(), String> {
     let scenario = match args.scenario {
         BenchScenario::Noop => Scenario::Noop,
         BenchScenario::Login => Scenario::Login,
@@ -168,7 +173,7 @@ async fn create_users_in(
     Ok(usernames)
 }
 
-async fn startup(args: BenchArgs, server_args: &[String]) -> Result<(), String> {
+async fn startup(args: BenchArgs, server_args: &bench::ServerSetup) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the authd binary: {e}"))?;
     let report = bench::measure_startup(&exe, server_args, args.runs.max(1))
         .await

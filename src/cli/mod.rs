@@ -101,15 +101,18 @@ pub fn run(cli: Cli) -> ExitCode {
         grpc_addr,
         http_addr,
     };
-    // `bench startup` starts servers that must read the same configuration.
-    let mut server_args = Vec::new();
+    // `bench startup` starts servers that must read the same configuration. The database URL
+    // goes in their environment, not on their command line, which every user of the machine
+    // can read (`ps`) and which may carry a password.
+    let mut server_args = crate::bench::ServerSetup::default();
     if let Some(path) = &cli.config {
-        server_args.push("--config".to_owned());
-        server_args.push(path.display().to_string());
+        server_args.args.push("--config".to_owned());
+        server_args.args.push(path.display().to_string());
     }
     if let Some(url) = &cli.database_url {
-        server_args.push("--database-url".to_owned());
-        server_args.push(url.clone());
+        server_args
+            .env
+            .push(("AUTHD_DATABASE_URL".to_owned(), url.clone()));
     }
     let result = Config::load(cli.config.as_deref(), &overrides)
         .map_err(|e| e.to_string())

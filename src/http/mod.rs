@@ -4,7 +4,7 @@
 //! - `GET /.well-known/jwks.json` — the published public keys, with `Cache-Control: max-age`
 //!   shorter than the pre-publication period (see [`crate::domain::KeyPolicy`]);
 //! - `GET /.well-known/openid-configuration`, `GET /.well-known/oauth-authorization-server` —
-//!   discovery metadata (RFC 8414): `issuer`, `jwks_uri` and the signing algorithms;
+//!   discovery metadata (RFC 8414): `issuer` and `jwks_uri`, and nothing authd does not do;
 //! - `GET /healthz` (the process answers), `GET /readyz` (database and signing key);
 //! - `GET /metrics` — Prometheus text.
 //!
@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::crypto::keys::SigningAlgorithm;
 use crate::service::TokenService;
 
 /// What the handlers need.
@@ -30,7 +29,6 @@ pub struct HttpState {
     metrics: Option<PrometheusHandle>,
     jwks_max_age: Duration,
     jwks_uri: String,
-    algorithm: SigningAlgorithm,
 }
 
 impl HttpState {
@@ -39,14 +37,12 @@ impl HttpState {
         metrics: Option<PrometheusHandle>,
         jwks_max_age: Duration,
         jwks_uri: String,
-        algorithm: SigningAlgorithm,
     ) -> Self {
         Self {
             service,
             metrics,
             jwks_max_age,
             jwks_uri,
-            algorithm,
         }
     }
 }
@@ -78,29 +74,18 @@ async fn jwks(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
+/// The metadata document (RFC 8414), served under both well-known names. It names only what
+/// authd really does: its issuer and JWKS. authd has no HTTP token or authorization endpoint
+/// (logins go over gRPC), so it lists no grant types and no response types; empty lists say so,
+/// where leaving the fields out would mean the RFC's defaults (authorization code, implicit).
+/// It issues no ID tokens, so it names no ID-token algorithms.
 async fn discovery(State(state): State<HttpState>) -> Response {
-    let keys = state.service.key_manager();
-    let now = state.service.clock().now();
-    let ring = keys.ring();
-    let mut algs: Vec<&str> = ring
-        .published(now, keys.policy())
-        .iter()
-        .map(|k| k.algorithm.as_str())
-        .chain([state.algorithm.as_str()])
-        .collect();
-    algs.sort_unstable();
-    algs.dedup();
     let settings = state.service.settings();
     let body = serde_json::json!({
         "issuer": settings.issuer,
         "jwks_uri": state.jwks_uri,
-        "grant_types_supported": ["password", "refresh_token"],
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["public"],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "id_token_signing_alg_values_supported": algs,
-        "access_token_signing_alg_values_supported": algs,
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "roles", "preferred_username"],
+        "grant_types_supported": [],
+        "response_types_supported": [],
     });
     (
         [

@@ -49,7 +49,7 @@ async fn a_third_party_jwt_library_verifies_tokens_through_the_served_jwks() {
 }
 
 #[tokio::test]
-async fn discovery_documents_name_the_issuer_and_the_jwks() {
+async fn discovery_documents_name_the_issuer_and_the_jwks_and_nothing_untrue() {
     let app = spawn_app().await;
     for path in [
         "/.well-known/openid-configuration",
@@ -61,10 +61,19 @@ async fn discovery_documents_name_the_issuer_and_the_jwks() {
             doc["jwks_uri"],
             format!("{}/.well-known/jwks.json", app.config.issuer)
         );
-        assert_eq!(
-            doc["id_token_signing_alg_values_supported"],
-            serde_json::json!(["ES256"])
-        );
+        // Issue 16: it named a password grant and a `token` response type without a token
+        // endpoint, and ID-token algorithms without ID tokens.
+        assert_eq!(doc["grant_types_supported"], serde_json::json!([]));
+        assert_eq!(doc["response_types_supported"], serde_json::json!([]));
+        for absent in [
+            "token_endpoint",
+            "authorization_endpoint",
+            "id_token_signing_alg_values_supported",
+            "subject_types_supported",
+            "token_endpoint_auth_methods_supported",
+        ] {
+            assert!(doc.get(absent).is_none(), "{path} names {absent}: {doc}");
+        }
     }
 }
 
