@@ -4,12 +4,23 @@
 //! be pasted as is. Real clients use any gRPC stack generated from `proto/auth/v1/auth.proto`.
 
 use std::io::Read;
+use std::path::PathBuf;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use crate::config::Config;
 use crate::grpc::AuthServiceClient;
 use crate::grpc::pb::{self, token_request::Credential};
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// A PEM file of CA certificates trusted besides the system's, for an `https://` server
+    /// with a private or self-signed certificate
+    #[arg(long, global = true, value_name = "PATH", env = "AUTHD_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: ClientCommand,
+}
 
 #[derive(Subcommand)]
 pub enum ClientCommand {
@@ -18,7 +29,8 @@ pub enum ClientCommand {
         username: String,
         #[arg(long)]
         password_stdin: bool,
-        /// Server address (default: the configured grpc_addr)
+        /// Server address, `http://HOST:PORT` or `https://HOST:PORT` (default: the
+        /// configured grpc_addr)
         #[arg(long, value_name = "URL")]
         addr: Option<String>,
     },
@@ -88,8 +100,8 @@ fn arg_or_stdin(value: String, what: &str) -> Result<String, String> {
     Ok(s.trim().to_owned())
 }
 
-pub async fn run(config: Config, command: ClientCommand) -> Result<(), String> {
-    let (addr, request) = match command {
+pub async fn run(config: Config, args: ClientArgs) -> Result<(), String> {
+    let (addr, request) = match args.command {
         ClientCommand::Login {
             username,
             password_stdin,
@@ -156,9 +168,8 @@ pub async fn run(config: Config, command: ClientCommand) -> Result<(), String> {
         }
     };
     let addr = addr.unwrap_or_else(|| format!("http://{}", config.grpc_addr));
-    let mut client = AuthServiceClient::connect(addr.clone())
-        .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let mut client =
+        AuthServiceClient::new(super::remote::channel(&addr, args.ca_file.as_deref()).await?);
     let failed = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
     let output = match request {
         Request::Token(r) => token_json(client.token(r).await.map_err(failed)?.into_inner()),

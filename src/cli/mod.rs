@@ -10,6 +10,7 @@ mod bench;
 mod client;
 mod keys;
 mod migrate;
+mod remote;
 mod serve;
 mod session;
 mod token;
@@ -75,8 +76,7 @@ enum Command {
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Call a running server (for trying authd from the shell)
-    #[command(subcommand)]
-    Client(client::ClientCommand),
+    Client(client::ClientArgs),
     /// Manage signing keys
     #[command(subcommand)]
     Keys(keys::KeysCommand),
