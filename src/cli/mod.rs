@@ -8,7 +8,9 @@ mod apikey;
 mod audit;
 mod bench;
 mod client;
+mod credentials;
 mod keys;
+mod login;
 mod migrate;
 mod remote;
 mod serve;
@@ -80,9 +82,15 @@ enum Command {
     /// Manage signing keys
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-    /// Inspect access tokens
-    #[command(subcommand)]
-    Token(token::TokenCommand),
+    /// Log in to a server once; `authd token` then prints a fresh access token
+    Login(login::LoginArgs),
+    /// Print a valid access token of the current login, refreshing it first when needed;
+    /// `authd token verify` checks a token instead
+    Token(token::TokenArgs),
+    /// End the current login's session on the server and forget its credentials
+    Logout(login::LogoutArgs),
+    /// Show who the current login is: server, username, roles, session, expiry
+    Whoami(login::WhoamiArgs),
     /// Load a running server and measure it (see BENCHMARKS.md)
     Bench(bench::BenchArgs),
 }
@@ -130,7 +138,13 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Audit(cmd) => runtime.block_on(audit::run(config, cmd)),
                 Command::Client(cmd) => runtime.block_on(client::run(config, cmd)),
                 Command::Keys(cmd) => runtime.block_on(keys::run(config, cmd)),
-                Command::Token(cmd) => runtime.block_on(token::run(config, cmd)),
+                Command::Login(args) => runtime.block_on(login::login(&config, args)),
+                Command::Token(args) => match args.command {
+                    Some(cmd) => runtime.block_on(token::run(config, cmd)),
+                    None => runtime.block_on(login::print_token(args.print)),
+                },
+                Command::Logout(args) => runtime.block_on(login::logout(args)),
+                Command::Whoami(args) => login::whoami(args),
                 Command::Bench(args) => runtime.block_on(bench::run(config, args, server_args)),
             }
         });

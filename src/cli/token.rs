@@ -1,12 +1,22 @@
 //! `authd token verify`: check an access token the way a resource server would, with the
-//! `authd-verifier` crate, and say exactly why it is not valid when it is not.
+//! `authd-verifier` crate, and say exactly why it is not valid when it is not. (`authd token`
+//! without a subcommand prints the current login's access token: [`super::login`].)
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use crate::app::key_encryption;
 use crate::config::Config;
 use crate::crypto::keys::KeyRing;
 use crate::domain::{Clock, SystemClock};
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: Option<TokenCommand>,
+    #[command(flatten)]
+    pub print: super::login::PrintTokenArgs,
+}
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
