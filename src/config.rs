@@ -147,6 +147,16 @@ pub struct Config {
     /// 32 random bytes, base64: encrypts private signing keys at rest (AES-256-GCM).
     #[serde(default)]
     pub key_encryption_key: Option<KeyEncryptionKey>,
+    /// Where passwords are checked, in order: `local` (the database) and `ldap`.
+    #[serde(default = "local_only", with = "list")]
+    pub identity_sources: Vec<String>,
+    /// The directory, when `identity_sources` names `ldap` (`[ldap]`, `AUTHD_LDAP_*`).
+    #[serde(default)]
+    pub ldap: crate::ldap::LdapSettings,
+}
+
+fn local_only() -> Vec<String> {
+    vec!["local".into()]
 }
 
 /// The key that encrypts private signing keys at rest. Never printed: `Debug` and `Serialize`
@@ -264,6 +274,8 @@ impl Default for Config {
             key_prepublish: None,
             key_rotation_interval: Duration::from_secs(30 * 24 * 3600),
             key_encryption_key: None,
+            identity_sources: local_only(),
+            ldap: crate::ldap::LdapSettings::default(),
         }
     }
 }
@@ -374,6 +386,12 @@ impl Config {
             .merge(
                 Env::prefixed("AUTHD_").filter(move |key| known.iter().any(|k| key == k.as_str())),
             )
+            // `AUTHD_LDAP_URL` is `ldap.url`, and so on for the `[ldap]` section.
+            .merge(
+                Env::prefixed("AUTHD_LDAP_")
+                    .filter(|key| crate::ldap::settings::KEYS.iter().any(|k| key == *k))
+                    .map(|key| format!("ldap.{key}").into()),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()?;
         config.validate()?;
@@ -382,10 +400,12 @@ impl Config {
 
     /// The names of all configuration keys.
     fn keys() -> Vec<String> {
-        let mut keys = match serde_json::to_value(Config::default()) {
+        let mut keys: Vec<String> = match serde_json::to_value(Config::default()) {
             Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
             _ => Vec::new(),
         };
+        // A section, not a key: its variables are `AUTHD_LDAP_<key>`.
+        keys.retain(|k| k != "ldap");
         // Optional keys are absent from the serialised defaults.
         keys.extend(
             [
@@ -496,6 +516,20 @@ impl Config {
         }
         if self.key_rotation_interval <= self.key_prepublish() {
             return invalid("key_rotation_interval must be longer than key_prepublish");
+        }
+        let mut sources = std::collections::BTreeSet::new();
+        for source in &self.identity_sources {
+            if !matches!(source.as_str(), "local" | "ldap") || !sources.insert(source) {
+                return invalid(
+                    "identity_sources must list local and/or ldap, each once, e.g. local,ldap",
+                );
+            }
+        }
+        if sources.is_empty() {
+            return invalid("identity_sources must name at least one of local, ldap");
+        }
+        if sources.contains(&"ldap".to_owned()) {
+            self.ldap.validate().map_err(ConfigError::Invalid)?;
         }
         if let Some(kek) = &self.key_encryption_key {
             kek.bytes()?;
@@ -629,7 +663,7 @@ impl Config {
 }
 
 /// Durations as humans write them: `15m`, `30d`, `0s`, `1h 30m`; a bare number is seconds.
-mod duration {
+pub(crate) mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer, de};
@@ -705,7 +739,7 @@ mod optional_duration {
 }
 
 /// A list given either as an array (TOML) or as a comma-separated string (environment).
-mod list {
+pub(crate) mod list {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {

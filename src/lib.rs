@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod domain;
 pub mod grpc;
 pub mod http;
+pub mod ldap;
 pub mod limits;
 pub mod metrics;
 pub mod service;

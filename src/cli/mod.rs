@@ -10,6 +10,7 @@ mod bench;
 mod client;
 mod credentials;
 mod keys;
+mod ldap;
 mod login;
 mod migrate;
 mod remote;
@@ -91,6 +92,9 @@ enum Command {
     Logout(login::LogoutArgs),
     /// Show who the current login is: server, username, roles, session, expiry
     Whoami(login::WhoamiArgs),
+    /// Check the LDAP configuration against the directory
+    #[command(subcommand)]
+    Ldap(ldap::LdapCommand),
     /// Load a running server and measure it (see BENCHMARKS.md)
     Bench(bench::BenchArgs),
 }
@@ -145,6 +149,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 },
                 Command::Logout(args) => runtime.block_on(login::logout(args)),
                 Command::Whoami(args) => login::whoami(args),
+                Command::Ldap(cmd) => runtime.block_on(ldap::run(config, cmd)),
                 Command::Bench(args) => runtime.block_on(bench::run(config, args, server_args)),
             }
         });
