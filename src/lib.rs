@@ -13,6 +13,7 @@ pub mod grpc;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod middleware;
 pub mod service;
 pub mod store;
 pub mod telemetry;

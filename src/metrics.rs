@@ -224,13 +224,16 @@ pub fn signing_keys(age: Option<Duration>, published: usize) {
 const KNOWN_METHODS: &[&str] = &[
     "/auth.v1.AuthService/Token",
     "/auth.v1.AuthService/RefreshToken",
+    "/auth.v1.AuthService/Logout",
+    "/auth.v1.AuthService/Introspect",
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ];
 
-fn method_label(path: &str) -> &'static str {
+/// The method of a request path, from the fixed set (else `other`): safe as a label and in logs.
+pub fn method_label(path: &str) -> &'static str {
     KNOWN_METHODS
         .iter()
         .find(|m| **m == path)
@@ -238,7 +241,8 @@ fn method_label(path: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-fn code_label<B>(response: &http::Response<B>) -> &'static str {
+/// The gRPC status code of a response, by name.
+pub fn code_label<B>(response: &http::Response<B>) -> &'static str {
     // Errors from unary handlers are "trailers-only" responses: the status is in the headers.
     // A response without `grpc-status` in its headers carries it in trailers, which for our
     // unary handlers means success.
@@ -269,8 +273,8 @@ fn code_label<B>(response: &http::Response<B>) -> &'static str {
     }
 }
 
-/// A tower layer for the tonic server: counts requests and records their latency (until the
-/// response headers) per method and status code.
+/// A tower layer for the tonic server (the outermost of `middleware::RequestStack`): counts
+/// requests and records their latency (until the response headers) per method and status code.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcMetricsLayer;
 
