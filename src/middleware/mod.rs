@@ -3,19 +3,19 @@
 //! router can have the same stack by construction.
 //!
 //! In order, outermost first ([`RequestStack`]):
-//! 1. metrics ([`crate::metrics::GrpcMetricsLayer`]): count and time every request;
-//! 2. [`context::ResolveContextLayer`]: resolve the client's address (trusted proxies,
+//! 1. [`context::ResolveContextLayer`]: resolve the client's address (trusted proxies,
 //!    [`crate::limits::client_address`]), request id and user agent once, into a
 //!    [`crate::service::RequestContext`] in the request extensions, where handlers take it;
-//! 3. [`log::LogRequestsLayer`]: one debug line per request, with its request id and outcome;
-//! 4. [`rate_limit::RateLimitLayer`]: one token from the source's bucket per request on the
+//! 2. [`observe::ObserveLayer`]: count and time every request in the metrics (per method and
+//!    status code) and log it at debug level with its request id;
+//! 3. [`rate_limit::RateLimitLayer`]: one token from the source's bucket per request on the
 //!    limited paths; a refused request never reaches its handler (or body decoding).
 //!
 //! What a refusal looks like on the wire is the transport's business ([`Refuse`]: gRPC maps
 //! it in `grpc::error`, the one place statuses are made). This module knows no tonic.
 
 pub mod context;
-pub mod log;
+pub mod observe;
 pub mod rate_limit;
 
 use std::net::IpAddr;
@@ -24,10 +24,9 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::limits::{RateLimited, SourceLimiter};
-use crate::metrics::{GrpcMetrics, GrpcMetricsLayer};
 
 pub use context::{ResolveContext, ResolveContextLayer};
-pub use log::{LogRequests, LogRequestsLayer};
+pub use observe::{Observe, ObserveLayer};
 pub use rate_limit::{RateLimit, RateLimitLayer};
 
 /// How a transport finds the TCP peer of a request in its extensions.
@@ -65,12 +64,11 @@ impl<R: Refuse> RequestStack<R> {
 }
 
 impl<S, R: Clone> tower::Layer<S> for RequestStack<R> {
-    type Service = GrpcMetrics<ResolveContext<LogRequests<RateLimit<S, R>>>>;
+    type Service = ResolveContext<Observe<RateLimit<S, R>>>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let limited = self.limit.layer(inner);
-        let logged = LogRequestsLayer.layer(limited);
-        let resolved = self.context.layer(logged);
-        GrpcMetricsLayer.layer(resolved)
+        let observed = ObserveLayer.layer(limited);
+        self.context.layer(observed)
     }
 }

@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::claims::Claims;
 use crate::verify::Verifier;
 
 /// Why a request was turned away.
@@ -66,7 +65,7 @@ impl Rejection for GrpcRejection {
 }
 
 /// Requires `authorization: Bearer <access token>` on every request. A missing or invalid
-/// token is answered by the layer's [`Rejection`]; a valid one puts its [`Claims`] in the
+/// token is answered by the layer's [`Rejection`]; a valid one puts its [`crate::Claims`] in the
 /// request extensions for the handler.
 #[derive(Debug, Clone)]
 pub struct RequireBearerLayer<R> {
@@ -172,10 +171,10 @@ pub fn parse_bearer(value: &str) -> Option<&str> {
 }
 
 /// The verified claims of a tonic request that passed [`RequireBearerLayer`] (feature `tonic`;
-/// elsewhere, read [`Claims`] from the `http` request's extensions).
+/// elsewhere, read [`crate::Claims`] from the `http` request's extensions).
 #[cfg(feature = "tonic")]
-pub fn claims<T>(request: &tonic::Request<T>) -> Option<&Claims> {
-    request.extensions().get::<Claims>()
+pub fn claims<T>(request: &tonic::Request<T>) -> Option<&crate::Claims> {
+    request.extensions().get::<crate::Claims>()
 }
 
 #[cfg(test)]
