@@ -121,6 +121,7 @@ pub struct TokenService {
     logout: Logout,
     introspector: Introspector,
     limiter: Arc<SourceLimiter>,
+    // For the purge entry points and readiness below.
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     settings: TokenSettings,
