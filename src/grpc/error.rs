@@ -40,7 +40,7 @@ pub fn to_status(e: AuthError) -> Status {
 }
 
 /// How the gRPC server answers a request the layer stack refuses: the status
-/// [`to_status`] gives the same error, as a trailers-only response.
+/// `to_status` gives the same error, as a trailers-only response.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcRefusal;
 
