@@ -16,7 +16,7 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
 use authd::config::{Config, Overrides};
-use authd::crypto::access_token::{ACCESS_TOKEN_TYP, AccessClaims, Audience};
+use authd::crypto::access_token::{ACCESS_TOKEN_TYP, Claims};
 use authd::crypto::keys::{SigningAlgorithm, SigningKey};
 use authd::crypto::refresh_token::RefreshToken;
 use authd::domain::Timestamp;
@@ -52,17 +52,17 @@ fn argon2id_verify(bencher: Bencher) {
     });
 }
 
-fn claims() -> AccessClaims {
-    AccessClaims {
+fn claims() -> Claims {
+    Claims {
         iss: "http://localhost:8080".into(),
         sub: "0192f7c4-8a5e-7c3b-9a1d-3f2e4b5c6d7e".into(),
-        aud: Audience::One("authd".into()),
+        aud: vec!["authd".into()],
         exp: 1_800_000_900,
         iat: 1_800_000_000,
-        nbf: 1_800_000_000,
+        nbf: Some(1_800_000_000),
         jti: "q1w2e3r4t5y6u7i8o9p0aa".into(),
         roles: vec!["admin".into(), "user".into()],
-        preferred_username: "alice".into(),
+        preferred_username: Some("alice".into()),
         key_id: None,
     }
 }
@@ -133,10 +133,10 @@ fn verify_access_token(bencher: Bencher, alg: SigningAlgorithm) {
         .unwrap();
     let now = Timestamp::from_unix_millis(i64::try_from(now.as_millis()).unwrap());
     let key = SigningKey::from_stored(&SigningKey::generate(alg, now).unwrap(), None).unwrap();
-    let claims = AccessClaims {
+    let claims = Claims {
         exp: now.unix_seconds() + 3600,
         iat: now.unix_seconds(),
-        nbf: now.unix_seconds(),
+        nbf: Some(now.unix_seconds()),
         ..claims()
     };
     let token = key.sign(ACCESS_TOKEN_TYP, &claims).unwrap();

@@ -8,6 +8,9 @@
 //! #                                      issuer                 audience listen address
 //! ```
 //!
+//! It uses the verifier crate's `tonic` feature (gRPC refusals and `authd_verifier::claims`);
+//! a plain HTTP service would use `RequireBearerLayer::http` without it.
+//!
 //! The service is written by hand (two prost messages and a route) to keep the example free
 //! of a build script; a real service would generate it from its `.proto` with tonic-build.
 

@@ -32,7 +32,6 @@ use crate::domain::{Clock, SystemClock};
 use crate::grpc::AuthApi;
 use crate::grpc::health;
 use crate::http::{HttpState, router};
-use crate::metrics::GrpcMetricsLayer;
 use crate::service::{KeyManager, TokenService, housekeeping};
 use crate::store::{self, Store, StoreError};
 use crate::tls::{ReloadingTls, TlsError};
@@ -242,10 +241,13 @@ impl Application {
             .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
             .max_concurrent_streams(config.max_concurrent_streams)
             .max_connection_age(config.max_connection_age)
-            .layer(GrpcMetricsLayer)
+            // Every RPC through one stack: metrics, request context, logs, per-source limit.
+            .layer(crate::grpc::request_stack(
+                self.service.source_limiter(),
+                config.trusted_proxies.clone(),
+            ))
             .add_service(
                 AuthApi::new(Arc::clone(&self.service))
-                    .trusting_proxies(config.trusted_proxies.clone())
                     .max_message_bytes(config.max_message_bytes)
                     .into_server(),
             )

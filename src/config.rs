@@ -85,7 +85,7 @@ pub struct Config {
     /// The longest a login waits for a hashing permit before being refused.
     #[serde(with = "duration")]
     pub hash_queue_timeout: Duration,
-    /// Token and RefreshToken requests per second per source address (0 disables).
+    /// `auth.v1` requests (every RPC) per second per source address (0 disables).
     pub per_source_rate: u32,
     /// Burst allowed above the rate per source address.
     pub per_source_burst: u32,

@@ -14,6 +14,7 @@ pub mod http;
 pub mod ldap;
 pub mod limits;
 pub mod metrics;
+pub mod middleware;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -7,8 +7,9 @@
 //! grows past [`MAX_TRACKED_SOURCES`]).
 //!
 //! [`client_address`] decides which address a request comes from: the TCP peer, or the
-//! `x-forwarded-for` entry a trusted proxy added. This module knows no transport; the gRPC
-//! layer hands it the peer and the header.
+//! `x-forwarded-for` entry a trusted proxy added. This module knows no transport: the request
+//! layer stack (`crate::middleware`) resolves the address once per request and charges the
+//! limiter there, for every RPC.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;

@@ -1,16 +1,14 @@
 //! Prometheus metrics: the recorder (installed once per process, rendered on the HTTP side
 //! port's `/metrics`, no listener of its own) with its upkeep thread, the names of every metric
-//! authd records, and a tower layer counting gRPC requests per method and status code.
+//! authd records, and the helpers that record them (gRPC requests are counted per method and
+//! status code by the request layer stack, `middleware::observe`).
 //!
 //! Code elsewhere records through the `metrics` facade with the helpers below, so the names
 //! and label values live in one place. Label values come from fixed sets only (never from
 //! client input), so the number of series stays bounded.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::OnceLock;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -259,7 +257,8 @@ const KNOWN_METHODS: &[&str] = &[
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ];
 
-fn method_label(path: &str) -> &'static str {
+/// The method of a request path, from the fixed set (else `other`): safe as a label and in logs.
+pub fn method_label(path: &str) -> &'static str {
     KNOWN_METHODS
         .iter()
         .find(|m| **m == path)
@@ -267,7 +266,8 @@ fn method_label(path: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-fn code_label<B>(response: &http::Response<B>) -> &'static str {
+/// The gRPC status code of a response, by name.
+pub fn code_label<B>(response: &http::Response<B>) -> &'static str {
     // Errors from unary handlers are "trailers-only" responses: the status is in the headers.
     // A response without `grpc-status` in its headers carries it in trailers, which for our
     // unary handlers means success.
@@ -298,53 +298,9 @@ fn code_label<B>(response: &http::Response<B>) -> &'static str {
     }
 }
 
-/// A tower layer for the tonic server: counts requests and records their latency (until the
-/// response headers) per method and status code.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GrpcMetricsLayer;
-
-impl<S> tower::Layer<S> for GrpcMetricsLayer {
-    type Service = GrpcMetrics<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetrics { inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct GrpcMetrics<S> {
-    inner: S,
-}
-
-impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for GrpcMetrics<S>
-where
-    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ResBody: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let method = method_label(request.uri().path());
-        let start = Instant::now();
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let result = future.await;
-            let code = match &result {
-                Ok(response) => code_label(response),
-                Err(_) => "TRANSPORT_ERROR",
-            };
-            counter!(GRPC_REQUESTS, "method" => method, "code" => code).increment(1);
-            histogram!(GRPC_DURATION, "method" => method, "code" => code)
-                .record(start.elapsed().as_secs_f64());
-            result
-        })
-    }
+/// One finished request: counted and timed (until its response headers) per method and
+/// status code. Recorded by `middleware::observe` for every RPC.
+pub fn grpc_request(method: &'static str, code: &'static str, took: Duration) {
+    counter!(GRPC_REQUESTS, "method" => method, "code" => code).increment(1);
+    histogram!(GRPC_DURATION, "method" => method, "code" => code).record(took.as_secs_f64());
 }

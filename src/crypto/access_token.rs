@@ -1,203 +1,139 @@
-//! Access tokens: RFC 9068 JWTs (`typ: at+jwt`) signed with the active key, and
-//! [`verify`], the one function that checks a token this service issued (for Logout and
-//! Introspect). Offline verifiers do the same checks with the published keys.
+//! Access tokens: RFC 9068 JWTs (`typ: at+jwt`) signed with the active key.
+//!
+//! The claims type and the verification rules are not here: they are the verifier crate's
+//! ([`Claims`], `authd_verifier::Verifier`), the same for authd's own Logout and Introspect as
+//! for every resource server. This module builds the claims authd signs and hands the key ring
+//! to the verifier as a key source ([`LocalKeys`]), with the service's clock as time.
 
-use jsonwebtoken::{Validation, decode, decode_header};
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::keys::KeyRing;
-use crate::domain::Timestamp;
+use authd_verifier::{Algorithm, LocalKey, LocalKeys, Verifier, VerifierConfig};
 
-/// The `aud` claim: a single string when there is one audience, an array otherwise.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Audience {
-    One(String),
-    Many(Vec<String>),
+pub use authd_verifier::{ACCESS_TOKEN_TYP, Claims};
+
+use super::keys::{KeyRing, SigningAlgorithm, SigningKey};
+
+/// The verifier for tokens this service issued: keys from `keys` (a lookup by `kid`, which is
+/// untrusted input), `iss` and `aud` from the configuration, and no leeway — `exp` and `nbf`
+/// are compared exactly with the `now` the caller passes (`Verifier::verify_at`).
+pub fn own_verifier(issuer: &str, audience: &[String], keys: Arc<dyn LocalKeys>) -> Verifier {
+    let mut config = VerifierConfig::new(issuer, audience.iter().cloned());
+    config.leeway = Duration::ZERO;
+    Verifier::with_local_keys(config, keys)
 }
 
-impl Audience {
-    pub fn from_list(list: &[String]) -> Self {
-        match list {
-            [one] => Self::One(one.clone()),
-            many => Self::Many(many.to_vec()),
-        }
-    }
+/// One key of ours as the verifier sees it: the algorithm it signs with, pinned.
+pub fn local_key(key: &SigningKey) -> Option<LocalKey> {
+    let algorithm = match key.algorithm {
+        SigningAlgorithm::ES256 => Algorithm::ES256,
+        SigningAlgorithm::EdDSA => Algorithm::EdDSA,
+    };
+    let key = key.public.decoding_key().ok()?;
+    Some(LocalKey { algorithm, key })
 }
 
-/// The claims authd puts in every access token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccessClaims {
-    pub iss: String,
-    /// The user's stable id, never the username.
-    pub sub: String,
-    pub aud: Audience,
-    pub exp: i64,
-    pub iat: i64,
-    pub nbf: i64,
-    /// Unique per token: 128 random bits, base64url.
-    pub jti: String,
-    pub roles: Vec<String>,
-    pub preferred_username: String,
-    /// For tokens obtained with an API key: the key's id. Absent otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
-}
-
-/// The JOSE `typ` of an access token (RFC 9068 §2.1).
-pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
-
-/// Why a presented access token is not one of ours, or no longer valid. Callers treat every
-/// variant alike (inactive); the variants are for logs and tests.
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    #[error("malformed token")]
-    Malformed,
-    #[error("wrong typ header")]
-    WrongType,
-    #[error("unknown kid")]
-    UnknownKey,
-    #[error("expired")]
-    Expired,
-    #[error("not yet valid")]
-    NotYetValid,
-    #[error("invalid token: {0}")]
-    Invalid(#[from] jsonwebtoken::errors::Error),
-}
-
-/// Verifies an access token against the service's own keys: `kid` must name a key of `keys`
-/// (treated as untrusted input: only a lookup), the algorithm is pinned to that key's, `typ`
-/// must be `at+jwt`, `iss` and `aud` must match, and `exp` and `nbf` are checked against `now`
-/// (time is an input; no leeway).
-///
-/// This is deliberately one small function so it can be swapped for the shared verifier
-/// (issue 3) without touching its callers.
-///
-/// # Errors
-/// See [`VerifyError`].
-pub fn verify(
-    keys: &KeyRing,
-    token: &str,
-    issuer: &str,
-    audience: &[String],
-    now: Timestamp,
-) -> Result<AccessClaims, VerifyError> {
-    let header = decode_header(token).map_err(|_| VerifyError::Malformed)?;
-    if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
-        return Err(VerifyError::WrongType);
+impl LocalKeys for KeyRing {
+    fn key(&self, kid: &str) -> Option<LocalKey> {
+        self.find(kid).and_then(local_key)
     }
-    let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
-    let key = keys.find(&kid).ok_or(VerifyError::UnknownKey)?;
-    let mut validation = Validation::new(key.algorithm.jwt_algorithm());
-    // exp and nbf are checked below against the caller's clock, not the system's.
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.set_issuer(&[issuer]);
-    validation.set_audience(audience);
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub", "jti"]);
-    let claims = decode::<AccessClaims>(token, &key.public.decoding_key()?, &validation)?.claims;
-    let now = now.unix_seconds();
-    if now >= claims.exp {
-        return Err(VerifyError::Expired);
-    }
-    if now < claims.nbf {
-        return Err(VerifyError::NotYetValid);
-    }
-    Ok(claims)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crypto::keys::{SigningAlgorithm, SigningKey};
+    use crate::domain::Timestamp;
+    use authd_verifier::VerifyError;
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     const NOW: i64 = 1_800_000_000;
 
-    fn ring() -> KeyRing {
+    fn ring() -> Arc<KeyRing> {
         let stored =
             SigningKey::generate(SigningAlgorithm::ES256, Timestamp::from_unix_millis(0)).unwrap();
-        KeyRing::from_stored(&[stored], None).unwrap()
+        Arc::new(KeyRing::from_stored(&[stored], None).unwrap())
     }
 
-    fn claims() -> AccessClaims {
-        AccessClaims {
+    fn claims() -> Claims {
+        Claims {
             iss: "https://issuer".into(),
             sub: "user-1".into(),
-            aud: Audience::One("api".into()),
+            aud: vec!["api".into()],
             exp: NOW + 60,
             iat: NOW,
-            nbf: NOW,
+            nbf: Some(NOW),
             jti: "j1".into(),
             roles: vec![],
-            preferred_username: "alice".into(),
+            preferred_username: Some("alice".into()),
             key_id: None,
         }
     }
 
-    fn check(ring: &KeyRing, token: &str, now_s: i64) -> Result<AccessClaims, VerifyError> {
-        verify(
-            ring,
-            token,
-            "https://issuer",
-            &["api".into()],
-            Timestamp::from_unix_millis(now_s * 1000),
-        )
+    async fn check(ring: &Arc<KeyRing>, token: &str, now: i64) -> Result<Claims, VerifyError> {
+        let keys: Arc<dyn LocalKeys> = ring.clone();
+        own_verifier("https://issuer", &["api".into()], keys)
+            .verify_at(token, now)
+            .await
     }
 
-    #[test]
-    fn accepts_our_tokens_until_exp() {
+    #[tokio::test]
+    async fn accepts_our_tokens_until_exp_by_the_given_clock() {
         let ring = ring();
         let key = &ring.keys()[0];
         let token = key.sign(ACCESS_TOKEN_TYP, &claims()).unwrap();
-        assert_eq!(check(&ring, &token, NOW).unwrap(), claims());
-        assert!(matches!(
-            check(&ring, &token, NOW + 60),
+        assert_eq!(check(&ring, &token, NOW).await.unwrap(), claims());
+        assert_eq!(
+            check(&ring, &token, NOW + 59).await.unwrap().jti,
+            claims().jti
+        );
+        assert_eq!(
+            check(&ring, &token, NOW + 60).await,
             Err(VerifyError::Expired)
-        ));
-        assert!(matches!(
-            check(&ring, &token, NOW - 1),
+        );
+        assert_eq!(
+            check(&ring, &token, NOW - 1).await,
             Err(VerifyError::NotYetValid)
-        ));
+        );
     }
 
-    #[test]
-    fn refuses_wrong_typ_issuer_audience_and_unknown_keys() {
+    #[tokio::test]
+    async fn refuses_wrong_typ_issuer_audience_and_unknown_keys() {
         let ring = ring();
         let key = &ring.keys()[0];
         let jwt = key.sign("JWT", &claims()).unwrap();
         assert!(matches!(
-            check(&ring, &jwt, NOW),
-            Err(VerifyError::WrongType)
+            check(&ring, &jwt, NOW).await,
+            Err(VerifyError::WrongType(_))
         ));
-        let other_iss = AccessClaims {
+        let other_iss = Claims {
             iss: "https://elsewhere".into(),
             ..claims()
         };
         let token = key.sign(ACCESS_TOKEN_TYP, &other_iss).unwrap();
         assert!(matches!(
-            check(&ring, &token, NOW),
-            Err(VerifyError::Invalid(_))
+            check(&ring, &token, NOW).await,
+            Err(VerifyError::WrongIssuer(_))
         ));
-        let other_aud = AccessClaims {
-            aud: Audience::One("other".into()),
+        let other_aud = Claims {
+            aud: vec!["other".into()],
             ..claims()
         };
         let token = key.sign(ACCESS_TOKEN_TYP, &other_aud).unwrap();
         assert!(matches!(
-            check(&ring, &token, NOW),
-            Err(VerifyError::Invalid(_))
+            check(&ring, &token, NOW).await,
+            Err(VerifyError::WrongAudience(_))
         ));
         let token = key.sign(ACCESS_TOKEN_TYP, &claims()).unwrap();
         assert!(matches!(
-            check(&self::ring(), &token, NOW),
-            Err(VerifyError::UnknownKey)
+            check(&self::ring(), &token, NOW).await,
+            Err(VerifyError::UnknownKey(_))
         ));
     }
 
-    #[test]
-    fn refuses_none_and_hmac_with_the_public_key() {
+    #[tokio::test]
+    async fn refuses_none_and_hmac_with_the_public_key() {
         let ring = ring();
         let key = &ring.keys()[0];
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap());
@@ -206,9 +142,13 @@ mod tests {
                 r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{}"}}"#,
                 key.kid
             ));
-            assert!(check(&ring, &format!("{header}.{payload}."), NOW).is_err());
+            assert!(
+                check(&ring, &format!("{header}.{payload}."), NOW)
+                    .await
+                    .is_err()
+            );
         }
-        // HS256 keyed with the public key's coordinates: the algorithm is pinned per key.
+        // HS256 keyed with the public key's coordinates: only asymmetric algorithms pass.
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
         header.typ = Some(ACCESS_TOKEN_TYP.into());
         header.kid = Some(key.kid.clone());
@@ -220,8 +160,17 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            check(&ring, &forged, NOW),
-            Err(VerifyError::Invalid(_))
+            check(&ring, &forged, NOW).await,
+            Err(VerifyError::DisallowedAlgorithm(_))
+        ));
+        // An EdDSA header naming an ES256 key: the key's algorithm is pinned.
+        let ed = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"{}"}}"#,
+            key.kid
+        ));
+        assert!(matches!(
+            check(&ring, &format!("{ed}.{payload}.AAAA"), NOW).await,
+            Err(VerifyError::KeyMismatch(_))
         ));
     }
 }

@@ -1,11 +1,14 @@
 //! The one place where domain errors become gRPC statuses.
 //!
 //! Clients get a fixed, safe message per status; internal detail goes to the log only.
-//! Throttled and rate-limited requests carry a `retry-after` metadata entry in whole seconds.
+//! Throttled and rate-limited requests carry a `retry-after` metadata entry in whole seconds;
+//! a request the layer stack refuses ([`GrpcRefusal`]) is answered through the same map.
 
 use tonic::Status;
 use tonic::metadata::MetadataValue;
 
+use crate::limits::RateLimited;
+use crate::middleware::Refuse;
 use crate::service::AuthError;
 
 /// The metadata key of the retry hint on `RESOURCE_EXHAUSTED`.
@@ -33,5 +36,19 @@ pub fn to_status(e: AuthError) -> Status {
             tracing::error!(error = %source, "request failed: dependency unavailable");
             Status::unavailable("service temporarily unavailable")
         }
+    }
+}
+
+/// How the gRPC server answers a request the layer stack refuses: the status
+/// `to_status` gives the same error, as a trailers-only response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcRefusal;
+
+impl Refuse for GrpcRefusal {
+    fn rate_limited<B: Default>(&self, limited: RateLimited) -> http::Response<B> {
+        to_status(AuthError::RateLimited {
+            retry_after_secs: limited.retry_after_secs,
+        })
+        .into_http()
     }
 }

@@ -2,18 +2,21 @@
 //!
 //! Handlers are thin: take the fields out of the request, call one [`TokenService`] method,
 //! map the result to the response and the error with `error::to_status`. Only this module
-//! knows protobuf types.
+//! knows protobuf types. What every RPC needs before its handler (source address, request id,
+//! rate limit, metrics, logs) is [`request_stack`], applied to the whole server.
 
 mod error;
 pub mod health;
 
-pub use error::RETRY_AFTER;
+pub use error::{GrpcRefusal, RETRY_AFTER};
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Response, Status};
 
-use crate::crypto::access_token::Audience;
+use crate::middleware::RequestStack;
 use crate::service::{Introspection, IssuedTokens, RequestContext, TokenService};
 
 /// Generated protobuf and gRPC code for `proto/auth/v1/auth.proto`.
@@ -86,10 +89,42 @@ pub use pb::auth_service_server::AuthServiceServer;
 /// Largest request accepted, in bytes; anything bigger is refused before it is decoded.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
+/// The paths the per-source limit applies to: every `auth.v1` RPC (health checks and
+/// reflection stay free).
+pub const LIMITED_PATHS: &[&str] = &["/auth.v1.AuthService/"];
+
+/// The request layer stack for the gRPC server: `limiter` on every `auth.v1` RPC, clients
+/// behind `trusted_proxies` known by their `x-forwarded-for`.
+pub fn request_stack(
+    limiter: Arc<crate::limits::SourceLimiter>,
+    trusted_proxies: Vec<ipnet::IpNet>,
+) -> RequestStack<GrpcRefusal> {
+    RequestStack::new(
+        limiter,
+        LIMITED_PATHS,
+        peer_address,
+        trusted_proxies,
+        GrpcRefusal,
+    )
+}
+
+/// The TCP peer of a request, from the connection info tonic puts in its extensions (plain or
+/// TLS).
+pub fn peer_address(extensions: &http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<TcpConnectInfo>()
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .map(TlsConnectInfo::get_ref)
+        })
+        .and_then(TcpConnectInfo::remote_addr)
+        .map(|a| a.ip())
+}
+
 /// The `auth.v1.AuthService` implementation.
 pub struct AuthApi {
     service: Arc<TokenService>,
-    trusted_proxies: Vec<ipnet::IpNet>,
     max_message_bytes: usize,
 }
 
@@ -97,16 +132,8 @@ impl AuthApi {
     pub fn new(service: Arc<TokenService>) -> Self {
         Self {
             service,
-            trusted_proxies: Vec::new(),
             max_message_bytes: MAX_MESSAGE_BYTES,
         }
-    }
-
-    /// Believe `x-forwarded-for` from peers in these networks.
-    #[must_use]
-    pub fn trusting_proxies(mut self, trusted: Vec<ipnet::IpNet>) -> Self {
-        self.trusted_proxies = trusted;
-        self
     }
 
     #[must_use]
@@ -122,22 +149,15 @@ impl AuthApi {
             .max_decoding_message_size(max)
             .max_encoding_message_size(max)
     }
+}
 
-    /// The client address (see [`crate::limits::client_address`]), request id and user agent.
-    fn context<T>(&self, request: &Request<T>) -> RequestContext {
-        let metadata = request.metadata();
-        let forwarded = metadata
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        let source = crate::limits::client_address(
-            request.remote_addr().map(|a| a.ip()),
-            forwarded,
-            &self.trusted_proxies,
-        );
-        let request_id = metadata.get("x-request-id").and_then(|v| v.to_str().ok());
-        let user_agent = metadata.get("user-agent").and_then(|v| v.to_str().ok());
-        RequestContext::new(source, request_id).with_user_agent(user_agent)
-    }
+/// The request's context, resolved by the layer stack ([`request_stack`]); a server built
+/// without it sees every request as from an unknown source.
+fn context<T>(request: &mut Request<T>) -> RequestContext {
+    request
+        .extensions_mut()
+        .remove::<RequestContext>()
+        .unwrap_or_else(|| RequestContext::new(None, None))
 }
 
 fn introspection(found: Introspection) -> pb::IntrospectResponse {
@@ -147,16 +167,13 @@ fn introspection(found: Introspection) -> pb::IntrospectResponse {
             active: true,
             token_type: "access_token".into(),
             sub: claims.sub,
-            username: claims.preferred_username,
+            username: claims.preferred_username.unwrap_or_default(),
             exp: claims.exp,
             iat: claims.iat,
             roles: claims.roles,
             jti: claims.jti,
             iss: claims.iss,
-            aud: match claims.aud {
-                Audience::One(one) => vec![one],
-                Audience::Many(many) => many,
-            },
+            aud: claims.aud,
             key_id: claims.key_id.unwrap_or_default(),
             session_id: String::new(),
         },
@@ -179,12 +196,6 @@ fn introspection(found: Introspection) -> pb::IntrospectResponse {
     }
 }
 
-/// The token of an `authorization: Bearer <token>` value (the scheme in any case, RFC 9110).
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 fn respond(tokens: IssuedTokens) -> Response<pb::TokenResponse> {
     Response::new(pb::TokenResponse {
         access_token: tokens.access_token,
@@ -196,9 +207,9 @@ fn respond(tokens: IssuedTokens) -> Response<pb::TokenResponse> {
 impl pb::auth_service_server::AuthService for AuthApi {
     async fn token(
         &self,
-        request: Request<pb::TokenRequest>,
+        mut request: Request<pb::TokenRequest>,
     ) -> Result<Response<pb::TokenResponse>, Status> {
-        let ctx = self.context(&request);
+        let ctx = context(&mut request);
         match request.into_inner().credential {
             Some(pb::token_request::Credential::PasswordCredential(c)) => self
                 .service
@@ -224,9 +235,9 @@ impl pb::auth_service_server::AuthService for AuthApi {
 
     async fn refresh_token(
         &self,
-        request: Request<pb::RefreshTokenRequest>,
+        mut request: Request<pb::RefreshTokenRequest>,
     ) -> Result<Response<pb::TokenResponse>, Status> {
-        let ctx = self.context(&request);
+        let ctx = context(&mut request);
         let presented = request.into_inner().refresh_token;
         self.service
             .refresh(&presented, &ctx)
@@ -237,9 +248,9 @@ impl pb::auth_service_server::AuthService for AuthApi {
 
     async fn logout(
         &self,
-        request: Request<pb::LogoutRequest>,
+        mut request: Request<pb::LogoutRequest>,
     ) -> Result<Response<pb::LogoutResponse>, Status> {
-        let ctx = self.context(&request);
+        let ctx = context(&mut request);
         let r = request.into_inner();
         self.service
             .logout(&r.refresh_token, &r.access_token, &ctx)
@@ -256,7 +267,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
+            .and_then(authd_verifier::parse_bearer)
             .map(str::to_owned);
         self.service
             .authorize_introspection(bearer.as_deref())

@@ -1,28 +1,29 @@
-//! Login and refresh: the two things clients ask of authd.
+//! The token service's face: [`TokenService`] holds one service per use case — password
+//! login, refresh, API-key login, logout, introspection — over one shared [`Context`], and
+//! delegates to them; transports and tests call it. Also what they share: [`TokenSettings`],
+//! [`IssuedTokens`] and [`AuthError`].
 //!
-//! Both are limited per source address first ([`SourceLimiter`]); a login is then throttled
-//! per normalised username ([`ThrottlePolicy`]) before any password is checked, identically
-//! for existing and unknown names. Every outcome is an audit event.
+//! Per-source rate limiting is not a use case: it is a layer every request passes before it
+//! reaches a handler (`crate::middleware`); the limiter is kept here only so housekeeping
+//! can prune its buckets.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{debug, info, warn};
-
-use crate::crypto::access_token::{ACCESS_TOKEN_TYP, AccessClaims, Audience};
 use crate::crypto::keys::{KeyError, KeyRing};
-use crate::crypto::password::{HashError, HashTicket, PasswordHasher, Verification};
+use crate::crypto::password::{HashError, PasswordHasher};
 use crate::crypto::refresh_token::{RandomnessError, RefreshToken};
-use crate::domain::{
-    ApiKeyId, AuditEvent, AuditKind, Charge, Clock, FamilyId, NewFamily, NewToken, Origin,
-    Password, PasswordError, RefreshPolicy, Role, Rotation, SessionOrigin, Successor,
-    ThrottlePolicy, Timestamp, User, Username,
-};
+use crate::domain::{Clock, RefreshPolicy, Role, ThrottlePolicy};
 use crate::limits::SourceLimiter;
-use crate::metrics::LoginOutcome;
 use crate::service::KeyManager;
 use crate::store::{Store, StoreError};
 
+use super::api_key_login::ApiKeyLogin;
+use super::introspect::{Introspection, Introspector};
+use super::login::PasswordLogin;
+use super::logout::Logout;
+use super::refresh::Refresher;
+use super::shared::Context;
 use super::{Auditor, RequestContext};
 
 /// What every issued token carries, from configuration.
@@ -33,7 +34,7 @@ pub struct TokenSettings {
     pub access_ttl: Duration,
     pub refresh: RefreshPolicy,
     pub throttle: ThrottlePolicy,
-    /// Token and RefreshToken requests per second per source (0 disables).
+    /// Requests per second per source, on every `auth.v1` RPC (0 disables).
     pub per_source_rate: u32,
     pub per_source_burst: u32,
     /// The role a caller's access token needs to use `Introspect` (`None`: anyone may).
@@ -98,13 +99,6 @@ impl From<HashError> for AuthError {
     }
 }
 
-/// The outcome of checking a password, before throttling bookkeeping.
-enum PasswordCheck {
-    Accepted(User),
-    /// Refused; the user when one exists, and the reason for the audit trail.
-    Refused(Option<User>, &'static str),
-}
-
 impl From<KeyError> for AuthError {
     fn from(e: KeyError) -> Self {
         Self::Unavailable(Box::new(e))
@@ -117,15 +111,20 @@ impl From<RandomnessError> for AuthError {
     }
 }
 
-/// Issues tokens for credentials and rotates refresh tokens.
+/// Issues tokens for credentials, rotates refresh tokens, ends sessions and answers
+/// introspection, each through its own use-case service.
 pub struct TokenService {
-    pub(super) store: Arc<dyn Store>,
-    hasher: Arc<PasswordHasher>,
-    keys: Arc<KeyManager>,
-    pub(super) clock: Arc<dyn Clock>,
-    pub(super) settings: TokenSettings,
-    limiter: SourceLimiter,
-    pub(super) audit: Auditor,
+    shared: Arc<Context>,
+    login: PasswordLogin,
+    refresher: Refresher,
+    api_key_login: ApiKeyLogin,
+    logout: Logout,
+    introspector: Introspector,
+    limiter: Arc<SourceLimiter>,
+    // For the purge entry points and readiness below.
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    settings: TokenSettings,
 }
 
 impl TokenService {
@@ -136,388 +135,105 @@ impl TokenService {
         clock: Arc<dyn Clock>,
         settings: TokenSettings,
     ) -> Self {
-        let limiter = SourceLimiter::new(settings.per_source_rate, settings.per_source_burst);
-        let audit = Auditor::new(Arc::clone(&store));
-        Self {
-            store,
+        let limiter = Arc::new(SourceLimiter::new(
+            settings.per_source_rate,
+            settings.per_source_burst,
+        ));
+        let shared = Arc::new(Context::new(
+            Arc::clone(&store),
             hasher,
             keys,
+            Arc::clone(&clock),
+            settings.clone(),
+        ));
+        Self {
+            login: PasswordLogin::new(Arc::clone(&shared)),
+            refresher: Refresher::new(Arc::clone(&shared)),
+            api_key_login: ApiKeyLogin::new(Arc::clone(&shared)),
+            logout: Logout::new(Arc::clone(&shared)),
+            introspector: Introspector::new(Arc::clone(&shared)),
+            shared,
+            limiter,
+            store,
             clock,
             settings,
-            limiter,
-            audit,
         }
     }
 
-    /// Exchanges a username and password for a new token pair, starting a new refresh family.
+    /// See [`PasswordLogin::login`].
     ///
     /// # Errors
-    /// - [`AuthError::RateLimited`] when the source is over its rate;
-    /// - [`AuthError::InvalidArgument`] for an empty username or password, or a password over
-    ///   [`crate::domain::MAX_PASSWORD_BYTES`] (refused before any hashing);
-    /// - [`AuthError::Throttled`] while the username is in its delay after repeated
-    ///   failures (the password is not checked), whether or not the user exists;
-    /// - [`AuthError::Locked`] once the username reached `throttle_max_failures` consecutive
-    ///   failures, until `authd user unlock` (likewise for existing and unknown names);
-    /// - [`AuthError::InvalidCredentials`] for an unknown user, a wrong password or a disabled
-    ///   user alike, after the same amount of hashing work;
-    /// - [`AuthError::Overloaded`] when the hashing queue is full;
-    /// - [`AuthError::Unavailable`] when storage or hashing fails.
+    /// See [`PasswordLogin::login`].
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         ctx: &RequestContext,
     ) -> Result<IssuedTokens, AuthError> {
-        let origin = SessionOrigin::new(ctx.source_label(), ctx.user_agent.as_deref());
-        let source = ctx.source_label().unwrap_or_default();
-        self.limit(ctx, "login")?;
-        let shown_name: String = username.chars().take(64).collect();
-        let outcome = self.authenticate(username, password, ctx).await;
-        crate::metrics::login(match &outcome {
-            Ok(_) => LoginOutcome::Success,
-            Err(AuthError::Unavailable(_) | AuthError::Overloaded) => LoginOutcome::Error,
-            Err(AuthError::InvalidArgument(_)) => LoginOutcome::InvalidRequest,
-            Err(AuthError::Throttled { .. } | AuthError::RateLimited { .. }) => {
-                LoginOutcome::Throttled
-            }
-            Err(AuthError::Locked) => LoginOutcome::Locked,
-            // (A login has no caller token: the last two do not occur.)
-            Err(
-                AuthError::InvalidCredentials
-                | AuthError::InvalidRefreshToken
-                | AuthError::CallerUnauthenticated
-                | AuthError::CallerForbidden,
-            ) => LoginOutcome::InvalidCredentials,
-        });
-        match &outcome {
-            Ok((user, _)) => info!(
-                target: "authd::login", username = %user.username, user_id = %user.id, %source,
-                request_id = %ctx.request_id, outcome = "success", "login succeeded"
-            ),
-            Err(AuthError::Unavailable(e)) => warn!(
-                target: "authd::login", username = %shown_name, %source,
-                request_id = %ctx.request_id, outcome = "error", error = %e,
-                "login failed: service unavailable"
-            ),
-            Err(e) => info!(
-                target: "authd::login", username = %shown_name, %source,
-                request_id = %ctx.request_id, outcome = "refused", reason = %e, "login refused"
-            ),
-        }
-        let (user, succeeded) = outcome?;
-        self.start_family(&user, origin, succeeded).await
+        self.login.login(username, password, ctx).await
     }
 
-    /// Takes a token from the source's bucket.
-    pub(super) fn limit(&self, ctx: &RequestContext, what: &'static str) -> Result<(), AuthError> {
-        self.limiter.check(ctx.source).map_err(|limited| {
-            info!(target: "authd::limits", source = %ctx.source_label().unwrap_or_default(),
-                request_id = %ctx.request_id, request = what, "per-source rate limit exceeded");
-            AuthError::RateLimited {
-                retry_after_secs: limited.retry_after_secs,
-            }
-        })
-    }
-
-    /// Throttling, then the password check, then the failure bookkeeping: the same steps for
-    /// existing and unknown usernames. A success returns the user and its audit event, which
-    /// [`Self::start_family`] writes with the session (clearing the failure counter too).
-    async fn authenticate(
-        &self,
-        username: &str,
-        password: &str,
-        ctx: &RequestContext,
-    ) -> Result<(User, AuditEvent), AuthError> {
-        if username.is_empty() {
-            return Err(AuthError::InvalidArgument("username is required"));
-        }
-        let password = match Password::presented(password) {
-            Ok(p) => p,
-            Err(PasswordError::Empty) => {
-                return Err(AuthError::InvalidArgument("password is required"));
-            }
-            Err(PasswordError::TooLong) => {
-                return Err(AuthError::InvalidArgument("password is too long"));
-            }
-            // A password outside the profile can never have been set.
-            Err(_) => return Err(AuthError::InvalidCredentials),
-        };
-        // A name that does not parse cannot exist; that says nothing about real users.
-        let username = Username::parse(username).map_err(|_| AuthError::InvalidCredentials)?;
-        // A place in the hashing queue first: under a flood, what the queue cannot take is
-        // refused before any database work for it (the throttle's charge).
-        let ticket = self.hasher.admit()?;
-        let now = self.clock.now();
-        let event = |kind| {
-            AuditEvent::new(kind, now)
-                .username(username.as_str())
-                .source(ctx.source_label())
-                .request_id(ctx.request_id.as_str())
-        };
-        // Charge the attempt as a failure before checking the password (the store decides and
-        // charges in one transaction); a success clears the counter with its session.
-        let charged = match self
-            .store
-            .charge_login_attempt(&username, &self.settings.throttle, now)
-            .await?
-        {
-            Charge::Charged(count) => count,
-            Charge::Throttled { retry_after_secs } => {
-                return Err(self
-                    .throttled(event(AuditKind::LoginThrottled), retry_after_secs)
-                    .await);
-            }
-            Charge::Locked => {
-                self.audit.record(event(AuditKind::LoginLocked)).await;
-                return Err(AuthError::Locked);
-            }
-        };
-        match self.check_password(ticket, &username, password).await? {
-            PasswordCheck::Accepted(user) => {
-                let succeeded = event(AuditKind::LoginSucceeded).user(&user);
-                Ok((user, succeeded))
-            }
-            PasswordCheck::Refused(user, reason) => {
-                let failures = charged.consecutive_failures;
-                let locks = self.settings.throttle.locks(charged);
-                if locks {
-                    warn!(target: "authd::login", username = %username, failures,
-                        "username locked after too many failed logins; `authd user unlock` clears it");
-                }
-                let lock_note = if locks { "; locked" } else { "" };
-                let mut e = event(AuditKind::LoginFailed).detail(format!(
-                    "{reason}; consecutive_failures={failures}{lock_note}"
-                ));
-                if let Some(user) = &user {
-                    e = e.user(user);
-                }
-                self.audit.record(e).await;
-                Err(AuthError::InvalidCredentials)
-            }
-        }
-    }
-
-    async fn throttled(&self, event: AuditEvent, retry_after_secs: u64) -> AuthError {
-        self.audit
-            .record(event.detail(format!("retry_after_secs={retry_after_secs}")))
-            .await;
-        AuthError::Throttled { retry_after_secs }
-    }
-
-    async fn check_password(
-        &self,
-        ticket: HashTicket<'_>,
-        username: &Username,
-        password: Password,
-    ) -> Result<PasswordCheck, AuthError> {
-        let credentials = self.store.find_credentials(username).await?;
-        let (user, stored_hash) = match credentials {
-            Some(c) => (Some(c.user), Some(c.password_hash)),
-            None => (None, None),
-        };
-        let verification = self
-            .hasher
-            .verify_admitted(ticket, password, stored_hash.clone())
-            .await?;
-        let Some(user) = user else {
-            return Ok(PasswordCheck::Refused(None, "unknown user"));
-        };
-        if !user.enabled {
-            return Ok(PasswordCheck::Refused(Some(user), "user disabled"));
-        }
-        match verification {
-            Verification::Mismatch => Ok(PasswordCheck::Refused(Some(user), "wrong password")),
-            Verification::Match => Ok(PasswordCheck::Accepted(user)),
-            Verification::MatchRehashed(new_hash) => {
-                let old_hash = stored_hash.unwrap_or_default();
-                // A failed upgrade is retried at the next login; it must not fail this one.
-                match self
-                    .store
-                    .upgrade_password_hash(&user.id, &old_hash, &new_hash)
-                    .await
-                {
-                    Ok(()) => {
-                        info!(user_id = %user.id, "password hash upgraded to current parameters")
-                    }
-                    Err(e) => warn!(user_id = %user.id, error = %e, "password hash upgrade failed"),
-                }
-                Ok(PasswordCheck::Accepted(user))
-            }
-        }
-    }
-
-    /// Starts the session of a successful login; `succeeded` (its audit event) is written in
-    /// the same transaction, which also clears the user's failure counter.
-    async fn start_family(
-        &self,
-        user: &User,
-        origin: SessionOrigin,
-        succeeded: AuditEvent,
-    ) -> Result<IssuedTokens, AuthError> {
-        let now = self.clock.now();
-        let refresh_token = RefreshToken::generate(now)?;
-        let family = NewFamily {
-            id: FamilyId::generate(),
-            user: user.clone(),
-            created_at: now,
-            expires_at: now.saturating_add(self.settings.refresh.max_lifetime),
-            origin,
-        };
-        let first = self.new_token(&refresh_token, now);
-        let access_token = self.access_token(user, now)?;
-        let events = [succeeded];
-        self.store.start_family(&family, &first, &events).await?;
-        self.audit.log_stored(&events);
-        Ok(IssuedTokens {
-            access_token,
-            refresh_token,
-        })
-    }
-
-    /// Exchanges a refresh token for a fresh pair, rotating it (see [`crate::domain::decide`]).
+    /// See [`Refresher::refresh`].
     ///
     /// # Errors
-    /// - [`AuthError::InvalidArgument`] for an empty token;
-    /// - [`AuthError::InvalidRefreshToken`] for anything unknown, malformed, expired, revoked
-    ///   or reused (reuse also revokes the whole family);
-    /// - [`AuthError::Unavailable`] when storage fails; nothing is issued then.
+    /// See [`Refresher::refresh`].
     pub async fn refresh(
         &self,
         presented: &str,
         ctx: &RequestContext,
     ) -> Result<IssuedTokens, AuthError> {
-        self.limit(ctx, "refresh")?;
-        if presented.is_empty() {
-            return Err(AuthError::InvalidArgument("refresh_token is required"));
-        }
-        let peer = ctx.source_label().unwrap_or_default();
-        let request_id = ctx.request_id.as_str();
-        let Some(presented) = RefreshToken::parse(presented) else {
-            info!(target: "authd::refresh", %peer, %request_id, outcome = "malformed",
-                "refresh refused");
-            crate::metrics::refresh("malformed");
-            return Err(AuthError::InvalidRefreshToken);
-        };
-        let now = self.clock.now();
-        let successor = RefreshToken::generate(now)?;
-        let stored_successor = Successor {
-            token: self.new_token(&successor, now),
-            sealed: presented.seal_successor(&successor)?,
-        };
-        let origin = Origin {
-            source: ctx.source_label(),
-            request_id: Some(ctx.request_id.clone()),
-        };
-        let rotation = self
-            .store
-            .rotate_refresh(
-                &presented.hash(),
-                &stored_successor,
-                now,
-                &self.settings.refresh,
-                &origin,
-            )
-            .await
-            .inspect_err(|_| crate::metrics::refresh("error"))?;
-        self.audit.log_stored(&rotation.audit_events(now, &origin));
-        match rotation {
-            // A rotation and a grace retry are logged at info by their audit event (above),
-            // which names the user, family, source and request; one line per refresh is enough.
-            Rotation::Rotated { user, family_id } => {
-                debug!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
-                    %request_id, outcome = "rotated", "refresh token rotated");
-                crate::metrics::refresh("rotated");
-                let access_token = self.access_token(&user, now)?;
-                Ok(IssuedTokens {
-                    access_token,
-                    refresh_token: successor,
-                })
-            }
-            Rotation::Replayed {
-                user,
-                family_id,
-                sealed_successor,
-            } => {
-                let refresh_token = presented
-                    .open_successor(&sealed_successor)
-                    .ok_or(AuthError::InvalidRefreshToken)?;
-                debug!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
-                    %request_id, outcome = "grace_retry",
-                    "previous refresh token retried within the grace window");
-                crate::metrics::refresh("grace_retry");
-                let access_token = self.access_token(&user, now)?;
-                Ok(IssuedTokens {
-                    access_token,
-                    refresh_token,
-                })
-            }
-            Rotation::ReuseDetected { user, family_id } => {
-                warn!(target: "authd::refresh", user_id = %user.id, username = %user.username,
-                    family = %family_id, %peer, %request_id, outcome = "reuse_detected",
-                    "refresh token reuse detected; family revoked");
-                crate::metrics::refresh("reuse_detected");
-                crate::metrics::reuse_detected();
-                Err(AuthError::InvalidRefreshToken)
-            }
-            Rotation::Rejected(why) => {
-                info!(target: "authd::refresh", %peer, %request_id, outcome = "rejected",
-                    reason = why.as_str(), "refresh refused");
-                crate::metrics::refresh("rejected");
-                Err(AuthError::InvalidRefreshToken)
-            }
-        }
+        self.refresher.refresh(presented, ctx).await
     }
 
-    fn new_token(&self, token: &RefreshToken, now: Timestamp) -> NewToken {
-        NewToken {
-            hash: token.hash(),
-            issued_at: now,
-            expires_at: now.saturating_add(self.settings.refresh.idle_ttl),
-        }
-    }
-
-    fn access_token(&self, user: &User, now: Timestamp) -> Result<String, AuthError> {
-        self.sign_access_token(user, &user.roles, None, now)
-    }
-
-    /// Signs an access token for `user` carrying `roles` and, for an API-key login, the key.
-    pub(super) fn sign_access_token(
+    /// See [`ApiKeyLogin::login`].
+    ///
+    /// # Errors
+    /// See [`ApiKeyLogin::login`].
+    pub async fn login_with_api_key(
         &self,
-        user: &User,
-        roles: &[Role],
-        key_id: Option<&ApiKeyId>,
-        now: Timestamp,
+        presented: &str,
+        ctx: &RequestContext,
     ) -> Result<String, AuthError> {
-        let ring = self.keys.ring();
-        let key = ring
-            .signing_key(now)
-            .ok_or_else(|| AuthError::Unavailable("no active signing key".into()))?;
-        let jti = crate::crypto::random_bytes::<16>().map_err(|_| RandomnessError)?;
-        let iat = now.unix_seconds();
-        let claims = AccessClaims {
-            iss: self.settings.issuer.clone(),
-            sub: user.id.to_string(),
-            aud: Audience::from_list(&self.settings.audience),
-            exp: now.saturating_add(self.settings.access_ttl).unix_seconds(),
-            iat,
-            nbf: iat,
-            jti: base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, jti),
-            roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
-            preferred_username: user.username.to_string(),
-            key_id: key_id.map(ToString::to_string),
-        };
-        Ok(key.sign(ACCESS_TOKEN_TYP, &claims)?)
+        self.api_key_login.login(presented, ctx).await
+    }
+
+    /// See [`Logout::logout`].
+    ///
+    /// # Errors
+    /// See [`Logout::logout`].
+    pub async fn logout(
+        &self,
+        refresh_token: &str,
+        access_token: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), AuthError> {
+        self.logout.logout(refresh_token, access_token, ctx).await
+    }
+
+    /// See [`Introspector::introspect`].
+    ///
+    /// # Errors
+    /// See [`Introspector::introspect`].
+    pub async fn introspect(&self, token: &str) -> Result<Introspection, AuthError> {
+        self.introspector.introspect(token).await
+    }
+
+    /// See [`Introspector::authorize`].
+    ///
+    /// # Errors
+    /// See [`Introspector::authorize`].
+    pub async fn authorize_introspection(&self, bearer: Option<&str>) -> Result<(), AuthError> {
+        self.introspector.authorize(bearer).await
     }
 
     /// The current key ring, for verifying tokens this service issued.
     pub fn keys(&self) -> Arc<KeyRing> {
-        self.keys.ring()
+        self.shared.keys().ring()
     }
 
     /// The key manager: rotation, reloading, the JWKS.
     pub fn key_manager(&self) -> &Arc<KeyManager> {
-        &self.keys
+        self.shared.keys()
     }
 
     /// The per-source limiter, for the periodic clean-up.
@@ -525,14 +241,19 @@ impl TokenService {
         &self.limiter
     }
 
+    /// The per-source limiter, shared with the request layer stack that charges it.
+    pub fn source_limiter(&self) -> Arc<SourceLimiter> {
+        Arc::clone(&self.limiter)
+    }
+
     /// The audit trail.
     pub fn auditor(&self) -> &Auditor {
-        &self.audit
+        self.shared.audit()
     }
 
     /// The password hasher (its shed count, for instance).
     pub fn hasher(&self) -> &PasswordHasher {
-        &self.hasher
+        self.shared.hasher()
     }
 
     /// Deletes refresh tokens and sessions that ended (absolute lifetime, idle timeout or
@@ -581,7 +302,7 @@ impl TokenService {
     /// Says which of the two is missing.
     pub async fn ready(&self) -> Result<(), AuthError> {
         self.ping().await?;
-        if self.keys.ring().signing_key(self.clock.now()).is_none() {
+        if self.keys().signing_key(self.clock.now()).is_none() {
             return Err(AuthError::Unavailable("no active signing key".into()));
         }
         Ok(())

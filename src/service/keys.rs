@@ -74,6 +74,15 @@ impl std::fmt::Debug for KeyManager {
     }
 }
 
+/// The verifier's key source for this service's own tokens: whatever ring is current.
+impl authd_verifier::LocalKeys for KeyManager {
+    fn key(&self, kid: &str) -> Option<authd_verifier::LocalKey> {
+        self.ring()
+            .find(kid)
+            .and_then(crate::crypto::access_token::local_key)
+    }
+}
+
 impl KeyManager {
     /// Loads every stored key; encrypts keys stored in the clear when `kek` is given; creates
     /// a first key, active at once, when none can sign now.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use authd::app::Application;
 use authd::config::Config;
-use authd::crypto::access_token::AccessClaims;
+use authd::crypto::access_token::Claims;
 use authd::crypto::password::PasswordHasher;
 use authd::domain::SystemClock;
 use authd::grpc::AuthServiceClient;
@@ -300,7 +300,7 @@ impl TestApp {
 
     /// Verifies an access token's signature with the server's own key ring and returns its
     /// header and claims.
-    pub fn verify(&self, token: &str) -> (jsonwebtoken::Header, AccessClaims) {
+    pub fn verify(&self, token: &str) -> (jsonwebtoken::Header, Claims) {
         let header = jsonwebtoken::decode_header(token).unwrap();
         let kid = header.kid.clone().expect("kid");
         let keys = self.service.keys();
@@ -309,12 +309,9 @@ impl TestApp {
         validation.set_audience(&self.config.audience);
         validation.set_issuer(&[&self.config.issuer]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub", "jti"]);
-        let data = jsonwebtoken::decode::<AccessClaims>(
-            token,
-            &key.public.decoding_key().unwrap(),
-            &validation,
-        )
-        .expect("valid signature and claims");
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key.public.decoding_key().unwrap(), &validation)
+                .expect("valid signature and claims");
         (header, data.claims)
     }
 

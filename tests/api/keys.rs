@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authd::app::Application;
 use authd::config::{Config, KeyEncryptionKey};
-use authd::crypto::access_token::AccessClaims;
+use authd::crypto::access_token::Claims;
 use authd::domain::{ManualClock, Timestamp};
 use authd::service::RotateOutcome;
 use jsonwebtoken::jwk::JwkSet;
@@ -75,7 +75,7 @@ async fn login(app: &TestApp) -> (String, String) {
 
 /// Verifies with jsonwebtoken against a JWKS (exp is checked against the real clock, which
 /// the manual clock started from; tests keep within the token lifetime where they verify).
-fn verify(set: &JwkSet, token: &str) -> AccessClaims {
+fn verify(set: &JwkSet, token: &str) -> Claims {
     let header = jsonwebtoken::decode_header(token).unwrap();
     let jwk = set.find(header.kid.as_deref().unwrap()).expect("published");
     let mut validation = jsonwebtoken::Validation::new(header.alg);
@@ -120,7 +120,10 @@ async fn rotation_prepublishes_then_switches_and_retires_after_tokens_expire() {
 
     // Old tokens still verify through the JWKS; the old key stays for their lifetime.
     let (set, _) = jwks(&app).await;
-    assert_eq!(verify(&set, &old_token).preferred_username, "alice");
+    assert_eq!(
+        verify(&set, &old_token).preferred_username.as_deref(),
+        Some("alice")
+    );
     verify(&set, &new_token);
     // Retired at `prepublish`; its last tokens live 15m (+1m skew) after that.
     clock.advance(16 * MINUTE - Duration::from_millis(1));

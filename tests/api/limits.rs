@@ -2,8 +2,12 @@
 //! full.
 
 use authd::domain::Username;
-use authd::grpc::pb::{PasswordCredential, RefreshTokenRequest, TokenRequest};
+use authd::grpc::pb::{
+    IntrospectRequest, LogoutRequest, PasswordCredential, RefreshTokenRequest, TokenRequest,
+};
 use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::{TestApp, spawn_app_with};
 
@@ -41,17 +45,87 @@ async fn per_source_limit_refuses_past_the_burst_on_token_and_refresh() {
         refresh_from(&app, None).await,
         app.login("alice", "whatever password").await.unwrap_err(),
     ] {
-        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-        assert_eq!(status.message(), "too many requests; retry later");
-        let wait: u64 = status
-            .metadata()
-            .get("retry-after")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .parse()
+        assert_rate_limited(&status);
+    }
+}
+
+/// A request carrying `x-forwarded-for: source` (believed: the tests trust loopback).
+fn from<T>(message: T, source: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-forwarded-for", source.parse().unwrap());
+    request
+}
+
+fn assert_rate_limited(status: &tonic::Status) {
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(status.message(), "too many requests; retry later");
+    let wait: u64 = status
+        .metadata()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait >= 1);
+}
+
+#[tokio::test]
+async fn logout_and_introspect_are_limited_per_source_too() {
+    let app = spawn_app_with(|c| {
+        c.per_source_rate = 1;
+        c.per_source_burst = 2;
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let mut client = app.client.clone();
+    let logout = || LogoutRequest {
+        refresh_token: "not-a-token".into(),
+        access_token: String::new(),
+    };
+    let introspect = || IntrospectRequest {
+        token: "not-a-token".into(),
+        token_type_hint: String::new(),
+    };
+    // Within the burst, both answer as usual (unknown tokens: success, inactive).
+    client.logout(from(logout(), "192.0.2.1")).await.unwrap();
+    let answer = client
+        .introspect(from(introspect(), "192.0.2.1"))
+        .await
+        .unwrap();
+    assert!(!answer.into_inner().active);
+    // The bucket is empty: both are refused before their handler, with a retry hint.
+    let refused = client
+        .logout(from(logout(), "192.0.2.1"))
+        .await
+        .unwrap_err();
+    assert_rate_limited(&refused);
+    let refused = client
+        .introspect(from(introspect(), "192.0.2.1"))
+        .await
+        .unwrap_err();
+    assert_rate_limited(&refused);
+    // One bucket per source across all RPCs: the same source cannot log in or refresh
+    // either, while another source is unaffected.
+    assert_rate_limited(&refresh_from(&app, Some("192.0.2.1")).await);
+    client
+        .introspect(from(introspect(), "192.0.2.2"))
+        .await
+        .unwrap();
+    // Health checks are not rate limited.
+    let channel = tonic::transport::Endpoint::new(format!("http://{}", app.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    for _ in 0..5 {
+        health
+            .check(from(HealthCheckRequest::default(), "192.0.2.1"))
+            .await
             .unwrap();
-        assert!(wait >= 1);
     }
 }
 

@@ -22,7 +22,7 @@ async fn refresh_rotates_and_the_successor_works() {
     let second = app.refresh(&first.refresh_token).await.unwrap();
     assert_ne!(second.refresh_token, first.refresh_token);
     let (_, claims) = app.verify(&second.access_token);
-    assert_eq!(claims.preferred_username, "alice");
+    assert_eq!(claims.preferred_username.as_deref(), Some("alice"));
     assert_eq!(claims.roles, vec!["reader"]);
     let third = app.refresh(&second.refresh_token).await.unwrap();
     assert_ne!(third.refresh_token, second.refresh_token);
@@ -274,7 +274,7 @@ async fn a_token_of_the_earlier_form_still_refreshes_after_an_upgrade() {
     let next = app.refresh(&legacy).await.unwrap();
     assert_eq!(next.refresh_token.len(), 54);
     let (_, claims) = app.verify(&next.access_token);
-    assert_eq!(claims.preferred_username, "alice");
+    assert_eq!(claims.preferred_username.as_deref(), Some("alice"));
     app.refresh(&next.refresh_token).await.unwrap();
     // …and the old token, now used, is reuse: refused.
     assert_unauthenticated(app.refresh(&legacy).await, BAD_REFRESH);

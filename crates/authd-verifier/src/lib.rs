@@ -9,9 +9,16 @@
 //! `at+jwt`; a known `kid` whose key matches `alg`), signature, then claims (`iss`, `aud`,
 //! `exp` and `nbf` with a small leeway, all numeric dates). It returns typed [`Claims`].
 //!
-//! For tonic servers, [`RequireBearerLayer`] rejects every request without a valid
-//! `authorization: Bearer …` token with `UNAUTHENTICATED`, and hands the [`Claims`] to the
-//! handler through the request extensions (see [`claims`]).
+//! [`RequireBearerLayer`] (a tower layer over `http` requests) rejects every request without
+//! a valid `authorization: Bearer …` token and hands the [`Claims`] to the handler through the
+//! request extensions: for plain HTTP services [`RequireBearerLayer::http`] answers `401`; for
+//! tonic servers (feature `tonic`, off by default, so an HTTP service does not pull tonic in)
+//! `RequireBearerLayer::new` answers `UNAUTHENTICATED`, and `claims` reads them back.
+//!
+//! The key source is a JWKS fetched and cached ([`Verifier::with_jwks_url`]), a fixed set
+//! ([`Verifier::with_keys`]), or keys the caller holds ([`Verifier::with_local_keys`], how
+//! authd checks its own tokens: one set of rules for issuer and resource servers alike).
+//! [`Claims`] is the one claims type: authd signs it, every verifier returns it.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), authd_verifier::VerifyError> {
@@ -31,8 +38,14 @@ mod jwks;
 mod layer;
 mod verify;
 
-pub use claims::Claims;
+pub use claims::{ACCESS_TOKEN_TYP, Claims};
+pub use jsonwebtoken::DecodingKey;
 pub use jsonwebtoken::jwk::JwkSet;
 pub use jwks::RemoteJwks;
-pub use layer::{RequireBearer, RequireBearerLayer, bearer_token, claims};
-pub use verify::{Algorithm, Verifier, VerifierConfig, VerifyError};
+#[cfg(feature = "tonic")]
+pub use layer::{GrpcRejection, claims};
+pub use layer::{
+    HttpRejection, Refusal, Rejection, RequireBearer, RequireBearerLayer, bearer_token,
+    parse_bearer,
+};
+pub use verify::{Algorithm, LocalKey, LocalKeys, Verifier, VerifierConfig, VerifyError};

@@ -1,14 +1,19 @@
 //! The checks, in order: size, header, key, signature, claims.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{DecodingKey, Validation};
 
-use crate::claims::Claims;
+use crate::claims::{ACCESS_TOKEN_TYP, Claims};
 use crate::jwks::RemoteJwks;
+
+/// Claims every token must carry (RFC 9068 §2.2; `client_id` aside, which authd does not
+/// issue).
+const REQUIRED_CLAIMS: &[&str] = &["exp", "iat", "iss", "aud", "sub", "jti"];
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -126,9 +131,25 @@ pub enum VerifyError {
     KeysUnavailable(String),
 }
 
+/// A public key held in memory by the caller, with the one algorithm it verifies.
+pub struct LocalKey {
+    pub algorithm: Algorithm,
+    pub key: DecodingKey,
+}
+
+/// Keys the caller holds itself, looked up by `kid` without I/O: authd's own key ring, for
+/// its Logout and Introspect. The other sources are a fixed [`JwkSet`] and a fetched, cached
+/// JWKS ([`RemoteJwks`]).
+pub trait LocalKeys: Send + Sync {
+    /// The key named `kid`, if there is one (`kid` is untrusted input: only look it up).
+    fn key(&self, kid: &str) -> Option<LocalKey>;
+}
+
+/// Where a verifier finds the key a token names.
 enum Keys {
     Static(JwkSet),
     Remote(RemoteJwks),
+    Local(Arc<dyn LocalKeys>),
 }
 
 /// Verifies authd access tokens. Cheap to share (`Arc<Verifier>`); safe to call concurrently.
@@ -173,24 +194,55 @@ impl Verifier {
         })
     }
 
+    /// A verifier over keys the caller holds in memory (the issuer itself).
+    pub fn with_local_keys(config: VerifierConfig, keys: Arc<dyn LocalKeys>) -> Self {
+        Self {
+            config,
+            keys: Keys::Local(keys),
+        }
+    }
+
     pub fn config(&self) -> &VerifierConfig {
         &self.config
     }
 
-    /// Verifies `token` and returns its claims.
+    /// Verifies `token` against the system clock and returns its claims.
     ///
     /// # Errors
     /// The first check that fails, as a [`VerifyError`].
     pub async fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.verify_at(token, now).await
+    }
+
+    /// Verifies `token` as of `now` (Unix seconds; for callers whose clock is an input) and
+    /// returns its claims.
+    ///
+    /// # Errors
+    /// The first check that fails, as a [`VerifyError`].
+    pub async fn verify_at(&self, token: &str, now: i64) -> Result<Claims, VerifyError> {
         let (alg, kid) = self.check_header(token)?;
-        let jwk = match &self.keys {
-            Keys::Static(set) => set
-                .find(&kid)
-                .cloned()
-                .ok_or_else(|| VerifyError::UnknownKey(kid.clone()))?,
-            Keys::Remote(remote) => remote.key(&kid).await?,
+        let key = match &self.keys {
+            Keys::Static(set) => decoding_key(
+                alg,
+                &kid,
+                set.find(&kid)
+                    .ok_or_else(|| VerifyError::UnknownKey(kid.clone()))?,
+            )?,
+            Keys::Remote(remote) => decoding_key(alg, &kid, &remote.key(&kid).await?)?,
+            Keys::Local(local) => {
+                let found = local
+                    .key(&kid)
+                    .ok_or_else(|| VerifyError::UnknownKey(kid.clone()))?;
+                if found.algorithm != alg {
+                    return Err(VerifyError::KeyMismatch(kid));
+                }
+                found.key
+            }
         };
-        self.check_signature_and_claims(token, alg, &kid, &jwk)
+        self.check_signature_and_claims(token, alg, &key, now)
     }
 
     fn check_header(&self, token: &str) -> Result<(Algorithm, String), VerifyError> {
@@ -224,8 +276,8 @@ impl Verifier {
             }
         }
         let typ = header.get("typ").and_then(|t| t.as_str()).unwrap_or("");
-        let typ_ok =
-            typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt");
+        let typ_ok = typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYP)
+            || typ.eq_ignore_ascii_case("application/at+jwt");
         if !typ_ok {
             return Err(VerifyError::WrongType(typ.to_owned()));
         }
@@ -240,23 +292,31 @@ impl Verifier {
         &self,
         token: &str,
         alg: Algorithm,
-        kid: &str,
-        jwk: &Jwk,
+        key: &DecodingKey,
+        now: i64,
     ) -> Result<Claims, VerifyError> {
-        if !alg.matches_key(jwk) {
-            return Err(VerifyError::KeyMismatch(kid.to_owned()));
-        }
-        let key =
-            DecodingKey::from_jwk(jwk).map_err(|_| VerifyError::KeyMismatch(kid.to_owned()))?;
         let mut validation = Validation::new(alg.jwt());
-        validation.leeway = self.config.leeway.as_secs();
-        validation.validate_nbf = true;
+        // exp and nbf are checked below against `now`, which may come from the caller's clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.set_issuer(&[&self.config.issuer]);
         validation.set_audience(&self.config.audiences);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        validation.set_required_spec_claims(REQUIRED_CLAIMS);
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
             .map(|data| data.claims)
-            .map_err(|e| self.map_error(&e))
+            .map_err(|e| self.map_error(&e))?;
+        let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(i64::MAX);
+        // RFC 7519 §4.1.4: the token is refused once `now` reaches `exp`.
+        if now.saturating_sub(leeway) >= claims.exp {
+            return Err(VerifyError::Expired);
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| now.saturating_add(leeway) < nbf)
+        {
+            return Err(VerifyError::NotYetValid);
+        }
+        Ok(claims)
     }
 
     fn map_error(&self, e: &jsonwebtoken::errors::Error) -> VerifyError {
@@ -274,4 +334,12 @@ impl Verifier {
             _ => VerifyError::InvalidClaims(e.to_string()),
         }
     }
+}
+
+/// The key of a JWK, if it is one for `alg` (its family, and its declared `alg` if any).
+fn decoding_key(alg: Algorithm, kid: &str, jwk: &Jwk) -> Result<DecodingKey, VerifyError> {
+    if !alg.matches_key(jwk) {
+        return Err(VerifyError::KeyMismatch(kid.to_owned()));
+    }
+    DecodingKey::from_jwk(jwk).map_err(|_| VerifyError::KeyMismatch(kid.to_owned()))
 }

@@ -379,3 +379,39 @@ async fn unreachable_jwks_is_keys_unavailable() {
         VerifyError::KeysUnavailable(_)
     ));
 }
+
+#[tokio::test]
+async fn verify_at_judges_exp_and_nbf_by_the_given_clock_and_leeway() {
+    let k = key("k1");
+    let v = verifier(&[&k]);
+    let t = now();
+    let token = sign(&k, &header(&k), &claims()); // nbf t, exp t + 300
+    // Leeway 30 s: accepted until exp + 30 (exclusive), from nbf - 30.
+    v.verify_at(&token, t + 329).await.unwrap();
+    assert_eq!(
+        v.verify_at(&token, t + 330).await,
+        Err(VerifyError::Expired)
+    );
+    v.verify_at(&token, t - 30).await.unwrap();
+    assert_eq!(
+        v.verify_at(&token, t - 31).await,
+        Err(VerifyError::NotYetValid)
+    );
+}
+
+#[tokio::test]
+async fn tokens_without_jti_or_iat_are_refused() {
+    let k = key("k1");
+    let v = verifier(&[&k]);
+    for claim in ["jti", "iat", "sub"] {
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove(claim);
+        assert!(
+            matches!(
+                refused(&v, &sign(&k, &header(&k), &c)).await,
+                VerifyError::InvalidClaims(_)
+            ),
+            "{claim}"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! Refresh: a refresh token buys a fresh pair, rotating it (see [`crate::domain::decide`]);
+//! the store decides and applies the rotation in one transaction.
+
+use std::sync::Arc;
+
+use tracing::{debug, info, warn};
+
+use super::RequestContext;
+use super::auth::{AuthError, IssuedTokens};
+use super::shared::Context;
+use crate::crypto::refresh_token::RefreshToken;
+use crate::domain::{Origin, Rotation, Successor};
+
+/// Refresh-token rotation.
+#[derive(Debug)]
+pub struct Refresher {
+    shared: Arc<Context>,
+}
+
+impl Refresher {
+    pub fn new(shared: Arc<Context>) -> Self {
+        Self { shared }
+    }
+
+    /// Exchanges a refresh token for a fresh pair, rotating it (see [`crate::domain::decide`]).
+    ///
+    /// # Errors
+    /// - [`AuthError::InvalidArgument`] for an empty token;
+    /// - [`AuthError::InvalidRefreshToken`] for anything unknown, malformed, expired, revoked
+    ///   or reused (reuse also revokes the whole family);
+    /// - [`AuthError::Unavailable`] when storage fails; nothing is issued then.
+    pub async fn refresh(
+        &self,
+        presented: &str,
+        ctx: &RequestContext,
+    ) -> Result<IssuedTokens, AuthError> {
+        if presented.is_empty() {
+            return Err(AuthError::InvalidArgument("refresh_token is required"));
+        }
+        let peer = ctx.source_label().unwrap_or_default();
+        let request_id = ctx.request_id.as_str();
+        let Some(presented) = RefreshToken::parse(presented) else {
+            info!(target: "authd::refresh", %peer, %request_id, outcome = "malformed",
+                "refresh refused");
+            crate::metrics::refresh("malformed");
+            return Err(AuthError::InvalidRefreshToken);
+        };
+        let now = self.shared.now();
+        let successor = RefreshToken::generate(now)?;
+        let stored_successor = Successor {
+            token: self.shared.new_token(&successor, now),
+            sealed: presented.seal_successor(&successor)?,
+        };
+        let origin = Origin {
+            source: ctx.source_label(),
+            request_id: Some(ctx.request_id.clone()),
+        };
+        let rotation = self
+            .shared
+            .store()
+            .rotate_refresh(
+                &presented.hash(),
+                &stored_successor,
+                now,
+                &self.shared.settings().refresh,
+                &origin,
+            )
+            .await
+            .inspect_err(|_| crate::metrics::refresh("error"))?;
+        self.shared
+            .audit()
+            .log_stored(&rotation.audit_events(now, &origin));
+        match rotation {
+            // A rotation and a grace retry are logged at info by their audit event (above),
+            // which names the user, family, source and request; one line per refresh is enough.
+            Rotation::Rotated { user, family_id } => {
+                debug!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
+                    %request_id, outcome = "rotated", "refresh token rotated");
+                crate::metrics::refresh("rotated");
+                let access_token = self.shared.user_access_token(&user, now)?;
+                Ok(IssuedTokens {
+                    access_token,
+                    refresh_token: successor,
+                })
+            }
+            Rotation::Replayed {
+                user,
+                family_id,
+                sealed_successor,
+            } => {
+                let refresh_token = presented
+                    .open_successor(&sealed_successor)
+                    .ok_or(AuthError::InvalidRefreshToken)?;
+                debug!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
+                    %request_id, outcome = "grace_retry",
+                    "previous refresh token retried within the grace window");
+                crate::metrics::refresh("grace_retry");
+                let access_token = self.shared.user_access_token(&user, now)?;
+                Ok(IssuedTokens {
+                    access_token,
+                    refresh_token,
+                })
+            }
+            Rotation::ReuseDetected { user, family_id } => {
+                warn!(target: "authd::refresh", user_id = %user.id, username = %user.username,
+                    family = %family_id, %peer, %request_id, outcome = "reuse_detected",
+                    "refresh token reuse detected; family revoked");
+                crate::metrics::refresh("reuse_detected");
+                crate::metrics::reuse_detected();
+                Err(AuthError::InvalidRefreshToken)
+            }
+            Rotation::Rejected(why) => {
+                info!(target: "authd::refresh", %peer, %request_id, outcome = "rejected",
+                    reason = why.as_str(), "refresh refused");
+                crate::metrics::refresh("rejected");
+                Err(AuthError::InvalidRefreshToken)
+            }
+        }
+    }
+}
