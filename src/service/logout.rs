@@ -65,9 +65,7 @@ impl TokenService {
             && let Ok(claims) = self.verify_access_token(access_token, now)
         {
             let exp = Timestamp::from_unix_millis(claims.exp.saturating_mul(1000));
-            self.store
-                .revoke_access_token(&claims.jti, exp, now)
-                .await?;
+            self.store.revoke_access_token(&claims.jti, exp).await?;
             revoked_jti = Some(claims.jti);
         }
         if let Some(family) = &session {

@@ -27,17 +27,17 @@ use std::time::Instant;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use tokio::sync::mpsc;
 
+use super::audit::INSERT_AUDIT_EVENT;
+use super::sessions::{DROP_SEALED_COPIES, PRESENTED_TOKEN_SQL, REVOKE_FAMILY};
 use super::{
-    BUSY_TIMEOUT, DROP_SEALED_COPIES, INSERT_AUDIT_EVENT, MAX_ROTATION_BATCH, PRESENTED_TOKEN_SQL,
-    REVOKE_FAMILY, ROTATION_QUEUE, WAL_AUTOCHECKPOINT_PAGES, WRITER_CACHE_SIZE, decode_roles,
-    unavailable,
+    BUSY_TIMEOUT, MAX_ROTATION_BATCH, ROTATION_QUEUE, WAL_AUTOCHECKPOINT_PAGES, WRITER_CACHE_SIZE,
 };
 use crate::domain::{
     AuditEvent, Decision, FamilyId, PresentedToken, Rejection, Rotation, Timestamp, TokenHash,
-    User, UserId, Username, decide,
+    decide,
 };
-use crate::store::StoreError;
 use crate::store::rotation_queue::{Request, RotationJob, RotationQueue};
+use crate::store::{StoreError, rows, unavailable};
 
 /// Opens the writer's connection to the (migrated) database at `path`, starts its thread and
 /// returns its queue; the thread stops when the queue is closed or the last handle to it is
@@ -288,38 +288,8 @@ fn load_state(
     let mut statement = tx
         .prepare_cached(PRESENTED_TOKEN_SQL)
         .map_err(unavailable)?;
-    let mut rows = statement.query([&presented.0[..]]).map_err(unavailable)?;
-    Ok(rows.next().map_err(unavailable)?.map(presented_from_row))
-}
-
-fn presented_from_row(row: &rusqlite::Row<'_>) -> Result<PresentedToken, StoreError> {
-    let millis = |column| row.get(column).map(Timestamp::from_unix_millis);
-    let opt_millis = |column| {
-        row.get::<_, Option<i64>>(column)
-            .map(|at| at.map(Timestamp::from_unix_millis))
-    };
-    let username: String = row.get("username").map_err(unavailable)?;
-    let roles: String = row.get("roles").map_err(unavailable)?;
-    let user = User {
-        id: UserId::from_stored(row.get("id").map_err(unavailable)?),
-        username: Username::parse(&username).map_err(unavailable)?,
-        roles: decode_roles(&roles)?,
-        enabled: row.get("enabled").map_err(unavailable)?,
-        created_at: millis("created_at").map_err(unavailable)?,
-    };
-    Ok(PresentedToken {
-        user,
-        family_id: FamilyId::from_stored(row.get("family_id").map_err(unavailable)?),
-        family_revoked: opt_millis("revoked_at").map_err(unavailable)?.is_some(),
-        family_expires_at: millis("family_expires_at").map_err(unavailable)?,
-        expires_at: millis("token_expires_at").map_err(unavailable)?,
-        used_at: opt_millis("used_at").map_err(unavailable)?,
-        successor_is_newest: row
-            .get::<_, Option<bool>>("successor_is_newest")
-            .map_err(unavailable)?
-            .unwrap_or(false),
-        sealed_successor: row.get("successor_sealed").map_err(unavailable)?,
-    })
+    let mut found = statement.query([&presented.0[..]]).map_err(unavailable)?;
+    Ok(found.next().map_err(unavailable)?.map(rows::presented))
 }
 
 /// Marks the presented token used, linked to its successor, and stores the successor with its
@@ -409,7 +379,7 @@ mod tests {
         Username,
     };
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{NewUser, Store};
+    use crate::store::{AuditStore, NewUser, SessionStore, Store, UserStore};
 
     const T0: Timestamp = Timestamp::from_unix_millis(1_800_000_000_000);
 
