@@ -9,13 +9,16 @@
 //! the backend.
 //!
 //! Only the backend modules (`sqlite/`, `postgres/`, one file per aggregate in each) know which
-//! database they talk to; everything above them sees `Arc<dyn Store>`. Row decoding and the
-//! SQL both dialects share are written once, in `rows`.
+//! database they talk to; everything above them sees `Arc<dyn Store>`. What both backends do
+//! alike is written once: row decoding and column lists (`rows`), the statements both send
+//! (`sql`), and the transactions both run step for step over their own locks (`procedures`).
 
 mod postgres;
+mod procedures;
 mod retention;
 mod rotation_queue;
 mod rows;
+mod sql;
 mod sqlite;
 
 use self::rotation_queue::{RotationJob, RotationQueue};

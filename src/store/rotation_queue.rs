@@ -7,8 +7,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::domain::{Origin, RefreshPolicy, Rotation, Successor, Timestamp, TokenHash};
 use crate::store::StoreError;
 
-/// One rotation, as a backend's rotation writer queues it ([`super::SessionStore::rotate_refresh`]'s
-/// arguments, owned).
+/// One rotation, as a backend's rotation writer queues it
+/// ([`super::SessionStore::rotate_refresh`]'s arguments, owned).
 pub(crate) struct RotationJob {
     pub(crate) presented: TokenHash,
     pub(crate) successor: Successor,

@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use super::{PostgresStore, within_deadline};
 use crate::domain::AuditEvent;
 use crate::store::rows;
-use crate::store::{AuditStore, StoreError, unavailable};
+use crate::store::{AuditStore, StoreError, sql, unavailable};
 
 /// Records `events` in one statement (none when there are none).
 pub(super) async fn insert_audit(
@@ -59,17 +59,10 @@ impl AuditStore for PostgresStore {
         limit: u32,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         let found = within_deadline(async {
-            sqlx::query(
-                "SELECT at, event_type, user_id, username, source, request_id, detail FROM \
-                     (SELECT * FROM audit_events WHERE $1::TEXT IS NULL OR username = $1 \
-                      ORDER BY id DESC LIMIT $2) e \
-                 ORDER BY id",
-            )
-            .bind(username)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)
+            sql::audit_events!(username, limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)
         })
         .await?;
         found.iter().map(rows::audit_event).collect()

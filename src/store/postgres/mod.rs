@@ -6,8 +6,9 @@
 //! any replica serves any request. Concurrency rests on row locks, not on the process:
 //!
 //! - Every change to a refresh family (rotation, reuse revocation) first locks the family row
-//!   (`SELECT … FOR UPDATE`), then reads the state afresh and applies [`crate::domain::decide`]. Of any number
-//!   of concurrent rotations of one token, on any replicas, exactly one sees it unused.
+//!   (`SELECT … FOR UPDATE`), then reads the state afresh and applies
+//!   [`crate::domain::decide`]. Of any number of concurrent rotations of one token, on any
+//!   replicas, exactly one sees it unused.
 //!   Rotations go through the replica's batcher ([`rotations`]), which does this for all the
 //!   rotations that arrived together in one transaction.
 //! - Transactions that fail with a serialization failure or a deadlock (SQLSTATE 40001, 40P01)
@@ -33,6 +34,12 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
+use self::api_keys::lock_api_key;
+use self::audit::insert_audit;
+use self::sessions::{lock_families_of, revoke_families_of, revoke_family_in};
+use self::signing_keys::lock_signing_keys;
+use self::users::lock_user;
+use super::procedures::shared_transactions;
 use super::rows::impl_columns;
 use super::{RotationQueue, Store, StoreError, StoreOptions, unavailable};
 
@@ -128,6 +135,11 @@ impl PostgresStore {
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         self.pool.begin().await.map_err(unavailable)
     }
+}
+
+// The transactions both backends run alike, over this backend's locks.
+impl PostgresStore {
+    shared_transactions!();
 }
 
 /// Runs `op` under [`OPERATION_TIMEOUT`].

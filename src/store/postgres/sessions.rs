@@ -5,51 +5,22 @@
 use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
 
-use super::audit::insert_audit;
-use super::users::lock_user;
 use super::{PostgresStore, within_deadline};
 use crate::domain::{
     AuditEvent, FamilyId, NewFamily, NewToken, Origin, RefreshPolicy, Rotation, Session, Successor,
     Timestamp, TokenHash, User, UserId, Username,
 };
-use crate::store::rows::{self, presented_token_sql, session_sql};
-use crate::store::{InspectedToken, RotationJob, SessionStore, StoreError, UserStore, unavailable};
+use crate::store::procedures::shared_revocations;
+use crate::store::rows::{self, presented_token_sql};
+use crate::store::{
+    InspectedToken, RotationJob, SessionStore, StoreError, UserStore, sql, unavailable,
+};
 
 /// The state of each presented refresh token (`$1`, an array of hashes), as
 /// [`crate::domain::decide`] needs it, with its family, user and successor.
 pub(super) const PRESENTED_TOKENS_SQL: &str = presented_token_sql!("WHERE t.hash = ANY($1)");
 
-/// Revokes every live family of `user` (locking them first, in id order); returns how many
-/// were live.
-pub(super) async fn revoke_families_of(
-    tx: &mut Transaction<'static, Postgres>,
-    user: &UserId,
-    now: Timestamp,
-    reason: &str,
-) -> Result<u64, StoreError> {
-    lock_families_of(tx, user).await?;
-    let done = sqlx::query(
-        "UPDATE refresh_families SET revoked_at = $1, revoked_reason = $2 \
-         WHERE user_id = $3 AND revoked_at IS NULL",
-    )
-    .bind(now.unix_millis())
-    .bind(reason)
-    .bind(user.as_str())
-    .execute(&mut **tx)
-    .await
-    .map_err(unavailable)?;
-    // A revoked family's sealed copies are useless; drop them.
-    sqlx::query(
-        "UPDATE refresh_tokens SET sealed_by_predecessor = NULL \
-         WHERE sealed_by_predecessor IS NOT NULL \
-           AND family_id IN (SELECT id FROM refresh_families WHERE user_id = $1)",
-    )
-    .bind(user.as_str())
-    .execute(&mut **tx)
-    .await
-    .map_err(unavailable)?;
-    Ok(done.rows_affected())
-}
+shared_revocations!(Postgres);
 
 /// Locks every family of `user`, in id order: the order rotation batches lock families in
 /// (`rotations`), so a change to a user's sessions and a batch holding some of them wait for
@@ -66,89 +37,7 @@ pub(super) async fn lock_families_of(
     Ok(())
 }
 
-/// Revokes one family and drops its sealed copies; the caller holds the family's lock.
-pub(super) async fn revoke_family_in(
-    tx: &mut Transaction<'static, Postgres>,
-    family: &FamilyId,
-    now: Timestamp,
-    reason: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE refresh_families SET revoked_at = $1, revoked_reason = $2 \
-         WHERE id = $3 AND revoked_at IS NULL",
-    )
-    .bind(now.unix_millis())
-    .bind(reason)
-    .bind(family.as_str())
-    .execute(&mut **tx)
-    .await
-    .map_err(unavailable)?;
-    // A revoked family's sealed copies are useless; drop them.
-    sqlx::query(
-        "UPDATE refresh_tokens SET sealed_by_predecessor = NULL \
-         WHERE family_id = $1 AND sealed_by_predecessor IS NOT NULL",
-    )
-    .bind(family.as_str())
-    .execute(&mut **tx)
-    .await
-    .map_err(unavailable)?;
-    Ok(())
-}
-
 impl PostgresStore {
-    async fn start_family_once(
-        &self,
-        family: &NewFamily,
-        first: &NewToken,
-        events: &[AuditEvent],
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM login_throttle WHERE username = $1")
-            .bind(family.user.username.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        sqlx::query(
-            "INSERT INTO refresh_families \
-                 (id, user_id, created_at, expires_at, source_addr, user_agent) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(family.id.as_str())
-        .bind(family.user.id.as_str())
-        .bind(family.created_at.unix_millis())
-        .bind(family.expires_at.unix_millis())
-        .bind(family.origin.source_addr.as_deref())
-        .bind(family.origin.user_agent.as_deref())
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&first.hash.0[..])
-        .bind(family.id.as_str())
-        .bind(first.issued_at.unix_millis())
-        .bind(first.expires_at.unix_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        insert_audit(&mut tx, events).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn revoke_family_once(
-        &self,
-        family: &FamilyId,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        revoke_family_in(&mut tx, family, now, "revoked").await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(())
-    }
-
     async fn revoke_family_of_once(
         &self,
         presented: &TokenHash,
@@ -173,18 +62,6 @@ impl PostgresStore {
         }
         tx.commit().await.map_err(unavailable)?;
         Ok(family)
-    }
-
-    async fn revoke_sessions_of_once(
-        &self,
-        username: &Username,
-        now: Timestamp,
-    ) -> Result<(User, u64), StoreError> {
-        let mut tx = self.begin().await?;
-        let user = lock_user(&mut tx, username).await?;
-        let revoked = revoke_families_of(&mut tx, &user.id, now, "sessions revoked").await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok((user, revoked))
     }
 }
 
@@ -244,15 +121,10 @@ impl SessionStore for PostgresStore {
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
         within_deadline(async {
-            sqlx::query(
-                "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) \
-                 ON CONFLICT (jti) DO NOTHING",
-            )
-            .bind(jti)
-            .bind(expires_at.unix_millis())
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+            sql::revoke_access_token!(jti, expires_at)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
             Ok(())
         })
         .await
@@ -260,13 +132,10 @@ impl SessionStore for PostgresStore {
 
     async fn is_access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         within_deadline(async {
-            let found: Option<i32> =
-                sqlx::query_scalar("SELECT 1 FROM revoked_access_tokens WHERE jti = $1")
-                    .bind(jti)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(unavailable)?;
-            Ok(found.is_some())
+            sql::access_token_revoked!(jti)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unavailable)
         })
         .await
     }
@@ -280,17 +149,10 @@ impl SessionStore for PostgresStore {
             return Err(StoreError::UserNotFound);
         }
         within_deadline(async {
-            let found = sqlx::query(session_sql!(
-                "WHERE u.username = $1 AND f.revoked_at IS NULL AND f.expires_at > $2 \
-                   AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id \
-                               AND t.used_at IS NULL AND t.expires_at > $2) \
-                 ORDER BY f.created_at DESC, f.id"
-            ))
-            .bind(username.as_str())
-            .bind(now.unix_millis())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
+            let found = sql::live_sessions_of!(username, now)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
             found.iter().map(rows::session).collect()
         })
         .await
@@ -298,8 +160,7 @@ impl SessionStore for PostgresStore {
 
     async fn find_session(&self, id: &FamilyId) -> Result<Option<Session>, StoreError> {
         within_deadline(async {
-            let row = sqlx::query(session_sql!("WHERE f.id = $1"))
-                .bind(id.as_str())
+            let row = sql::find_session!(id)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable)?;

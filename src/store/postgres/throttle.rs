@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use super::{PostgresStore, within_deadline};
 use crate::domain::{Charge, FailureCount, ThrottlePolicy, Timestamp, Username};
 use crate::store::rows;
-use crate::store::{StoreError, ThrottleStore, unavailable};
+use crate::store::{StoreError, ThrottleStore, sql, unavailable};
 
 impl PostgresStore {
     /// See [`ThrottleStore::charge_login_attempt`]. The counter row is locked (`FOR UPDATE`)
@@ -68,8 +68,7 @@ impl ThrottleStore for PostgresStore {
         username: &Username,
     ) -> Result<Option<FailureCount>, StoreError> {
         let row = within_deadline(async {
-            sqlx::query("SELECT failures, last_failure_at FROM login_throttle WHERE username = $1")
-                .bind(username.as_str())
+            sql::failure_count_of!(username)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable)
@@ -89,8 +88,7 @@ impl ThrottleStore for PostgresStore {
 
     async fn locked_usernames(&self, locked_at: u32) -> Result<Vec<String>, StoreError> {
         within_deadline(async {
-            sqlx::query_scalar("SELECT username FROM login_throttle WHERE failures >= $1")
-                .bind(i64::from(locked_at))
+            sql::locked_usernames!(locked_at)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(unavailable)
@@ -100,8 +98,7 @@ impl ThrottleStore for PostgresStore {
 
     async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError> {
         let done = within_deadline(async {
-            sqlx::query("DELETE FROM login_throttle WHERE username = $1")
-                .bind(username.as_str())
+            sql::clear_login_failures!(username)
                 .execute(&self.pool)
                 .await
                 .map_err(unavailable)

@@ -4,11 +4,12 @@
 use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
 
-use super::sessions::{lock_families_of, revoke_families_of};
 use super::{PostgresStore, within_deadline};
 use crate::domain::{Timestamp, User, UserCredentials, UserId, Username};
-use crate::store::rows::{self, credentials_sql, encode_roles, user_sql};
-use crate::store::{NewUser, RoleChange, StoreError, UserStore, unavailable, user_write_error};
+use crate::store::rows::{self, credentials_sql, user_sql};
+use crate::store::{
+    NewUser, RoleChange, StoreError, UserStore, sql, unavailable, user_write_error,
+};
 
 /// Loads a user and locks its row, so concurrent changes to one user serialise.
 pub(super) async fn lock_user(
@@ -26,97 +27,11 @@ pub(super) async fn lock_user(
 
 impl PostgresStore {
     async fn create_user_once(&self, new: &NewUser) -> Result<(), StoreError> {
-        let user = &new.user;
-        sqlx::query(
-            "INSERT INTO users (id, username, password_hash, roles, enabled, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(user.id.as_str())
-        .bind(user.username.as_str())
-        .bind(&new.password_hash)
-        .bind(encode_roles(&user.roles))
-        .bind(user.enabled)
-        .bind(user.created_at.unix_millis())
-        .bind(user.created_at.unix_millis())
-        .execute(&self.pool)
-        .await
-        .map_err(user_write_error)?;
+        sql::insert_user!(new)
+            .execute(&self.pool)
+            .await
+            .map_err(user_write_error)?;
         Ok(())
-    }
-
-    async fn change_password_once(
-        &self,
-        username: &Username,
-        new_hash: &str,
-        now: Timestamp,
-    ) -> Result<User, StoreError> {
-        let mut tx = self.begin().await?;
-        let user = lock_user(&mut tx, username).await?;
-        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
-            .bind(new_hash)
-            .bind(now.unix_millis())
-            .bind(user.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        revoke_families_of(&mut tx, &user.id, now, "password changed").await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(user)
-    }
-
-    async fn set_enabled_once(
-        &self,
-        username: &Username,
-        enabled: bool,
-        now: Timestamp,
-    ) -> Result<User, StoreError> {
-        let mut tx = self.begin().await?;
-        let mut user = lock_user(&mut tx, username).await?;
-        sqlx::query("UPDATE users SET enabled = $1, updated_at = $2 WHERE id = $3")
-            .bind(enabled)
-            .bind(now.unix_millis())
-            .bind(user.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if !enabled {
-            revoke_families_of(&mut tx, &user.id, now, "user disabled").await?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        user.enabled = enabled;
-        Ok(user)
-    }
-
-    async fn delete_user_once(&self, username: &Username) -> Result<User, StoreError> {
-        let mut tx = self.begin().await?;
-        let user = lock_user(&mut tx, username).await?;
-        lock_families_of(&mut tx, &user.id).await?;
-        // Families and tokens go with it (ON DELETE CASCADE).
-        sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(user.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(user)
-    }
-
-    async fn change_roles_once(
-        &self,
-        username: &Username,
-        change: &RoleChange,
-    ) -> Result<User, StoreError> {
-        let mut tx = self.begin().await?;
-        let mut user = lock_user(&mut tx, username).await?;
-        user.roles = change.apply(&user.roles);
-        sqlx::query("UPDATE users SET roles = $1 WHERE id = $2")
-            .bind(encode_roles(&user.roles))
-            .bind(user.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(user)
     }
 }
 
@@ -143,8 +58,7 @@ impl UserStore for PostgresStore {
 
     async fn find_user(&self, username: &Username) -> Result<Option<User>, StoreError> {
         within_deadline(async {
-            let row = sqlx::query(user_sql!("WHERE username = $1"))
-                .bind(username.as_str())
+            let row = sql::find_user!(username)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable)?;
@@ -171,10 +85,7 @@ impl UserStore for PostgresStore {
         new_hash: &str,
     ) -> Result<(), StoreError> {
         within_deadline(async {
-            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
-                .bind(new_hash)
-                .bind(user.as_str())
-                .bind(old_hash)
+            sql::upgrade_password_hash!(user, old_hash, new_hash)
                 .execute(&self.pool)
                 .await
                 .map_err(unavailable)?;

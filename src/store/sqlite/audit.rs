@@ -7,27 +7,30 @@ use sqlx::SqliteConnection;
 use super::SqliteStore;
 use crate::domain::AuditEvent;
 use crate::store::rows;
-use crate::store::{AuditStore, StoreError, unavailable};
+use crate::store::{AuditStore, StoreError, sql, unavailable};
 
 pub(super) const INSERT_AUDIT_EVENT: &str = "INSERT INTO audit_events \
      (at, event_type, user_id, username, source, request_id, detail) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
+/// Records `events`, one statement each.
 pub(super) async fn insert_audit(
     connection: &mut SqliteConnection,
-    event: &AuditEvent,
+    events: &[AuditEvent],
 ) -> Result<(), StoreError> {
-    sqlx::query(INSERT_AUDIT_EVENT)
-        .bind(event.time.unix_millis())
-        .bind(event.kind.as_str())
-        .bind(event.user_id.as_deref())
-        .bind(event.username.as_deref())
-        .bind(event.source.as_deref())
-        .bind(event.request_id.as_deref())
-        .bind(event.detail.as_deref())
-        .execute(connection)
-        .await
-        .map_err(unavailable)?;
+    for event in events {
+        sqlx::query(INSERT_AUDIT_EVENT)
+            .bind(event.time.unix_millis())
+            .bind(event.kind.as_str())
+            .bind(event.user_id.as_deref())
+            .bind(event.username.as_deref())
+            .bind(event.source.as_deref())
+            .bind(event.request_id.as_deref())
+            .bind(event.detail.as_deref())
+            .execute(&mut *connection)
+            .await
+            .map_err(unavailable)?;
+    }
     Ok(())
 }
 
@@ -35,7 +38,7 @@ pub(super) async fn insert_audit(
 impl AuditStore for SqliteStore {
     async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
         let mut connection = self.pool.acquire().await.map_err(unavailable)?;
-        insert_audit(&mut connection, event).await
+        insert_audit(&mut connection, std::slice::from_ref(event)).await
     }
 
     async fn audit_events(
@@ -43,18 +46,10 @@ impl AuditStore for SqliteStore {
         username: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        let found = sqlx::query(
-            "SELECT at, event_type, user_id, username, source, request_id, detail FROM \
-                 (SELECT * FROM audit_events WHERE ? IS NULL OR username = ? \
-                  ORDER BY id DESC LIMIT ?) \
-             ORDER BY id",
-        )
-        .bind(username)
-        .bind(username)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let found = sql::audit_events!(username, limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
         found.iter().map(rows::audit_event).collect()
     }
 }

@@ -32,6 +32,12 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
+use self::api_keys::lock_api_key;
+use self::audit::insert_audit;
+use self::sessions::{lock_families_of, revoke_families_of, revoke_family_in};
+use self::signing_keys::lock_signing_keys;
+use self::users::lock_user;
+use super::procedures::shared_transactions;
 use super::rows::impl_columns;
 use super::{RotationQueue, Store, StoreError, unavailable};
 
@@ -85,12 +91,18 @@ impl SqliteStore {
         Ok(Self { pool, rotations })
     }
 
-    async fn begin_immediate(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    /// A write transaction: `BEGIN IMMEDIATE` takes the database's write lock up front.
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(unavailable)
     }
+}
+
+// The transactions both backends run alike, over this backend's locks.
+impl SqliteStore {
+    shared_transactions!();
 }
 
 /// The database holds password hashes and, without a key encryption key, the private signing

@@ -2,11 +2,20 @@
 //! (`BEGIN IMMEDIATE`), so processes rotating at once serialise and only the first inserts.
 
 use async_trait::async_trait;
+use sqlx::{Sqlite, Transaction};
 
 use super::SqliteStore;
 use crate::domain::{StoredKey, Timestamp};
 use crate::store::rows::{self, SIGNING_KEYS_SQL};
-use crate::store::{SigningKeyStore, StoreError, unavailable};
+use crate::store::{SigningKeyStore, StoreError, sql, unavailable};
+
+/// Nothing to lock: `BEGIN IMMEDIATE` holds the database's write lock, so processes rotating
+/// at once serialise and only the first inserts.
+pub(super) async fn lock_signing_keys(
+    _tx: &mut Transaction<'static, Sqlite>,
+) -> Result<(), StoreError> {
+    Ok(())
+}
 
 #[async_trait]
 impl SigningKeyStore for SqliteStore {
@@ -23,41 +32,8 @@ impl SigningKeyStore for SqliteStore {
         key: &StoredKey,
         unless_activation_after: Option<Timestamp>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_immediate().await?;
-        let later: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM signing_keys WHERE ?1 IS NULL OR activates_at > ?1",
-        )
-        .bind(unless_activation_after.map(Timestamp::unix_millis))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if later > 0 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "UPDATE signing_keys SET retires_at = ?1 WHERE retires_at IS NULL AND activates_at < ?1",
-        )
-        .bind(key.activates_at.unix_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        sqlx::query(
-            "INSERT INTO signing_keys \
-             (kid, algorithm, private_key, encrypted, created_at, activates_at, retires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.kid)
-        .bind(&key.algorithm)
-        .bind(&key.private_key)
-        .bind(key.encrypted)
-        .bind(key.created_at.unix_millis())
-        .bind(key.activates_at.unix_millis())
-        .bind(key.retires_at.map(Timestamp::unix_millis))
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(true)
+        self.insert_signing_key_if_once(key, unless_activation_after)
+            .await
     }
 
     async fn reseal_signing_key(
@@ -66,10 +42,7 @@ impl SigningKeyStore for SqliteStore {
         private_key: &[u8],
         encrypted: bool,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE signing_keys SET private_key = ?, encrypted = ? WHERE kid = ?")
-            .bind(private_key)
-            .bind(encrypted)
-            .bind(kid)
+        sql::reseal_signing_key!(kid, private_key, encrypted)
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use super::SqliteStore;
 use crate::domain::{Charge, FailureCount, ThrottlePolicy, Timestamp, Username};
 use crate::store::rows;
-use crate::store::{StoreError, ThrottleStore, unavailable};
+use crate::store::{StoreError, ThrottleStore, sql, unavailable};
 
 #[async_trait]
 impl ThrottleStore for SqliteStore {
@@ -14,12 +14,10 @@ impl ThrottleStore for SqliteStore {
         &self,
         username: &Username,
     ) -> Result<Option<FailureCount>, StoreError> {
-        let row =
-            sqlx::query("SELECT failures, last_failure_at FROM login_throttle WHERE username = ?")
-                .bind(username.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(unavailable)?;
+        let row = sql::failure_count_of!(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
         row.as_ref().map(rows::failure_count).transpose()
     }
 
@@ -30,7 +28,7 @@ impl ThrottleStore for SqliteStore {
         now: Timestamp,
     ) -> Result<Charge, StoreError> {
         // BEGIN IMMEDIATE: the read, the decision and the write happen under the write lock.
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin().await?;
         let row =
             sqlx::query("SELECT failures, last_failure_at FROM login_throttle WHERE username = ?")
                 .bind(username.as_str())
@@ -57,16 +55,14 @@ impl ThrottleStore for SqliteStore {
     }
 
     async fn locked_usernames(&self, locked_at: u32) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar("SELECT username FROM login_throttle WHERE failures >= ?")
-            .bind(i64::from(locked_at))
+        sql::locked_usernames!(locked_at)
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)
     }
 
     async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM login_throttle WHERE username = ?")
-            .bind(username.as_str())
+        let done = sql::clear_login_failures!(username)
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;

@@ -5,18 +5,18 @@ use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
 
 use super::SqliteStore;
-use super::sessions::revoke_families_of;
 use crate::domain::{Timestamp, User, UserCredentials, UserId, Username};
-use crate::store::rows::{self, credentials_sql, encode_roles, user_sql};
-use crate::store::{NewUser, RoleChange, StoreError, UserStore, unavailable, user_write_error};
+use crate::store::rows::{self, credentials_sql, user_sql};
+use crate::store::{
+    NewUser, RoleChange, StoreError, UserStore, sql, unavailable, user_write_error,
+};
 
-/// The user named `username`, read inside `tx`.
-pub(super) async fn fetch_user(
+/// The user named `username`, read inside `tx` (under the write lock, it stays as read).
+pub(super) async fn lock_user(
     tx: &mut Transaction<'static, Sqlite>,
     username: &Username,
 ) -> Result<User, StoreError> {
-    let row = sqlx::query(user_sql!("WHERE username = ?"))
-        .bind(username.as_str())
+    let row = sql::find_user!(username)
         .fetch_optional(&mut **tx)
         .await
         .map_err(unavailable)?
@@ -27,21 +27,10 @@ pub(super) async fn fetch_user(
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn create_user(&self, new: &NewUser) -> Result<(), StoreError> {
-        let user = &new.user;
-        sqlx::query(
-            "INSERT INTO users (id, username, password_hash, roles, enabled, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(user.id.as_str())
-        .bind(user.username.as_str())
-        .bind(&new.password_hash)
-        .bind(encode_roles(&user.roles))
-        .bind(user.enabled)
-        .bind(user.created_at.unix_millis())
-        .bind(user.created_at.unix_millis())
-        .execute(&self.pool)
-        .await
-        .map_err(user_write_error)?;
+        sql::insert_user!(new)
+            .execute(&self.pool)
+            .await
+            .map_err(user_write_error)?;
         Ok(())
     }
 
@@ -49,7 +38,7 @@ impl UserStore for SqliteStore {
         &self,
         username: &Username,
     ) -> Result<Option<UserCredentials>, StoreError> {
-        let row = sqlx::query(credentials_sql!("WHERE username = ?"))
+        let row = sqlx::query(credentials_sql!("WHERE username = $1"))
             .bind(username.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -58,8 +47,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn find_user(&self, username: &Username) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(user_sql!("WHERE username = ?"))
-            .bind(username.as_str())
+        let row = sql::find_user!(username)
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
@@ -80,10 +68,7 @@ impl UserStore for SqliteStore {
         old_hash: &str,
         new_hash: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?")
-            .bind(new_hash)
-            .bind(user.as_str())
-            .bind(old_hash)
+        sql::upgrade_password_hash!(user, old_hash, new_hash)
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;
@@ -96,18 +81,7 @@ impl UserStore for SqliteStore {
         new_hash: &str,
         now: Timestamp,
     ) -> Result<User, StoreError> {
-        let mut tx = self.begin_immediate().await?;
-        let user = fetch_user(&mut tx, username).await?;
-        sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
-            .bind(new_hash)
-            .bind(now.unix_millis())
-            .bind(user.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        revoke_families_of(&mut tx, &user.id, now, "password changed").await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(user)
+        self.change_password_once(username, new_hash, now).await
     }
 
     async fn set_enabled(
@@ -116,34 +90,11 @@ impl UserStore for SqliteStore {
         enabled: bool,
         now: Timestamp,
     ) -> Result<User, StoreError> {
-        let mut tx = self.begin_immediate().await?;
-        let mut user = fetch_user(&mut tx, username).await?;
-        sqlx::query("UPDATE users SET enabled = ?, updated_at = ? WHERE id = ?")
-            .bind(enabled)
-            .bind(now.unix_millis())
-            .bind(user.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if !enabled {
-            revoke_families_of(&mut tx, &user.id, now, "user disabled").await?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        user.enabled = enabled;
-        Ok(user)
+        self.set_enabled_once(username, enabled, now).await
     }
 
     async fn delete_user(&self, username: &Username) -> Result<User, StoreError> {
-        let mut tx = self.begin_immediate().await?;
-        let user = fetch_user(&mut tx, username).await?;
-        // Families and tokens go with it (ON DELETE CASCADE).
-        sqlx::query("DELETE FROM users WHERE id = ?")
-            .bind(user.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(user)
+        self.delete_user_once(username).await
     }
 
     async fn change_roles(
@@ -151,16 +102,6 @@ impl UserStore for SqliteStore {
         username: &Username,
         change: &RoleChange,
     ) -> Result<User, StoreError> {
-        let mut tx = self.begin_immediate().await?;
-        let mut user = fetch_user(&mut tx, username).await?;
-        user.roles = change.apply(&user.roles);
-        sqlx::query("UPDATE users SET roles = ? WHERE id = ?")
-            .bind(encode_roles(&user.roles))
-            .bind(user.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(user)
+        self.change_roles_once(username, change).await
     }
 }
