@@ -1,5 +1,6 @@
-//! Users and credentials on PostgreSQL. A change to a user locks the user's row first, then
-//! (when it ends sessions) the user's families in id order: `sessions::revoke_families_of`.
+//! Users and credentials on PostgreSQL. The changes (password, enabled, roles, deletion) are
+//! the shared transactions of `store::procedures`, retried on conflicts: each locks the user's
+//! row first (`lock_user`, here), then, when it ends sessions, the user's families in id order.
 
 use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};

@@ -1,5 +1,6 @@
-//! Users and credentials on SQLite. Changes that end sessions revoke them in the same
-//! `BEGIN IMMEDIATE` transaction (`sessions::revoke_families_of`).
+//! Users and credentials on SQLite. The changes (password, enabled, roles, deletion) are the
+//! shared transactions of `store::procedures`, run in `BEGIN IMMEDIATE`, with `lock_user` from
+//! here; those that end sessions revoke them in the same transaction.
 
 use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
