@@ -13,9 +13,10 @@ use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretBox};
-use subtle::ConstantTimeEq;
 
 use super::refresh_token::RandomnessError;
+// The stored form is a domain type (the store keeps it); it is re-exported here, where it is made.
+pub use crate::domain::ApiKeySecretHash;
 use crate::domain::{API_KEY_ID_CHARS, ApiKeyId};
 
 /// The prefix of every key.
@@ -25,23 +26,6 @@ const SECRET_BYTES: usize = 32;
 const SECRET_CHARS: usize = 43;
 /// Length of a key's string form.
 pub const API_KEY_CHARS: usize = API_KEY_PREFIX.len() + API_KEY_ID_CHARS + 1 + SECRET_CHARS;
-
-/// SHA-256 of a key's secret: the only form in which it is stored.
-#[derive(Clone, Copy)]
-pub struct ApiKeySecretHash(pub [u8; 32]);
-
-impl ApiKeySecretHash {
-    /// Constant-time equality, as for any secret-derived value.
-    pub fn matches(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-
-impl fmt::Debug for ApiKeySecretHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKeySecretHash(<redacted>)")
-    }
-}
 
 /// An API key in the clear: only in memory, on its way to the operator once, or from a client.
 pub struct ApiKeySecret {

@@ -17,8 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde::{Deserialize, Serialize};
 
 use super::key_encryption::{KeyEncryption, KeyEncryptionError};
-use crate::domain::{KeyPolicy, KeyState, KeyTimes, Timestamp};
-use crate::store::StoredKey;
+use crate::domain::{KeyPolicy, KeyState, KeyTimes, StoredKey, Timestamp};
 
 /// The JWS algorithms authd signs with. Both are asymmetric; RS256 (PKCS#1 v1.5) is not
 /// offered (ASVS), nor any HMAC.

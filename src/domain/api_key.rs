@@ -6,7 +6,27 @@
 
 use std::fmt;
 
+use subtle::ConstantTimeEq;
+
 use super::{Role, Timestamp, User, UserId, Username};
+
+/// SHA-256 of a key's secret: the only form in which it is stored. `crate::crypto::api_key`
+/// makes it from a secret; the store keeps it; both import it from here.
+#[derive(Clone, Copy)]
+pub struct ApiKeySecretHash(pub [u8; 32]);
+
+impl ApiKeySecretHash {
+    /// Constant-time equality, as for any secret-derived value.
+    pub fn matches(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for ApiKeySecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKeySecretHash(<redacted>)")
+    }
+}
 
 /// The public lookup id of an API key: 24 lowercase hex digits (96 random bits). Not secret;
 /// it is printed by `authd apikey list` and names the key in tokens (`key_id`).

@@ -9,14 +9,15 @@ mod key_schedule;
 mod password;
 mod refresh;
 mod role;
+mod signing_key;
 mod throttle;
 mod time;
 mod user;
 mod username;
 
 pub use api_key::{
-    API_KEY_ID_CHARS, ApiKey, ApiKeyId, ApiKeyListing, ApiKeyRejection, RoleNotHeld, check_api_key,
-    roles_for_new_key,
+    API_KEY_ID_CHARS, ApiKey, ApiKeyId, ApiKeyListing, ApiKeyRejection, ApiKeySecretHash,
+    RoleNotHeld, check_api_key, roles_for_new_key,
 };
 pub use audit::{AuditEvent, AuditKind, Origin};
 pub use key_schedule::{KeyPolicy, KeyState, KeyTimes, PlannedRotation, TOKEN_CLOCK_SKEW};
@@ -28,6 +29,7 @@ pub use refresh::{
     Rejection, Rotation, Session, SessionOrigin, Successor, TokenHash, decide, is_live,
 };
 pub use role::{Role, RoleError};
+pub use signing_key::StoredKey;
 pub use throttle::{Admission, Charge, FailureCount, MAX_CONSECUTIVE_FAILURES, ThrottlePolicy};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use user::{User, UserCredentials, UserId, normalise_roles};

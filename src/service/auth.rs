@@ -24,6 +24,7 @@ use super::login::PasswordLogin;
 use super::logout::Logout;
 use super::refresh::Refresher;
 use super::shared::Context;
+use super::housekeeping::PURGE_BATCH;
 use super::{Auditor, RequestContext};
 
 /// What every issued token carries, from configuration.
@@ -257,29 +258,30 @@ impl TokenService {
     }
 
     /// Deletes refresh tokens and sessions that ended (absolute lifetime, idle timeout or
-    /// revocation), [`super::housekeeping::PURGE_BATCH`] rows per statement.
+    /// revocation) and expired access-token revocations: [`super::housekeeping`].
     ///
     /// # Errors
     /// When the store fails; what was deleted before stays deleted.
     pub async fn purge_ended_sessions(&self) -> Result<crate::store::Purged, StoreError> {
-        self.store
-            .purge_expired(self.clock.now(), super::housekeeping::PURGE_BATCH)
-            .await
+        let now = self.clock.now();
+        super::housekeeping::purge_ended_sessions(self.store.as_ref(), now, PURGE_BATCH).await
     }
 
-    /// Deletes forgotten throttle counters and audit events past `retention`.
+    /// Deletes forgotten throttle counters and audit events past `retention`:
+    /// [`super::housekeeping`].
     ///
     /// # Errors
     /// When the store fails.
     pub async fn purge_expired(
         &self,
         retention: Duration,
-    ) -> Result<super::housekeeping::Purged, StoreError> {
-        super::housekeeping::purge_expired(
+    ) -> Result<crate::store::Purged, StoreError> {
+        super::housekeeping::purge_expired_records(
             self.store.as_ref(),
             self.clock.now(),
             &self.settings.throttle,
             retention,
+            PURGE_BATCH,
         )
         .await
     }

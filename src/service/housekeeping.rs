@@ -1,14 +1,18 @@
-//! Housekeeping: one background job that deletes what no request can use any more, on two
-//! schedules.
+//! Retention: the one background job that owns every lifetime, deleting what no request can use
+//! any more, on two schedules.
 //!
-//! - Every `purge_interval`: refresh tokens and sessions that ended. What counts as ended, and
-//!   the batching, belong to the store ([`crate::store::Store::purge_expired`]).
-//! - Every `maintenance_interval`: idle per-source rate-limit buckets, login-failure counters the
-//!   throttle has forgotten, and audit events past their retention.
+//! - Every `purge_interval` ([`purge_ended_sessions`]): refresh tokens and sessions that ended,
+//!   and the revocations of access tokens that have expired.
+//! - Every `maintenance_interval`: idle per-source rate-limit buckets, and
+//!   ([`purge_expired_records`]) login-failure counters the throttle has forgotten and audit
+//!   events past their retention.
 //!
-//! Every delete runs in batches of [`PURGE_BATCH`] rows, each committed on its own, so no
-//! statement holds the database for long and a purge abandoned at shutdown leaves nothing half
-//! done. The deletes are idempotent, so every replica runs the job without coordination.
+//! What counts as expired for each kind, and how one batch is deleted, belong to the store
+//! ([`crate::store::Expired`], [`crate::store::RetentionStore`]); every delete goes through the
+//! store's one batching loop ([`crate::store::purge_all`]) in batches of [`PURGE_BATCH`] rows,
+//! each committed on its own, so no statement holds the database for long and a purge abandoned
+//! at shutdown leaves nothing half done. The deletes are idempotent, so every replica runs the
+//! job without coordination.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::TokenService;
 use crate::domain::{ThrottlePolicy, Timestamp};
-use crate::store::{Store, StoreError};
+use crate::store::{Expired, Purged, Store, StoreError, purge_all};
 
 /// Rows deleted per statement: short statements, short locks.
 pub const PURGE_BATCH: u32 = 1000;
@@ -26,7 +30,8 @@ pub const PURGE_BATCH: u32 = 1000;
 /// When the job runs each of its purges.
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {
-    /// Ended refresh tokens and sessions (the first run one interval after start).
+    /// Ended refresh tokens and sessions, expired access-token revocations (the first run one
+    /// interval after start).
     pub purge_interval: Duration,
     /// Rate-limit buckets, throttle counters and audit events (the first run at start).
     pub maintenance_interval: Duration,
@@ -49,7 +54,10 @@ pub async fn run(service: Arc<TokenService>, schedule: Schedule, stop: Cancellat
                 () = stop.cancelled() => return,
                 result = service.purge_ended_sessions() => match result {
                     Ok(p) => tracing::info!(
-                        tokens = p.tokens, families = p.families, "purged expired refresh tokens"
+                        refresh_tokens = p.refresh_tokens,
+                        families = p.families,
+                        revoked_access_tokens = p.revoked_access_tokens,
+                        "purged ended sessions"
                     ),
                     Err(e) => tracing::warn!(error = %e, "purge failed; retrying at the next interval"),
                 },
@@ -73,49 +81,51 @@ pub async fn run(service: Arc<TokenService>, schedule: Schedule, stop: Cancellat
     }
 }
 
-/// What one purge of throttle counters and audit events removed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Purged {
-    pub login_counters: u64,
-    pub audit_events: u64,
-}
-
-/// Deletes counters the throttle has forgotten and audit events older than `retention`.
+/// Deletes refresh tokens and sessions that ended at `now` (absolute lifetime, idle timeout or
+/// revocation) and the revocations of access tokens expired by then, in batches of `batch`
+/// rows. Tokens go before their families; used tokens of live families stay (reuse detection
+/// needs them).
 ///
 /// # Errors
 /// When the store fails; what was deleted before stays deleted.
-pub async fn purge_expired(
+pub async fn purge_ended_sessions(
+    store: &dyn Store,
+    now: Timestamp,
+    batch: u32,
+) -> Result<Purged, StoreError> {
+    let purge = |what| purge_all(store, what, batch);
+    Ok(Purged {
+        refresh_tokens: purge(Expired::TokensOfEndedFamilies { now }).await?
+            + purge(Expired::IdleTokens { now }).await?,
+        families: purge(Expired::EndedFamilies { now }).await?,
+        revoked_access_tokens: purge(Expired::RevokedAccessTokens { now }).await?,
+        ..Purged::default()
+    })
+}
+
+/// Deletes counters the throttle has forgotten at `now` (never a locked one) and audit events
+/// older than `retention`, in batches of `batch` rows.
+///
+/// # Errors
+/// When the store fails; what was deleted before stays deleted.
+pub async fn purge_expired_records(
     store: &dyn Store,
     now: Timestamp,
     throttle: &ThrottlePolicy,
     retention: Duration,
+    batch: u32,
 ) -> Result<Purged, StoreError> {
-    let forget_before = throttle.forget_before(now);
     let ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-    let audit_before = Timestamp::from_unix_millis(now.unix_millis().saturating_sub(ms));
+    let counters = Expired::LoginCounters {
+        before: throttle.forget_before(now),
+        locked_at: throttle.max_failures,
+    };
+    let events = Expired::AuditEvents {
+        before: Timestamp::from_unix_millis(now.unix_millis().saturating_sub(ms)),
+    };
     Ok(Purged {
-        login_counters: in_batches(|| {
-            store.purge_login_failures(forget_before, throttle.max_failures, PURGE_BATCH)
-        })
-        .await?,
-        audit_events: in_batches(|| store.purge_audit_events(audit_before, PURGE_BATCH)).await?,
+        login_counters: purge_all(store, counters, batch).await?,
+        audit_events: purge_all(store, events, batch).await?,
+        ..Purged::default()
     })
-}
-
-/// Repeats `batch` (one delete of at most [`PURGE_BATCH`] rows) until one deletes fewer, and
-/// returns the total.
-async fn in_batches<F, Fut>(mut batch: F) -> Result<u64, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<u64, StoreError>>,
-{
-    let mut total = 0;
-    loop {
-        let n = batch().await?;
-        total += n;
-        if n < u64::from(PURGE_BATCH) {
-            return Ok(total);
-        }
-        tokio::task::yield_now().await;
-    }
 }

@@ -57,7 +57,7 @@ impl Logout {
             && let Ok(claims) = self.shared.verify_access_token(access_token, now).await
         {
             let exp = Timestamp::from_unix_millis(claims.exp.saturating_mul(1000));
-            store.revoke_access_token(&claims.jti, exp, now).await?;
+            store.revoke_access_token(&claims.jti, exp).await?;
             revoked_jti = Some(claims.jti);
         }
         if let Some(family) = &session {

@@ -1,11 +1,24 @@
-//! Storage: one trait shaped by what the domain needs, and the backends behind it.
+//! Storage: the port the domain needs, by aggregate, and the backends behind it.
 //!
-//! Only the backend modules know which database they talk to; everything above them sees
-//! [`Store`]. Each operation that must be atomic (rotation, password change, disabling a user)
-//! is one method, done in one transaction by the backend.
+//! [`Store`] is composed of one small trait per thing kept: [`UserStore`] (users and their
+//! credentials), [`SessionStore`] (refresh families and tokens, with the atomic rotation, and
+//! revoked access tokens), [`ApiKeyStore`], [`SigningKeyStore`], [`ThrottleStore`] (login
+//! failure counters), [`AuditStore`], and [`RetentionStore`] (one batch of what has expired;
+//! the schedule is `crate::service::housekeeping`'s). Each operation that must be atomic
+//! (rotation, password change, disabling a user) is one method, done in one transaction by
+//! the backend.
+//!
+//! Only the backend modules (`sqlite/`, `postgres/`, one file per aggregate in each) know which
+//! database they talk to; everything above them sees `Arc<dyn Store>`. What both backends do
+//! alike is written once: row decoding and column lists (`rows`), the statements both send
+//! (`sql`), and the transactions both run step for step over their own locks (`procedures`).
 
 mod postgres;
+mod procedures;
+mod retention;
 mod rotation_queue;
+mod rows;
+mod sql;
 mod sqlite;
 
 use self::rotation_queue::{RotationJob, RotationQueue};
@@ -14,14 +27,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::crypto::api_key::ApiKeySecretHash;
 use crate::domain::{
     ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, Charge, FailureCount, FamilyId, NewFamily,
     NewToken, Origin, PresentedToken, RefreshPolicy, Role, Rotation, Session, Successor,
     ThrottlePolicy, Timestamp, TokenHash, User, UserCredentials, UserId, Username,
 };
-
+pub use crate::domain::{ApiKeySecretHash, StoredKey};
 pub use postgres::PostgresStore;
+pub use retention::{Expired, Purged, RetentionStore, purge_all};
 pub use sqlite::SqliteStore;
 
 /// A storage failure. Everything but the first variants means "the database did not do what
@@ -38,30 +51,24 @@ pub enum StoreError {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// A signing key as stored: private key material in PKCS#8 DER, either in the clear or sealed
-/// with the key encryption key (see [`crate::crypto::key_encryption`]).
-#[derive(Clone)]
-pub struct StoredKey {
-    pub kid: String,
-    pub algorithm: String,
-    pub private_key: Vec<u8>,
-    /// Whether `private_key` is sealed (AES-256-GCM) rather than plain PKCS#8.
-    pub encrypted: bool,
-    pub created_at: Timestamp,
-    pub activates_at: Timestamp,
-    pub retires_at: Option<Timestamp>,
+/// Any failure of the database (or of decoding what it returned) as [`StoreError::Unavailable`].
+pub(crate) fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
 }
 
-impl std::fmt::Debug for StoredKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredKey")
-            .field("kid", &self.kid)
-            .field("algorithm", &self.algorithm)
-            .field("encrypted", &self.encrypted)
-            .field("created_at", &self.created_at)
-            .field("activates_at", &self.activates_at)
-            .field("retires_at", &self.retires_at)
-            .finish_non_exhaustive()
+/// A failed insert or update of a user: a taken username is [`StoreError::DuplicateUser`].
+pub(crate) fn user_write_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::DuplicateUser,
+        _ => unavailable(e),
+    }
+}
+
+/// A failed insert of an API key: an unknown owner is [`StoreError::UserNotFound`].
+pub(crate) fn api_key_write_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::UserNotFound,
+        _ => unavailable(e),
     }
 }
 
@@ -87,18 +94,21 @@ impl Default for StoreOptions {
     }
 }
 
-/// What one purge deleted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Purged {
-    pub tokens: u64,
-    pub families: u64,
-}
-
 /// Changes to a user's roles.
 #[derive(Debug, Default)]
 pub struct RoleChange {
     pub add: Vec<Role>,
     pub remove: Vec<Role>,
+}
+
+impl RoleChange {
+    /// `roles` with this change applied, normalised.
+    pub(crate) fn apply(&self, roles: &[Role]) -> Vec<Role> {
+        let mut roles = roles.to_vec();
+        roles.retain(|r| !self.remove.contains(r));
+        roles.extend(self.add.iter().cloned());
+        crate::domain::normalise_roles(roles)
+    }
 }
 
 /// An API key as loaded for a login: its record, its owner and the hash of its secret.
@@ -116,8 +126,20 @@ pub struct InspectedToken {
     pub issued_at: Timestamp,
 }
 
+/// The whole storage port: every aggregate's trait, plus the store's own life.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    UserStore
+    + SessionStore
+    + ApiKeyStore
+    + SigningKeyStore
+    + ThrottleStore
+    + AuditStore
+    + RetentionStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -125,9 +147,12 @@ pub trait Store: Send + Sync + 'static {
     /// afterwards. `serve` calls it last, at shutdown. On SQLite the last connection to close
     /// folds the WAL into the database file, so the next start has no WAL to read.
     async fn close(&self);
+}
 
-    // --- users
-
+/// Users and their credentials. Changes that end a user's sessions (password, disabling,
+/// deletion) end them in the same transaction.
+#[async_trait]
+pub trait UserStore: Send + Sync {
     /// # Errors
     /// [`StoreError::DuplicateUser`] when the (normalised) username is taken.
     async fn create_user(&self, user: &NewUser) -> Result<(), StoreError>;
@@ -166,9 +191,12 @@ pub trait Store: Send + Sync + 'static {
         username: &Username,
         change: &RoleChange,
     ) -> Result<User, StoreError>;
+}
 
-    // --- refresh families
-
+/// Sessions: refresh families with their tokens (the atomic rotation), logout, and the
+/// access tokens a logout revoked.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
     /// Starts a family at a successful login, with its first token. In the same transaction
     /// the user's login-failure counter is cleared and `events` (the login's audit record) are
     /// written, so a login and its record commit, or fail, together.
@@ -195,12 +223,6 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes one family. Idempotent.
     async fn revoke_family(&self, family: &FamilyId, now: Timestamp) -> Result<(), StoreError>;
 
-    /// Deletes what no request can use any more, in statements of at most `batch` rows: tokens
-    /// and families of families that ended or were revoked, and unused tokens past their idle
-    /// timeout. Used tokens of live families are kept, since reuse detection needs them.
-    /// Idempotent, so several replicas may run it at once.
-    async fn purge_expired(&self, now: Timestamp, batch: u32) -> Result<Purged, StoreError>;
-
     /// Looks up the presented token without changing anything: for `Introspect`, which then
     /// applies [`crate::domain::is_live`].
     async fn inspect_refresh(
@@ -208,27 +230,20 @@ pub trait Store: Send + Sync + 'static {
         presented: &TokenHash,
     ) -> Result<Option<InspectedToken>, StoreError>;
 
-    // --- logout and sessions
-
     /// Revokes the whole family of the presented token (any token of it, used or not), in a
-    /// transaction that serialises with [`Store::rotate_refresh`]: a rotation either commits
-    /// before (its successor is revoked with the family) or sees the family revoked. Returns
-    /// the family, or `None` for an unknown token. Idempotent.
+    /// transaction that serialises with [`SessionStore::rotate_refresh`]: a rotation either
+    /// commits before (its successor is revoked with the family) or sees the family revoked.
+    /// Returns the family, or `None` for an unknown token. Idempotent.
     async fn revoke_family_of(
         &self,
         presented: &TokenHash,
         now: Timestamp,
     ) -> Result<Option<FamilyId>, StoreError>;
 
-    /// Records an access token's `jti` as revoked until `expires_at`. Idempotent. Rows of
-    /// tokens expired by `now` are purged in the same transaction (lazy purge: the table holds
-    /// at most the tokens revoked within one access-token lifetime).
-    async fn revoke_access_token(
-        &self,
-        jti: &str,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<(), StoreError>;
+    /// Records an access token's `jti` as revoked until `expires_at`. Idempotent. The row
+    /// goes with the retention job once the token has expired ([`Expired::RevokedAccessTokens`]).
+    async fn revoke_access_token(&self, jti: &str, expires_at: Timestamp)
+    -> Result<(), StoreError>;
 
     /// Whether an access token's `jti` was revoked by a logout.
     async fn is_access_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
@@ -256,9 +271,11 @@ pub trait Store: Send + Sync + 'static {
         username: &Username,
         now: Timestamp,
     ) -> Result<(User, u64), StoreError>;
+}
 
-    // --- API keys
-
+/// API keys: the record and the hash of the secret, never the secret.
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
     /// Stores a new key: its record and the hash of its secret, never the secret.
     async fn create_api_key(
         &self,
@@ -280,9 +297,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revokes a key. Returns `false` when no key has this id. Idempotent.
     async fn revoke_api_key(&self, id: &ApiKeyId, now: Timestamp) -> Result<bool, StoreError>;
+}
 
-    // --- signing keys
-
+/// Signing keys, shared by every process that signs.
+#[async_trait]
+pub trait SigningKeyStore: Send + Sync {
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
     /// Inserts `key` only if no stored key activates after `unless_activation_after` (`None`:
     /// only if there is no key at all), and in the same transaction sets `retires_at` to the
@@ -300,9 +319,11 @@ pub trait Store: Send + Sync + 'static {
         private_key: &[u8],
         encrypted: bool,
     ) -> Result<(), StoreError>;
+}
 
-    // --- login throttling (counters per normalised username, existing or not)
-
+/// Login throttling: failure counters per normalised username, existing or not.
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
     /// The failure counter of `username`, if any.
     async fn login_failures(&self, username: &Username)
     -> Result<Option<FailureCount>, StoreError>;
@@ -323,17 +344,11 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the counter (a successful login, or `authd user unlock`). Returns whether one
     /// existed.
     async fn clear_login_failures(&self, username: &Username) -> Result<bool, StoreError>;
-    /// Deletes up to `limit` counters whose last failure is before `before`, except locked
-    /// ones (`locked_at` failures or more: they stay until unlocked); returns how many.
-    async fn purge_login_failures(
-        &self,
-        before: Timestamp,
-        locked_at: u32,
-        limit: u32,
-    ) -> Result<u64, StoreError>;
+}
 
-    // --- audit trail
-
+/// The audit trail.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     async fn insert_audit_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The newest `limit` events (of `username` only, when given), oldest first.
     async fn audit_events(
@@ -341,8 +356,6 @@ pub trait Store: Send + Sync + 'static {
         username: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, StoreError>;
-    /// Deletes up to `limit` events older than `before`; returns how many.
-    async fn purge_audit_events(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
 }
 
 /// Opens the store named by `url` with default [`StoreOptions`]; see [`open_with`].

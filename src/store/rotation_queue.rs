@@ -7,8 +7,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::domain::{Origin, RefreshPolicy, Rotation, Successor, Timestamp, TokenHash};
 use crate::store::StoreError;
 
-/// One rotation, as a backend's rotation writer queues it ([`super::Store::rotate_refresh`]'s
-/// arguments, owned).
+/// One rotation, as a backend's rotation writer queues it
+/// ([`super::SessionStore::rotate_refresh`]'s arguments, owned).
 pub(crate) struct RotationJob {
     pub(crate) presented: TokenHash,
     pub(crate) successor: Successor,
@@ -60,6 +60,25 @@ impl RotationQueue {
         let (done, closed) = oneshot::channel();
         if self.requests.send(Request::Close(done)).await.is_ok() {
             let _ = closed.await;
+        }
+    }
+}
+
+impl RotationJob {
+    /// [`super::SessionStore::rotate_refresh`]'s arguments, owned for the queue.
+    pub(crate) fn new(
+        presented: &TokenHash,
+        successor: &Successor,
+        now: Timestamp,
+        policy: &RefreshPolicy,
+        origin: &Origin,
+    ) -> Self {
+        Self {
+            presented: *presented,
+            successor: successor.clone(),
+            now,
+            policy: *policy,
+            origin: origin.clone(),
         }
     }
 }

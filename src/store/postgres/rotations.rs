@@ -26,19 +26,16 @@
 //! (its deadline passed) before its batch began is dropped from it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::mpsc;
 
-use super::{
-    MAX_ATTEMPTS, PRESENTED_TOKENS_SQL, insert_audit, is_transient, presented_from_row,
-    revoke_family_in, unavailable, within_deadline,
-};
+use super::audit::insert_audit;
+use super::sessions::{PRESENTED_TOKENS_SQL, revoke_family_in};
 use crate::domain::{AuditEvent, Decision, FamilyId, PresentedToken, Rejection, Rotation, decide};
-use crate::store::StoreError;
 use crate::store::rotation_queue::{Request, RotationJob, RotationQueue, RotationReply};
+use crate::store::{StoreError, rows, unavailable};
 
 /// Most rotations applied in one transaction. Under load a batch is whatever arrived while the
 /// previous one was being applied, so this only bounds the worst case (and the statements'
@@ -154,13 +151,13 @@ async fn apply_once(
     .map_err(unavailable)?;
     // 3. Read the tokens after the locks: under READ COMMITTED this statement takes a new
     //    snapshot, so it sees everything the previous holders of the locks committed.
-    let rows = sqlx::query(PRESENTED_TOKENS_SQL)
+    let read = sqlx::query(PRESENTED_TOKENS_SQL)
         .bind(&presented)
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
-    let mut found: HashMap<Vec<u8>, PgRow> = HashMap::with_capacity(rows.len());
-    for row in rows {
+    let mut found: HashMap<Vec<u8>, PgRow> = HashMap::with_capacity(read.len());
+    for row in read {
         found.insert(row.try_get("presented").map_err(unavailable)?, row);
     }
     // Decide, in order.
@@ -171,7 +168,7 @@ async fn apply_once(
     for job in jobs {
         let state = found
             .get(&job.presented.0[..])
-            .map(|row| presented_from_row(row, job.now))
+            .map(rows::presented)
             .transpose()?;
         let first_for_token = taken_tokens.insert(job.presented);
         let first_for_family = state

@@ -1,0 +1,50 @@
+//! What has expired, on PostgreSQL: one statement per kind, each deleting at most `limit` rows
+//! in a transaction of its own, retried on a transient conflict. PostgreSQL has no
+//! `DELETE … LIMIT`; the subquery bounds it. `SKIP LOCKED` makes concurrent purgers (other
+//! replicas) take disjoint rows, so a batch shorter than its size means "nothing left that
+//! nobody else is deleting", and skips tokens a rotation holds.
+
+use async_trait::async_trait;
+
+use super::PostgresStore;
+use crate::store::sql::{self, PurgeStatements};
+use crate::store::{Expired, RetentionStore, StoreError, unavailable};
+
+const STATEMENTS: PurgeStatements = PurgeStatements {
+    tokens_of_ended_families: "DELETE FROM refresh_tokens WHERE hash IN ( \
+         SELECT t.hash FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
+         WHERE f.expires_at <= $1 OR f.revoked_at IS NOT NULL \
+         LIMIT $2 FOR UPDATE OF t SKIP LOCKED)",
+    idle_tokens: "DELETE FROM refresh_tokens WHERE hash IN ( \
+         SELECT hash FROM refresh_tokens WHERE expires_at <= $1 AND used_at IS NULL \
+         LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    ended_families: "DELETE FROM refresh_families WHERE id IN ( \
+         SELECT id FROM refresh_families WHERE expires_at <= $1 OR revoked_at IS NOT NULL \
+         LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    revoked_access_tokens: "DELETE FROM revoked_access_tokens WHERE jti IN ( \
+         SELECT jti FROM revoked_access_tokens WHERE expires_at <= $1 \
+         LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    login_counters: "DELETE FROM login_throttle WHERE username IN ( \
+         SELECT username FROM login_throttle WHERE last_failure_at < $1 AND failures < $3 \
+         LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    audit_events: "DELETE FROM audit_events WHERE id IN ( \
+         SELECT id FROM audit_events WHERE at < $1 ORDER BY id \
+         LIMIT $2 FOR UPDATE SKIP LOCKED)",
+};
+
+impl PostgresStore {
+    async fn purge_batch_once(&self, what: Expired, limit: u32) -> Result<u64, StoreError> {
+        let done = sql::purge_batch!(STATEMENTS, what, limit)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl RetentionStore for PostgresStore {
+    async fn purge_batch(&self, what: Expired, limit: u32) -> Result<u64, StoreError> {
+        retrying!(self.purge_batch_once(what, limit))
+    }
+}

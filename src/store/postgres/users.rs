@@ -1,0 +1,127 @@
+//! Users and credentials on PostgreSQL. The changes (password, enabled, roles, deletion) are
+//! the shared transactions of `store::procedures`, retried on conflicts: each locks the user's
+//! row first (`lock_user`, here), then, when it ends sessions, the user's families in id order.
+
+use async_trait::async_trait;
+use sqlx::{Postgres, Transaction};
+
+use super::{PostgresStore, within_deadline};
+use crate::domain::{Timestamp, User, UserCredentials, UserId, Username};
+use crate::store::rows::{self, credentials_sql, user_sql};
+use crate::store::{
+    NewUser, RoleChange, StoreError, UserStore, sql, unavailable, user_write_error,
+};
+
+/// Loads a user and locks its row, so concurrent changes to one user serialise.
+pub(super) async fn lock_user(
+    tx: &mut Transaction<'static, Postgres>,
+    username: &Username,
+) -> Result<User, StoreError> {
+    let row = sqlx::query(user_sql!("WHERE username = $1 FOR UPDATE"))
+        .bind(username.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(unavailable)?
+        .ok_or(StoreError::UserNotFound)?;
+    rows::user(&row)
+}
+
+impl PostgresStore {
+    async fn create_user_once(&self, new: &NewUser) -> Result<(), StoreError> {
+        sql::insert_user!(new)
+            .execute(&self.pool)
+            .await
+            .map_err(user_write_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UserStore for PostgresStore {
+    async fn create_user(&self, new: &NewUser) -> Result<(), StoreError> {
+        retrying!(self.create_user_once(new))
+    }
+
+    async fn find_credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<UserCredentials>, StoreError> {
+        within_deadline(async {
+            let row = sqlx::query(credentials_sql!("WHERE username = $1"))
+                .bind(username.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            row.as_ref().map(rows::credentials).transpose()
+        })
+        .await
+    }
+
+    async fn find_user(&self, username: &Username) -> Result<Option<User>, StoreError> {
+        within_deadline(async {
+            let row = sql::find_user!(username)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            row.as_ref().map(rows::user).transpose()
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        within_deadline(async {
+            let found = sqlx::query(user_sql!("ORDER BY username"))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            found.iter().map(rows::user).collect()
+        })
+        .await
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        user: &UserId,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<(), StoreError> {
+        within_deadline(async {
+            sql::upgrade_password_hash!(user, old_hash, new_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn change_password(
+        &self,
+        username: &Username,
+        new_hash: &str,
+        now: Timestamp,
+    ) -> Result<User, StoreError> {
+        retrying!(self.change_password_once(username, new_hash, now))
+    }
+
+    async fn set_enabled(
+        &self,
+        username: &Username,
+        enabled: bool,
+        now: Timestamp,
+    ) -> Result<User, StoreError> {
+        retrying!(self.set_enabled_once(username, enabled, now))
+    }
+
+    async fn delete_user(&self, username: &Username) -> Result<User, StoreError> {
+        retrying!(self.delete_user_once(username))
+    }
+
+    async fn change_roles(
+        &self,
+        username: &Username,
+        change: &RoleChange,
+    ) -> Result<User, StoreError> {
+        retrying!(self.change_roles_once(username, change))
+    }
+}

@@ -1,0 +1,423 @@
+//! The statements both backends send alike, with their parameters bound. Placeholders are
+//! `$n` (sqlx binds them on SQLite as on PostgreSQL) and the SQL is what both dialects read the
+//! same way (`CAST(… AS …)` rather than `::`). Each macro expands to a bound `sqlx::query`, run
+//! by the backend on its pool or in its transaction, with its own deadline, retries and error
+//! mapping. What differs between the databases (locking, batching, `SKIP LOCKED`, arrays)
+//! stays in the backend modules.
+
+/// Revokes family `$3` at `$1` for reason `$2`, unless it already is. (Also run by the SQLite
+/// rotation writer through rusqlite, which binds `$1…$3` in order.)
+pub(crate) const REVOKE_FAMILY: &str = "UPDATE refresh_families \
+     SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL";
+/// Drops the sealed copies of family `$1`: a revoked family's are useless.
+pub(crate) const DROP_SEALED_COPIES: &str = "UPDATE refresh_tokens \
+     SET sealed_by_predecessor = NULL WHERE family_id = $1 AND sealed_by_predecessor IS NOT NULL";
+
+// --- users
+
+/// Inserts a [`super::NewUser`].
+macro_rules! insert_user {
+    ($new:expr) => {
+        sqlx::query(
+            "INSERT INTO users \
+                 (id, username, password_hash, roles, enabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind($new.user.id.as_str())
+        .bind($new.user.username.as_str())
+        .bind(&$new.password_hash)
+        .bind($crate::store::rows::encode_roles(&$new.user.roles))
+        .bind($new.user.enabled)
+        .bind($new.user.created_at.unix_millis())
+        .bind($new.user.created_at.unix_millis())
+    };
+}
+pub(crate) use insert_user;
+
+/// The user named `$username`.
+macro_rules! find_user {
+    ($username:expr) => {
+        sqlx::query($crate::store::rows::user_sql!("WHERE username = $1")).bind($username.as_str())
+    };
+}
+pub(crate) use find_user;
+
+/// Replaces user `$id`'s password hash `$old` by `$new`, only if it is still `$old`.
+macro_rules! upgrade_password_hash {
+    ($id:expr, $old:expr, $new:expr) => {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+            .bind($new)
+            .bind($id.as_str())
+            .bind($old)
+    };
+}
+pub(crate) use upgrade_password_hash;
+
+/// Sets user `$id`'s password hash at `$now`.
+macro_rules! set_password_hash {
+    ($id:expr, $hash:expr, $now:expr) => {
+        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind($hash)
+            .bind($now.unix_millis())
+            .bind($id.as_str())
+    };
+}
+pub(crate) use set_password_hash;
+
+/// Enables or disables user `$id` at `$now`.
+macro_rules! set_enabled {
+    ($id:expr, $enabled:expr, $now:expr) => {
+        sqlx::query("UPDATE users SET enabled = $1, updated_at = $2 WHERE id = $3")
+            .bind($enabled)
+            .bind($now.unix_millis())
+            .bind($id.as_str())
+    };
+}
+pub(crate) use set_enabled;
+
+/// Stores `$user`'s roles.
+macro_rules! set_roles {
+    ($user:expr) => {
+        sqlx::query("UPDATE users SET roles = $1 WHERE id = $2")
+            .bind($crate::store::rows::encode_roles(&$user.roles))
+            .bind($user.id.as_str())
+    };
+}
+pub(crate) use set_roles;
+
+/// Deletes user `$id`; its families and tokens go by cascade.
+macro_rules! delete_user {
+    ($id:expr) => {
+        sqlx::query("DELETE FROM users WHERE id = $1").bind($id.as_str())
+    };
+}
+pub(crate) use delete_user;
+
+// --- sessions
+
+/// Revokes every live family of user `$id` at `$now` for `$reason`.
+macro_rules! revoke_families_of {
+    ($id:expr, $now:expr, $reason:expr) => {
+        sqlx::query(
+            "UPDATE refresh_families SET revoked_at = $1, revoked_reason = $2 \
+             WHERE user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind($now.unix_millis())
+        .bind($reason)
+        .bind($id.as_str())
+    };
+}
+pub(crate) use revoke_families_of;
+
+/// Drops the sealed copies of every family of user `$id` (all revoked by then).
+macro_rules! drop_sealed_copies_of {
+    ($id:expr) => {
+        sqlx::query(
+            "UPDATE refresh_tokens SET sealed_by_predecessor = NULL \
+             WHERE sealed_by_predecessor IS NOT NULL \
+               AND family_id IN (SELECT id FROM refresh_families WHERE user_id = $1)",
+        )
+        .bind($id.as_str())
+    };
+}
+pub(crate) use drop_sealed_copies_of;
+
+/// [`REVOKE_FAMILY`] for family `$family` at `$now` for `$reason`.
+macro_rules! revoke_family {
+    ($family:expr, $now:expr, $reason:expr) => {
+        sqlx::query($crate::store::sql::REVOKE_FAMILY)
+            .bind($now.unix_millis())
+            .bind($reason)
+            .bind($family.as_str())
+    };
+}
+pub(crate) use revoke_family;
+
+/// Inserts the family of a [`crate::domain::NewFamily`].
+macro_rules! insert_family {
+    ($family:expr) => {
+        sqlx::query(
+            "INSERT INTO refresh_families \
+                 (id, user_id, created_at, expires_at, source_addr, user_agent) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind($family.id.as_str())
+        .bind($family.user.id.as_str())
+        .bind($family.created_at.unix_millis())
+        .bind($family.expires_at.unix_millis())
+        .bind($family.origin.source_addr.as_deref())
+        .bind($family.origin.user_agent.as_deref())
+    };
+}
+pub(crate) use insert_family;
+
+/// Inserts a family's first token (it has no sealed copy: it has no predecessor).
+macro_rules! insert_first_token {
+    ($family:expr, $token:expr) => {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&$token.hash.0[..])
+        .bind($family.as_str())
+        .bind($token.issued_at.unix_millis())
+        .bind($token.expires_at.unix_millis())
+    };
+}
+pub(crate) use insert_first_token;
+
+/// Records access token `$jti` as revoked until `$expires_at`, unless it already is.
+macro_rules! revoke_access_token {
+    ($jti:expr, $expires_at:expr) => {
+        sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind($jti)
+        .bind($expires_at.unix_millis())
+    };
+}
+pub(crate) use revoke_access_token;
+
+/// Whether access token `$jti` is revoked (a boolean column `revoked`).
+macro_rules! access_token_revoked {
+    ($jti:expr) => {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $1) AS revoked",
+        )
+        .bind($jti)
+    };
+}
+pub(crate) use access_token_revoked;
+
+/// The live sessions of user `$username` at `$now`, newest first.
+macro_rules! live_sessions_of {
+    ($username:expr, $now:expr) => {
+        sqlx::query($crate::store::rows::session_sql!(
+            "WHERE u.username = $1 AND f.revoked_at IS NULL AND f.expires_at > $2 \
+               AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id \
+                           AND t.used_at IS NULL AND t.expires_at > $2) \
+             ORDER BY f.created_at DESC, f.id"
+        ))
+        .bind($username.as_str())
+        .bind($now.unix_millis())
+    };
+}
+pub(crate) use live_sessions_of;
+
+/// Session `$id`, live or not.
+macro_rules! find_session {
+    ($id:expr) => {
+        sqlx::query($crate::store::rows::session_sql!("WHERE f.id = $1")).bind($id.as_str())
+    };
+}
+pub(crate) use find_session;
+
+// --- API keys
+
+/// Inserts API key `$key` with the hash of its secret.
+macro_rules! insert_api_key {
+    ($key:expr, $secret_hash:expr) => {
+        sqlx::query(
+            "INSERT INTO api_keys \
+                 (id, user_id, name, secret_hash, roles, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind($key.id.as_str())
+        .bind($key.user_id.as_str())
+        .bind(&$key.name)
+        .bind(&$secret_hash.0[..])
+        .bind($crate::store::rows::encode_roles(&$key.roles))
+        .bind($key.created_at.unix_millis())
+        .bind($key.expires_at.map($crate::domain::Timestamp::unix_millis))
+    };
+}
+pub(crate) use insert_api_key;
+
+/// API key `$id` with its owner.
+macro_rules! find_api_key {
+    ($id:expr) => {
+        sqlx::query($crate::store::rows::api_key_sql!("WHERE k.id = $1")).bind($id.as_str())
+    };
+}
+pub(crate) use find_api_key;
+
+/// The API keys of user `$username`, or of everyone (`None`), with their owners.
+macro_rules! list_api_keys {
+    ($owner:expr) => {
+        match $owner {
+            Some(username) => sqlx::query($crate::store::rows::api_key_sql!(
+                "WHERE u.username = $1 ORDER BY k.created_at, k.id"
+            ))
+            .bind(username.as_str()),
+            None => sqlx::query($crate::store::rows::api_key_sql!(
+                "ORDER BY u.username, k.created_at, k.id"
+            )),
+        }
+    };
+}
+pub(crate) use list_api_keys;
+
+/// Records a use of API key `$id` at `$now`.
+macro_rules! touch_api_key {
+    ($id:expr, $now:expr) => {
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+            .bind($now.unix_millis())
+            .bind($id.as_str())
+    };
+}
+pub(crate) use touch_api_key;
+
+/// Revokes API key `$id` at `$now`, unless it already is.
+macro_rules! revoke_api_key {
+    ($id:expr, $now:expr) => {
+        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind($now.unix_millis())
+            .bind($id.as_str())
+    };
+}
+pub(crate) use revoke_api_key;
+
+// --- signing keys
+
+/// How many keys activate after `$after` (`None`: how many keys there are).
+macro_rules! count_keys_activating_after {
+    ($after:expr) => {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM signing_keys \
+             WHERE CAST($1 AS BIGINT) IS NULL OR activates_at > $1",
+        )
+        .bind($after.map($crate::domain::Timestamp::unix_millis))
+    };
+}
+pub(crate) use count_keys_activating_after;
+
+/// Retires, at `$at`, every key that activates earlier and has no retirement yet.
+macro_rules! retire_keys_before {
+    ($at:expr) => {
+        sqlx::query(
+            "UPDATE signing_keys SET retires_at = $1 \
+             WHERE retires_at IS NULL AND activates_at < $1",
+        )
+        .bind($at.unix_millis())
+    };
+}
+pub(crate) use retire_keys_before;
+
+/// Inserts signing key `$key` (a [`crate::domain::StoredKey`]).
+macro_rules! insert_signing_key {
+    ($key:expr) => {
+        sqlx::query(
+            "INSERT INTO signing_keys \
+             (kid, algorithm, private_key, encrypted, created_at, activates_at, retires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&$key.kid)
+        .bind(&$key.algorithm)
+        .bind(&$key.private_key)
+        .bind($key.encrypted)
+        .bind($key.created_at.unix_millis())
+        .bind($key.activates_at.unix_millis())
+        .bind($key.retires_at.map($crate::domain::Timestamp::unix_millis))
+    };
+}
+pub(crate) use insert_signing_key;
+
+/// Replaces key `$kid`'s private part.
+macro_rules! reseal_signing_key {
+    ($kid:expr, $private_key:expr, $encrypted:expr) => {
+        sqlx::query("UPDATE signing_keys SET private_key = $1, encrypted = $2 WHERE kid = $3")
+            .bind($private_key)
+            .bind($encrypted)
+            .bind($kid)
+    };
+}
+pub(crate) use reseal_signing_key;
+
+// --- login throttling
+
+/// The failure counter of `$username` (see `rows::failure_count`).
+macro_rules! failure_count_of {
+    ($username:expr) => {
+        sqlx::query("SELECT failures, last_failure_at FROM login_throttle WHERE username = $1")
+            .bind($username.as_str())
+    };
+}
+pub(crate) use failure_count_of;
+
+/// The names whose counter has `$locked_at` failures or more.
+macro_rules! locked_usernames {
+    ($locked_at:expr) => {
+        sqlx::query_scalar("SELECT username FROM login_throttle WHERE failures >= $1")
+            .bind(i64::from($locked_at))
+    };
+}
+pub(crate) use locked_usernames;
+
+/// Removes the failure counter of `$username`.
+macro_rules! clear_login_failures {
+    ($username:expr) => {
+        sqlx::query("DELETE FROM login_throttle WHERE username = $1").bind($username.as_str())
+    };
+}
+pub(crate) use clear_login_failures;
+
+// --- audit
+
+/// The newest `$limit` audit events (of `$username` only, when `Some`), oldest first.
+macro_rules! audit_events {
+    ($username:expr, $limit:expr) => {
+        sqlx::query(
+            "SELECT at, event_type, user_id, username, source, request_id, detail FROM \
+                 (SELECT * FROM audit_events WHERE CAST($1 AS TEXT) IS NULL OR username = $1 \
+                  ORDER BY id DESC LIMIT $2) e \
+             ORDER BY id",
+        )
+        .bind($username)
+        .bind(i64::from($limit))
+    };
+}
+pub(crate) use audit_events;
+
+// --- retention
+
+/// A backend's purge statements, one per [`super::Expired`] kind: `$1` is the kind's time, `$2`
+/// the batch size, `$3` (login counters only) the failures at which a counter is locked.
+pub(crate) struct PurgeStatements {
+    /// Tokens of families that ended (absolute lifetime) or were revoked.
+    pub(crate) tokens_of_ended_families: &'static str,
+    /// Unused tokens past their idle timeout (used ones stay while their family lives).
+    pub(crate) idle_tokens: &'static str,
+    /// Ended or revoked families (their tokens are gone by then; any left go by cascade).
+    pub(crate) ended_families: &'static str,
+    /// Revocations of access tokens that have expired.
+    pub(crate) revoked_access_tokens: &'static str,
+    /// Forgotten login-failure counters, never a locked one (`$3`).
+    pub(crate) login_counters: &'static str,
+    /// Audit events past their retention, oldest first.
+    pub(crate) audit_events: &'static str,
+}
+
+/// One purge batch of `$what` (an [`super::Expired`]) of at most `$limit` rows, from the
+/// backend's [`PurgeStatements`].
+macro_rules! purge_batch {
+    ($statements:expr, $what:expr, $limit:expr) => {{
+        use $crate::store::Expired;
+        let sql = match $what {
+            Expired::TokensOfEndedFamilies { .. } => $statements.tokens_of_ended_families,
+            Expired::IdleTokens { .. } => $statements.idle_tokens,
+            Expired::EndedFamilies { .. } => $statements.ended_families,
+            Expired::RevokedAccessTokens { .. } => $statements.revoked_access_tokens,
+            Expired::LoginCounters { .. } => $statements.login_counters,
+            Expired::AuditEvents { .. } => $statements.audit_events,
+        };
+        let query = sqlx::query(sql)
+            .bind($what.time().unix_millis())
+            .bind(i64::from($limit));
+        match $what.locked_at() {
+            Some(locked_at) => query.bind(i64::from(locked_at)),
+            None => query,
+        }
+    }};
+}
+pub(crate) use purge_batch;

@@ -1,0 +1,75 @@
+//! API keys on SQLite: the record and the hash of the secret.
+
+use async_trait::async_trait;
+use sqlx::{Sqlite, Transaction};
+
+use super::SqliteStore;
+use crate::domain::{ApiKey, ApiKeyId, ApiKeyListing, ApiKeySecretHash, Timestamp, Username};
+use crate::store::rows;
+use crate::store::{
+    ApiKeyStore, StoreError, StoredApiKey, UserStore, api_key_write_error, sql, unavailable,
+};
+
+/// Whether key `id` exists; under the write lock, it stays so for the transaction.
+pub(super) async fn lock_api_key(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &ApiKeyId,
+) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM api_keys WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(found.is_some())
+}
+
+#[async_trait]
+impl ApiKeyStore for SqliteStore {
+    async fn create_api_key(
+        &self,
+        key: &ApiKey,
+        secret_hash: &ApiKeySecretHash,
+    ) -> Result<(), StoreError> {
+        sql::insert_api_key!(key, secret_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(api_key_write_error)?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, id: &ApiKeyId) -> Result<Option<StoredApiKey>, StoreError> {
+        let row = sql::find_api_key!(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(rows::stored_api_key).transpose()
+    }
+
+    async fn touch_api_key(&self, id: &ApiKeyId, now: Timestamp) -> Result<(), StoreError> {
+        sql::touch_api_key!(id, now)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn list_api_keys(
+        &self,
+        owner: Option<&Username>,
+    ) -> Result<Vec<ApiKeyListing>, StoreError> {
+        if let Some(username) = owner
+            && self.find_user(username).await?.is_none()
+        {
+            return Err(StoreError::UserNotFound);
+        }
+        let found = sql::list_api_keys!(owner)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        found.iter().map(rows::api_key_listing).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &ApiKeyId, now: Timestamp) -> Result<bool, StoreError> {
+        self.revoke_api_key_once(id, now).await
+    }
+}
