@@ -16,6 +16,7 @@ mod migrate;
 mod remote;
 mod serve;
 mod session;
+mod stats;
 mod token;
 mod user;
 
@@ -92,6 +93,8 @@ enum Command {
     Logout(login::LogoutArgs),
     /// Show who the current login is: server, username, roles, session, expiry
     Whoami(login::WhoamiArgs),
+    /// What the database holds: rows and bytes per table, live sessions, oldest audit event
+    Stats(stats::StatsArgs),
     /// Check the LDAP configuration against the directory
     #[command(subcommand)]
     Ldap(ldap::LdapCommand),
@@ -150,6 +153,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Logout(args) => runtime.block_on(login::logout(args)),
                 Command::Whoami(args) => login::whoami(args),
                 Command::Ldap(cmd) => runtime.block_on(ldap::run(config, cmd)),
+                Command::Stats(args) => runtime.block_on(stats::run(config, args)),
                 Command::Bench(args) => runtime.block_on(bench::run(config, args, server_args)),
             }
         });

@@ -3,8 +3,9 @@
 //! [`Store`] is composed of one small trait per thing kept: [`UserStore`] (users and their
 //! credentials), [`SessionStore`] (refresh families and tokens, with the atomic rotation, and
 //! revoked access tokens), [`ApiKeyStore`], [`SigningKeyStore`], [`ThrottleStore`] (login
-//! failure counters), [`AuditStore`], and [`RetentionStore`] (one batch of what has expired;
-//! the schedule is `crate::service::housekeeping`'s). Each operation that must be atomic
+//! failure counters), [`AuditStore`], [`RetentionStore`] (one batch of what has expired;
+//! the schedule is `crate::service::housekeeping`'s), and [`StatsStore`] (what is kept, for
+//! `authd stats`). Each operation that must be atomic
 //! (rotation, password change, disabling a user) is one method, done in one transaction by
 //! the backend.
 //!
@@ -20,6 +21,7 @@ mod rotation_queue;
 mod rows;
 mod sql;
 mod sqlite;
+pub mod stats;
 
 use self::rotation_queue::{RotationJob, RotationQueue};
 
@@ -36,6 +38,7 @@ pub use crate::domain::{ApiKeySecretHash, StoredKey};
 pub use postgres::PostgresStore;
 pub use retention::{Expired, Purged, RetentionStore, purge_all};
 pub use sqlite::SqliteStore;
+pub use stats::{StatsStore, StoreStats, TableStats};
 
 /// A storage failure. Everything but the first variants means "the database did not do what
 /// was asked": callers fail closed with it (UNAVAILABLE), never treat it as success.
@@ -136,6 +139,7 @@ pub trait Store:
     + ThrottleStore
     + AuditStore
     + RetentionStore
+    + StatsStore
     + Send
     + Sync
     + 'static

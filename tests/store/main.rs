@@ -88,6 +88,7 @@ mod retention;
 mod rotation;
 mod sessions;
 mod signing_keys;
+mod stats;
 mod throttle;
 mod users;
 

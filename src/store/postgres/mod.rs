@@ -87,6 +87,7 @@ mod retention;
 mod rotations;
 mod sessions;
 mod signing_keys;
+mod stats;
 mod throttle;
 mod users;
 

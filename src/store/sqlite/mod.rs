@@ -19,6 +19,7 @@ mod audit;
 mod retention;
 mod sessions;
 mod signing_keys;
+mod stats;
 mod throttle;
 mod users;
 mod writer;
