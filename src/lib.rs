@@ -12,6 +12,7 @@ pub mod domain;
 pub mod grpc;
 pub mod http;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod service;
 pub mod store;
