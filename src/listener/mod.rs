@@ -102,7 +102,7 @@ impl Shared {
     fn admit(self: &Arc<Self>, peer: SocketAddr) -> Result<ConnectionPermit, Refusal> {
         let source = (!crate::limits::is_trusted(peer.ip(), &self.limits.trusted_proxies))
             .then(|| crate::limits::bucket_key(peer.ip()));
-        let streams = Arc::new(StreamCount::new());
+        let streams;
         {
             let mut registry = self.registry();
             if registry.open >= self.limits.max_connections {
@@ -119,6 +119,7 @@ impl Shared {
                 *held += 1;
             }
             registry.open += 1;
+            streams = Arc::new(StreamCount::new());
             registry.streams.insert(peer, Arc::clone(&streams));
         }
         crate::metrics::connection_opened(self.name);
