@@ -64,8 +64,6 @@ pub enum StartupError {
     Tls(#[from] TlsError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
-    #[error("HTTP server failed: {0}")]
-    Http(std::io::Error),
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }

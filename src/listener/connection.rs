@@ -106,21 +106,29 @@ impl<IO> Connection<IO> {
             if timer.as_mut().poll(cx).is_pending() {
                 return false;
             }
-            let now = Instant::now();
-            let next = match (self.deadline(), self.timeouts.idle) {
-                (Some(deadline), _) if deadline <= now => return true,
-                (Some(deadline), _) => deadline,
-                // Requests in flight: look again one idle period from now.
-                (None, Some(idle)) => now + idle,
-                (None, None) => {
-                    self.timer = None;
-                    return false;
-                }
-            };
-            if let Some(timer) = self.timer.as_mut() {
-                timer.as_mut().reset(next);
+            if self.rearm() {
+                return true;
             }
         }
+    }
+
+    /// Sets the timer for the deadline that applies now; `true` when it has passed.
+    fn rearm(&mut self) -> bool {
+        let now = Instant::now();
+        let next = match (self.deadline(), self.timeouts.idle) {
+            (Some(deadline), _) if deadline <= now => return true,
+            (Some(deadline), _) => deadline,
+            // Requests in flight: look again one idle period from now.
+            (None, Some(idle)) => now + idle,
+            (None, None) => {
+                self.timer = None;
+                return false;
+            }
+        };
+        if let Some(timer) = self.timer.as_mut() {
+            timer.as_mut().reset(next);
+        }
+        false
     }
 }
 
@@ -134,8 +142,10 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Connection<IO> {
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
+                if !this.heard && buf.filled().len() > before {
+                    // From the first-byte deadline to the idle one, which may be sooner.
                     this.heard = true;
+                    this.rearm();
                 }
                 Poll::Ready(Ok(()))
             }
