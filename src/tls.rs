@@ -22,7 +22,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::listener::{Connection, Listener};
 
-/// Handshakes in progress at once; further connections wait to be accepted.
-pub const MAX_CONCURRENT_HANDSHAKES: usize = 256;
+/// Connections that completed their handshake and wait to be served.
+const QUEUED: usize = 256;
 
 /// Where the PEM files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,13 +238,12 @@ pub fn incoming(
     handshake_timeout: Duration,
     stop: CancellationToken,
 ) -> ReceiverStream<io::Result<TlsConnection>> {
-    let (tx, rx) = mpsc::channel(MAX_CONCURRENT_HANDSHAKES);
-    let handshakes = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+    // Handshakes in progress are bounded by the listener's caps (each holds its connection's
+    // permit), not by a count of their own: waiting for a handshake slot would stop the
+    // accept loop, and with it the refusing of connections over the caps.
+    let (tx, rx) = mpsc::channel(QUEUED);
     tokio::spawn(async move {
         loop {
-            let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else {
-                return;
-            };
             let connection = tokio::select! {
                 () = stop.cancelled() => return,
                 connection = listener.accept() => connection,
@@ -252,7 +251,6 @@ pub fn incoming(
             let acceptor = tls.acceptor();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let _permit = permit;
                 let peer = connection.get_ref().peer_addr().ok();
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(connection)).await {
                     Ok(Ok(stream)) => {
