@@ -19,11 +19,17 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 use crate::config::{Config, ConfigError, KEY_RELOAD_INTERVAL};
 use crate::crypto::key_encryption::KeyEncryption;
@@ -32,6 +38,8 @@ use crate::domain::{Clock, SystemClock};
 use crate::grpc::AuthApi;
 use crate::grpc::health;
 use crate::http::{HttpState, router};
+use crate::listener::capacity::{self, FileLimit};
+use crate::listener::{ConnectionLimits, Listener, Timeouts};
 use crate::service::{KeyManager, TokenService, housekeeping};
 use crate::store::{self, Store, StoreError};
 use crate::tls::{ReloadingTls, TlsError};
@@ -55,17 +63,15 @@ pub enum StartupError {
     Tls(#[from] TlsError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
-    #[error("HTTP server failed: {0}")]
-    Http(std::io::Error),
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
 /// A built, bound, not yet serving authd.
 pub struct Application {
-    grpc_listener: TcpListener,
+    grpc_listener: Listener,
     grpc_addr: SocketAddr,
-    http_listener: TcpListener,
+    http_listener: Listener,
     http_addr: SocketAddr,
     service: Arc<TokenService>,
     http_state: HttpState,
@@ -77,11 +83,71 @@ pub struct Application {
     config: Config,
 }
 
-async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
+async fn bind(
+    addr: SocketAddr,
+    name: &'static str,
+    limits: ConnectionLimits,
+) -> Result<(Listener, SocketAddr), StartupError> {
     let bind_error = |source| StartupError::Bind { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
-    Ok((listener, bound))
+    Ok((Listener::new(listener, name, limits), bound))
+}
+
+/// The caps of each listener: the configured ones, or ones sized from the open-file limit
+/// (raised to the hard limit first), keeping descriptors back for the database and logs.
+/// Logs the outcome, and warns when the limit stays low or the caps do not fit in it.
+fn connection_limits(config: &Config) -> ConnectionLimits {
+    let file_limit = capacity::raise_file_limit();
+    let reserved = capacity::reserved_descriptors(config.database_max_connections);
+    let max_connections = config.max_connections.unwrap_or_else(|| {
+        // Unknown limit (not a Unix system): assume the common 1,024.
+        let soft = file_limit.map_or(1024, |l| l.soft);
+        capacity::default_max_connections(soft, reserved)
+    });
+    let max_per_source = config
+        .max_connections_per_source
+        .unwrap_or_else(|| capacity::default_max_per_source(max_connections));
+    match file_limit {
+        Some(FileLimit { before, soft, hard }) => {
+            tracing::info!(
+                before,
+                soft,
+                hard,
+                reserved,
+                max_connections,
+                max_per_source,
+                "open-file limit raised to the hard limit; connection caps per listener"
+            );
+            if soft < capacity::LOW_FILE_LIMIT {
+                tracing::warn!(
+                    soft,
+                    max_connections,
+                    "the open-file limit is low and caps how many clients can connect; raise \
+                     it (systemd: LimitNOFILE=65536; shell: ulimit -n)"
+                );
+            }
+            if !capacity::fits(soft, reserved, max_connections) {
+                tracing::warn!(
+                    soft,
+                    reserved,
+                    max_connections,
+                    "max_connections on both listeners plus the descriptors kept for the \
+                     database exceed the open-file limit; accepts may fail with EMFILE"
+                );
+            }
+        }
+        None => tracing::warn!(max_connections, "cannot read the open-file limit"),
+    }
+    ConnectionLimits {
+        max_connections,
+        max_per_source,
+        trusted_proxies: config.trusted_proxies.clone(),
+        timeouts: Timeouts {
+            first_byte: config.header_read_timeout,
+            idle: None,
+        },
+    }
 }
 
 /// The key encryption key from the configuration, ready to use.
@@ -151,8 +217,13 @@ impl Application {
             .tls()
             .map(|files| ReloadingTls::load(files, vec![b"http/1.1".to_vec()]).map(Arc::new))
             .transpose()?;
-        let (grpc_listener, grpc_addr) = bind(config.grpc_addr).await?;
-        let (http_listener, http_addr) = bind(config.http_addr).await?;
+        let http_limits = connection_limits(&config);
+        // gRPC requests are tracked per connection, so an idle connection can be closed; the
+        // HTTP/1 side port waits for each request under the header-read timeout instead.
+        let mut grpc_limits = http_limits.clone();
+        grpc_limits.timeouts.idle = Some(config.idle_connection_timeout);
+        let (grpc_listener, grpc_addr) = bind(config.grpc_addr, "grpc", grpc_limits).await?;
+        let (http_listener, http_addr) = bind(config.http_addr, "http", http_limits).await?;
         let http_state = HttpState::new(
             Arc::clone(&service),
             metrics,
@@ -236,6 +307,7 @@ impl Application {
             .collect();
 
         let grpc_server = Server::builder()
+            .layer(self.grpc_listener.track_streams())
             .timeout(config.request_timeout)
             .http2_keepalive_interval(Some(config.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
@@ -269,16 +341,22 @@ impl Application {
         }
         let grpc_listener = self.grpc_listener;
         let grpc_stop = stop.clone();
+        let handshake_timeout = config.tls_handshake_timeout;
         let grpc = async move {
             match self.tls {
                 Some(tls) => {
-                    let incoming = crate::tls::incoming(grpc_listener, tls, grpc_stop.clone());
+                    let incoming = crate::tls::incoming(
+                        grpc_listener,
+                        tls,
+                        handshake_timeout,
+                        grpc_stop.clone(),
+                    );
                     grpc_server
                         .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned())
                         .await
                 }
                 None => {
-                    let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+                    let incoming = grpc_listener.incoming(grpc_stop.clone());
                     grpc_server
                         .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned())
                         .await
@@ -290,23 +368,24 @@ impl Application {
         let http_tls = self.http_tls;
         let http_router = router(self.http_state);
         let http_stop = stop.clone();
+        let header_read_timeout = config.header_read_timeout;
         let http = async move {
             match http_tls {
                 Some(tls) => {
-                    let listener =
-                        crate::tls::TlsListener::new(http_listener, tls, http_stop.clone())
-                            .map_err(StartupError::Http)?;
-                    axum::serve(listener, http_router)
-                        .with_graceful_shutdown(http_stop.cancelled_owned())
-                        .await
+                    let incoming = crate::tls::incoming(
+                        http_listener,
+                        tls,
+                        handshake_timeout,
+                        http_stop.clone(),
+                    );
+                    serve_http(incoming, http_router, header_read_timeout, http_stop).await;
                 }
                 None => {
-                    axum::serve(http_listener, http_router)
-                        .with_graceful_shutdown(http_stop.cancelled_owned())
-                        .await
+                    let incoming = http_listener.incoming(http_stop.clone());
+                    serve_http(incoming, http_router, header_read_timeout, http_stop).await;
                 }
             }
-            .map_err(StartupError::Http)
+            Ok(())
         };
         let trigger = async {
             shutdown.await;
@@ -344,6 +423,46 @@ impl Application {
         tracing::info!("authd stopped");
         Ok(())
     }
+}
+
+/// Serves the HTTP side port's `router` over HTTP/1.1 on each connection of `connections`
+/// until `stop`, then lets the requests in flight finish. A client gets `header_read_timeout`
+/// for each request's headers, the wait between kept-alive requests included, so a
+/// half-sent request or an idle connection does not hold its connection longer.
+async fn serve_http<IO>(
+    mut connections: ReceiverStream<std::io::Result<IO>>,
+    router: axum::Router,
+    header_read_timeout: Duration,
+    stop: CancellationToken,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let io = tokio::select! {
+            () = stop.cancelled() => break,
+            next = connections.next() => match next {
+                Some(Ok(io)) => io,
+                Some(Err(_)) => continue,
+                None => break,
+            },
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(http1.serve_connection(TokioIo::new(io), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    // Stop accepting before waiting for the connections to finish.
+    drop(connections);
+    graceful.shutdown().await;
 }
 
 /// Reloads keys every [`KEY_RELOAD_INTERVAL`] (so keys created by another replica or by

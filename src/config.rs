@@ -113,6 +113,26 @@ pub struct Config {
     #[serde(with = "duration")]
     pub max_connection_age: Duration,
 
+    // --- connections (see `listener`)
+    /// Connections each listener (gRPC, HTTP) holds at once; absent: sized from the open-file
+    /// limit (see `listener::capacity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Connections one source address (an IPv6 /64) holds at once on each listener; absent:
+    /// an eighth of `max_connections`. Peers in `trusted_proxies` are exempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_source: Option<usize>,
+    /// How long a client may take to send its first byte (any listener) and a request's
+    /// headers (HTTP/1, also between requests on a kept-alive connection).
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// How long a client may take to complete the TLS handshake.
+    #[serde(with = "duration")]
+    pub tls_handshake_timeout: Duration,
+    /// A gRPC connection with no request in flight for this long is closed.
+    #[serde(with = "duration")]
+    pub idle_connection_timeout: Duration,
+
     // --- TLS
     /// PEM certificate chain; with `tls_key`, enables TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -263,6 +283,11 @@ impl Default for Config {
             http2_keepalive_timeout: Duration::from_secs(10),
             max_concurrent_streams: 64,
             max_connection_age: Duration::from_secs(3600),
+            max_connections: None,
+            max_connections_per_source: None,
+            header_read_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            idle_connection_timeout: Duration::from_secs(5 * 60),
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -414,6 +439,8 @@ impl Config {
                 "tls_client_ca",
                 "introspect_role",
                 "password_blocklist",
+                "max_connections",
+                "max_connections_per_source",
             ]
             .map(String::from),
         );
@@ -496,6 +523,23 @@ impl Config {
         }
         if self.max_concurrent_streams == 0 {
             return invalid("max_concurrent_streams must be positive");
+        }
+        if self.max_connections == Some(0) || self.max_connections_per_source == Some(0) {
+            return invalid("max_connections and max_connections_per_source must be at least 1");
+        }
+        if let (Some(max), Some(per_source)) =
+            (self.max_connections, self.max_connections_per_source)
+            && per_source > max
+        {
+            return invalid("max_connections_per_source must not exceed max_connections");
+        }
+        if self.header_read_timeout.is_zero()
+            || self.tls_handshake_timeout.is_zero()
+            || self.idle_connection_timeout.is_zero()
+        {
+            return invalid(
+                "header_read_timeout, tls_handshake_timeout and idle_connection_timeout must be positive",
+            );
         }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) | (None, Some(_)) => {
@@ -934,6 +978,56 @@ mod tests {
             &Overrides::default(),
         );
         assert!(matches!(missing, Err(ConfigError::MissingFile(_))));
+    }
+
+    #[test]
+    fn connection_settings_load_and_are_checked() {
+        let c = Config::default();
+        assert_eq!(
+            (c.max_connections, c.max_connections_per_source),
+            (None, None)
+        );
+        assert_eq!(
+            (
+                c.header_read_timeout,
+                c.tls_handshake_timeout,
+                c.idle_connection_timeout
+            ),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(10),
+                Duration::from_secs(300)
+            )
+        );
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "authd.toml",
+                "max_connections = 500\nheader_read_timeout = \"3s\"\n",
+            )?;
+            jail.set_env("AUTHD_MAX_CONNECTIONS_PER_SOURCE", "20");
+            jail.set_env("AUTHD_IDLE_CONNECTION_TIMEOUT", "1m");
+            let c = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(
+                (c.max_connections, c.max_connections_per_source),
+                (Some(500), Some(20))
+            );
+            assert_eq!(c.header_read_timeout, Duration::from_secs(3));
+            assert_eq!(c.idle_connection_timeout, Duration::from_secs(60));
+            Ok(())
+        });
+        let e = load_error("AUTHD_MAX_CONNECTIONS", "0");
+        assert!(e.contains("max_connections"), "{e}");
+        let e = load_error("AUTHD_HEADER_READ_TIMEOUT", "0s");
+        assert!(e.contains("header_read_timeout"), "{e}");
+        let e = load_error("AUTHD_TLS_HANDSHAKE_TIMEOUT", "0s");
+        assert!(e.contains("tls_handshake_timeout"), "{e}");
+        let too_many_per_source = Config {
+            max_connections: Some(10),
+            max_connections_per_source: Some(11),
+            ..Config::default()
+        };
+        let e = too_many_per_source.validate().unwrap_err().to_string();
+        assert!(e.contains("must not exceed max_connections"), "{e}");
     }
 
     #[test]

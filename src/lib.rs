@@ -13,6 +13,7 @@ pub mod grpc;
 pub mod http;
 pub mod ldap;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod middleware;
 pub mod service;

@@ -93,7 +93,8 @@ fn whole_seconds(d: Duration) -> u64 {
 }
 
 /// IPv4 addresses are keyed as they are; IPv6 by their /64 (IPv4-mapped ones as IPv4).
-fn bucket_key(ip: IpAddr) -> IpAddr {
+/// The per-source connection cap counts by the same key.
+pub(crate) fn bucket_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -115,9 +116,8 @@ pub fn client_address(
     forwarded_for: Option<&str>,
     trusted: &[IpNet],
 ) -> Option<IpAddr> {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     let peer = peer?;
-    if !is_trusted(&peer) {
+    if !is_trusted(peer, trusted) {
         return Some(peer);
     }
     let Some(header) = forwarded_for else {
@@ -130,11 +130,16 @@ pub fn client_address(
             break;
         };
         client = ip;
-        if !is_trusted(&ip) {
+        if !is_trusted(ip, trusted) {
             break;
         }
     }
     Some(client)
+}
+
+/// Whether `ip` is one of the `trusted` proxies.
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&ip))
 }
 
 /// One `x-forwarded-for` entry: an address, possibly with a port or in brackets.

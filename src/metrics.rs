@@ -31,6 +31,9 @@ pub const ROTATION_BATCH_WRITE: &str = "authd_sqlite_rotation_batch_write_second
 pub const ROTATION_BATCH_COMMIT: &str = "authd_sqlite_rotation_batch_commit_seconds";
 pub const PG_ROTATION_BATCH_SIZE: &str = "authd_postgres_rotation_batch_size";
 pub const PG_ROTATION_BATCH: &str = "authd_postgres_rotation_batch_seconds";
+pub const CONNECTIONS_OPEN: &str = "authd_connections_open";
+pub const CONNECTIONS_REFUSED: &str = "authd_connections_refused_total";
+pub const ACCEPT_ERRORS: &str = "authd_accept_errors_total";
 
 /// Login outcomes. `throttled` is recorded by login rate limiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +189,38 @@ fn describe() {
         metrics::Unit::Seconds,
         "time from BEGIN to the end of COMMIT of a rotation batch (PostgreSQL)"
     );
+    describe_gauge!(CONNECTIONS_OPEN, "client connections held, by listener");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "connections closed at accept because a cap was reached, by listener and reason"
+    );
+    describe_counter!(
+        ACCEPT_ERRORS,
+        "failed accepts (such as EMFILE, out of file descriptors), by listener"
+    );
+}
+
+/// A listener starts: its gauge is shown from the start, at zero. `listener` is one of a
+/// fixed set (`grpc`, `http`).
+pub fn connections_listener(listener: &'static str) {
+    gauge!(CONNECTIONS_OPEN, "listener" => listener).increment(0.0);
+}
+
+pub fn connection_opened(listener: &'static str) {
+    gauge!(CONNECTIONS_OPEN, "listener" => listener).increment(1.0);
+}
+
+pub fn connection_closed(listener: &'static str) {
+    gauge!(CONNECTIONS_OPEN, "listener" => listener).decrement(1.0);
+}
+
+/// `reason` is `max_connections` or `max_connections_per_source`.
+pub fn connection_refused(listener: &'static str, reason: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "listener" => listener, "reason" => reason).increment(1);
+}
+
+pub fn accept_error(listener: &'static str) {
+    counter!(ACCEPT_ERRORS, "listener" => listener).increment(1);
 }
 
 pub fn login(outcome: LoginOutcome) {

@@ -7,9 +7,10 @@
 //! are polled (their contents are compared) every `reload_interval`, and re-read on SIGHUP;
 //! a file that does not parse is reported and the previous config stays in force.
 //!
-//! [`incoming`] turns a bound `TcpListener` into a stream of TLS connections (handshakes run
+//! [`incoming`] turns a [`Listener`] into a stream of TLS connections (handshakes run
 //! concurrently, each with a timeout, so a slow client cannot hold up the others); any
-//! listener can use it with its own ALPN list (`h2` for gRPC).
+//! listener can use it with its own ALPN list (`h2` for gRPC, `http/1.1` for the side port).
+//! The listener's caps and deadlines apply from accept, handshake included.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -20,16 +21,17 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-/// How long a client may take to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; further connections wait to be accepted.
-pub const MAX_CONCURRENT_HANDSHAKES: usize = 256;
+use crate::listener::{Connection, Listener};
+
+/// Connections that completed their handshake and wait to be served.
+const QUEUED: usize = 256;
 
 /// Where the PEM files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,100 +226,43 @@ fn build_config(
     Ok(config)
 }
 
-/// Accepts TCP connections on `listener` and yields those that complete a TLS handshake with
-/// the config current when they connected, until `stop`.
+/// A TLS connection over an admitted [`Connection`].
+pub type TlsConnection = TlsStream<Connection<TcpStream>>;
+
+/// Takes connections from `listener` (so its caps and deadlines apply) and yields those that
+/// complete a TLS handshake within `handshake_timeout`, with the config current when they
+/// connected, until `stop`.
 pub fn incoming(
-    listener: TcpListener,
+    mut listener: Listener,
     tls: Arc<ReloadingTls>,
+    handshake_timeout: Duration,
     stop: CancellationToken,
-) -> tokio_stream::wrappers::ReceiverStream<io::Result<TlsStream<TcpStream>>> {
-    let (tx, rx) = mpsc::channel(MAX_CONCURRENT_HANDSHAKES);
-    let handshakes = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+) -> ReceiverStream<io::Result<TlsConnection>> {
+    // Handshakes in progress are bounded by the listener's caps (each holds its connection's
+    // permit), not by a count of their own: waiting for a handshake slot would stop the
+    // accept loop, and with it the refusing of connections over the caps.
+    let (tx, rx) = mpsc::channel(QUEUED);
     tokio::spawn(async move {
         loop {
-            let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else {
-                return;
-            };
-            let accepted = tokio::select! {
+            let connection = tokio::select! {
                 () = stop.cancelled() => return,
-                accepted = listener.accept() => accepted,
+                connection = listener.accept() => connection,
             };
-            let (tcp, peer) = match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a moment, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = tcp.set_nodelay(true);
             let acceptor = tls.acceptor();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let _permit = permit;
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let peer = connection.get_ref().peer_addr().ok();
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(connection)).await {
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
                     Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        tracing::debug!(?peer, error = %e, "TLS handshake failed");
                     }
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
                 }
             });
         }
     });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
-}
-
-/// The TLS connections of [`incoming`] as an axum listener, so the HTTP side port is served
-/// over the same reloadable certificate as gRPC.
-pub struct TlsListener {
-    connections: tokio_stream::wrappers::ReceiverStream<io::Result<TlsStream<TcpStream>>>,
-    local_addr: std::net::SocketAddr,
-}
-
-impl TlsListener {
-    /// # Errors
-    /// When the listener's local address cannot be read.
-    pub fn new(
-        listener: TcpListener,
-        tls: Arc<ReloadingTls>,
-        stop: CancellationToken,
-    ) -> io::Result<Self> {
-        let local_addr = listener.local_addr()?;
-        Ok(Self {
-            connections: incoming(listener, tls, stop),
-            local_addr,
-        })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        use tokio_stream::StreamExt as _;
-        loop {
-            match self.connections.next().await {
-                Some(Ok(stream)) => {
-                    let Ok(peer) = stream.get_ref().0.peer_addr() else {
-                        continue;
-                    };
-                    return (stream, peer);
-                }
-                // A failed handshake concerns one client only; `incoming` has logged it.
-                Some(Err(_)) => {}
-                // The acceptor stopped with the shutdown; the server is draining and will not
-                // ask again.
-                None => std::future::pending::<()>().await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local_addr)
-    }
+    ReceiverStream::new(rx)
 }

@@ -10,7 +10,20 @@ use std::time::Duration;
 /// `authd` with nothing in its environment but `database_url`, argon2 parameters cheap enough
 /// for tests, and the HTTP side port on a free port.
 pub fn authd(database_url: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authd"));
+    test_env(Command::new(env!("CARGO_BIN_EXE_authd")), database_url)
+}
+
+/// [`authd`] started with a soft and hard open-file limit of `limit`, as systemd (1,024) or
+/// `ulimit -n` would leave it: through `sh`, whose `exec` keeps the process id.
+pub fn authd_with_file_limit(database_url: &str, limit: u32) -> Command {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_authd"));
+    test_env(cmd, database_url)
+}
+
+fn test_env(mut cmd: Command, database_url: &str) -> Command {
     cmd.env_clear()
         .env("AUTHD_DATABASE_URL", database_url)
         .env("AUTHD_ARGON2_MEMORY_KIB", "256")
