@@ -151,6 +151,9 @@ pub struct Config {
     /// How long audit events are kept.
     #[serde(with = "duration")]
     pub audit_retention: Duration,
+    /// Which routine rotations are audited: `all`, `none` or `sample:N`
+    /// ([`crate::domain::AuditRefresh`]).
+    pub audit_refresh: String,
     /// How often expired counters and audit events are purged.
     #[serde(with = "duration")]
     pub maintenance_interval: Duration,
@@ -293,6 +296,7 @@ impl Default for Config {
             tls_client_ca: None,
             tls_reload_interval: Duration::from_secs(10),
             audit_retention: Duration::from_secs(90 * 24 * 3600),
+            audit_refresh: "none".into(),
             maintenance_interval: Duration::from_secs(60),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             jwks_max_age: Duration::from_secs(5 * 60),
@@ -509,6 +513,7 @@ impl Config {
         if !(1024..=4 * 1024 * 1024).contains(&self.max_message_bytes) {
             return invalid("max_message_bytes must be between 1024 and 4194304");
         }
+        crate::domain::AuditRefresh::parse(&self.audit_refresh).map_err(ConfigError::Invalid)?;
         if self.request_timeout.is_zero()
             || self.http2_keepalive_interval.is_zero()
             || self.http2_keepalive_timeout.is_zero()
@@ -702,6 +707,8 @@ impl Config {
                 .introspect_role
                 .as_deref()
                 .and_then(|r| Role::parse(r).ok()),
+            audit_refresh: crate::domain::AuditRefresh::parse(&self.audit_refresh)
+                .unwrap_or(crate::domain::AuditRefresh::None),
         }
     }
 }
@@ -843,6 +850,7 @@ mod tests {
         assert_eq!(c.max_message_bytes, 16 * 1024);
         assert_eq!(c.request_timeout, Duration::from_secs(10));
         assert_eq!(c.audit_retention, Duration::from_secs(90 * 24 * 3600));
+        assert_eq!(c.audit_refresh, "none");
         assert!(c.tls().is_none() && c.trusted_proxies.is_empty());
         c.validate().unwrap();
     }
@@ -963,6 +971,8 @@ mod tests {
         });
         let e = load_error("AUTHD_REFRESH_TOKEN_MAX_LIFETIME", "31d");
         assert!(e.contains("at most 30d"), "{e}");
+        let e = load_error("AUTHD_AUDIT_REFRESH", "sample:0");
+        assert!(e.contains("use all, none or sample:N"), "{e}");
         // Issue 16: the grace window had no upper bound.
         let e = load_error("AUTHD_REFRESH_REUSE_GRACE", "121s");
         assert!(e.contains("refresh_reuse_grace must be at most 2m"), "{e}");

@@ -39,7 +39,10 @@ impl Env {
         );
         assert!(out.status.success(), "{out:?}");
         let mut serve = env.authd(&["serve", "--grpc-addr", "127.0.0.1:0"]);
-        serve.env("AUTHD_PER_SOURCE_RATE", "0");
+        // The tests count refreshes in the audit trail.
+        serve
+            .env("AUTHD_PER_SOURCE_RATE", "0")
+            .env("AUTHD_AUDIT_REFRESH", "all");
         env.server = Some(binary::Server::start(serve));
         env
     }

@@ -145,6 +145,63 @@ pub struct Origin {
     /// The client's address (after trusted-proxy resolution), when known.
     pub source: Option<String>,
     pub request_id: Option<String>,
+    /// A routine rotation of this request records no `token_refreshed` event
+    /// ([`AuditRefresh`]); everything else is recorded whatever this says.
+    pub quiet: bool,
+}
+
+/// Which routine rotations are recorded as `token_refreshed` events (`audit_refresh`). Logins,
+/// failures, grace-window retries, reuse detection and revocations are always recorded; a
+/// routine rotation is what a session does every few minutes for its whole life, so recording
+/// each one is most of what the audit table would hold. A session's last use is kept with the
+/// session (`authd session list`) either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditRefresh {
+    All,
+    None,
+    /// One rotation in N (counted per process).
+    Sample(u32),
+}
+
+impl AuditRefresh {
+    /// `all`, `none` or `sample:N` (N at least 1).
+    ///
+    /// # Errors
+    /// A message saying what is accepted.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("invalid audit_refresh {text:?}: use all, none or sample:N");
+        match text.trim() {
+            "all" => Ok(Self::All),
+            "none" => Ok(Self::None),
+            other => {
+                let n = other
+                    .strip_prefix("sample:")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(bad)?;
+                Ok(Self::Sample(n))
+            }
+        }
+    }
+
+    /// Whether the rotation numbered `n` (counting from 0 in this process) is recorded.
+    pub fn records(self, n: u64) -> bool {
+        match self {
+            Self::All => true,
+            Self::None => false,
+            Self::Sample(every) => n.is_multiple_of(u64::from(every)),
+        }
+    }
+}
+
+impl fmt::Display for AuditRefresh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::All => f.write_str("all"),
+            Self::None => f.write_str("none"),
+            Self::Sample(n) => write!(f, "sample:{n}"),
+        }
+    }
 }
 
 impl Rotation {
@@ -159,6 +216,7 @@ impl Rotation {
             ..AuditEvent::new(kind, now).user(user).detail(detail)
         };
         match self {
+            Rotation::Rotated { .. } if origin.quiet => Vec::new(),
             Rotation::Rotated { user, family_id } => vec![event(
                 AuditKind::TokenRefreshed,
                 user,
@@ -206,6 +264,7 @@ mod tests {
         let origin = Origin {
             source: Some("192.0.2.1".into()),
             request_id: Some("req-1".into()),
+            quiet: false,
         };
         let now = Timestamp::from_unix_millis(5_000);
         let kinds = |r: Rotation| {

@@ -19,7 +19,7 @@ pub use api_key::{
     API_KEY_ID_CHARS, ApiKey, ApiKeyId, ApiKeyListing, ApiKeyRejection, ApiKeySecretHash,
     RoleNotHeld, check_api_key, roles_for_new_key,
 };
-pub use audit::{AuditEvent, AuditKind, Origin};
+pub use audit::{AuditEvent, AuditKind, AuditRefresh, Origin};
 pub use key_schedule::{KeyPolicy, KeyState, KeyTimes, PlannedRotation, TOKEN_CLOCK_SKEW};
 pub use password::{
     MAX_PASSWORD_BYTES, Password, PasswordBlocklist, PasswordError, PasswordPolicy,

@@ -40,6 +40,8 @@ pub struct TokenSettings {
     pub per_source_burst: u32,
     /// The role a caller's access token needs to use `Introspect` (`None`: anyone may).
     pub introspect_role: Option<Role>,
+    /// Which routine rotations are audited.
+    pub audit_refresh: crate::domain::AuditRefresh,
 }
 
 /// A fresh pair of tokens.

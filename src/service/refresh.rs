@@ -2,6 +2,7 @@
 //! the store decides and applies the rotation in one transaction.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::{debug, info, warn};
 
@@ -15,11 +16,16 @@ use crate::domain::{Origin, Rotation, Successor};
 #[derive(Debug)]
 pub struct Refresher {
     shared: Arc<Context>,
+    /// Rotations so far in this process, for `audit_refresh = sample:N`.
+    rotations: AtomicU64,
 }
 
 impl Refresher {
     pub fn new(shared: Arc<Context>) -> Self {
-        Self { shared }
+        Self {
+            shared,
+            rotations: AtomicU64::new(0),
+        }
     }
 
     /// Exchanges a refresh token for a fresh pair, rotating it (see [`crate::domain::decide`]).
@@ -51,9 +57,11 @@ impl Refresher {
             token: self.shared.new_token(&successor, now),
             sealed: presented.seal_successor(&successor)?,
         };
+        let audited = self.shared.settings().audit_refresh;
         let origin = Origin {
             source: ctx.source_label(),
             request_id: Some(ctx.request_id.clone()),
+            quiet: !audited.records(self.rotations.fetch_add(1, Ordering::Relaxed)),
         };
         let rotation = self
             .shared

@@ -16,6 +16,8 @@ async fn every_event_type_is_recorded_without_secrets() {
     let app = spawn_app_with(|c| {
         c.throttle_free_failures = 1;
         c.throttle_max_failures = 2;
+        // Routine rotations are not audited by default; this test wants every kind.
+        c.audit_refresh = "all".into();
     })
     .await;
     let admin = app.admin().await;
@@ -149,4 +151,33 @@ async fn audit_events_past_the_retention_are_purged() {
         .unwrap();
     assert_eq!(purged.audit_events, 3);
     assert!(admin.audit_tail(None, 100).await.unwrap().is_empty());
+}
+
+/// `audit_refresh` (issue 24): routine rotations are audited per the setting — none by default,
+/// every one with `all`, one in N with `sample:N` — while a grace retry and reuse detection are
+/// always recorded.
+#[tokio::test]
+async fn routine_rotations_are_audited_as_configured() {
+    for (setting, rotations, expected) in [("none", 4, 0), ("all", 4, 4), ("sample:2", 4, 2)] {
+        let app = spawn_app_with(|c| {
+            c.audit_refresh = setting.into();
+            c.refresh_reuse_grace = Duration::ZERO;
+        })
+        .await;
+        let admin = app.admin().await;
+        admin.add("alice", PASSWORD, &[]).await.unwrap();
+        let first = app.login("alice", PASSWORD).await.unwrap();
+        let mut current = first.refresh_token.clone();
+        for _ in 0..rotations {
+            current = app.refresh(&current).await.unwrap().refresh_token;
+        }
+        // Reuse of the first token is recorded whatever the setting.
+        app.refresh(&first.refresh_token).await.unwrap_err();
+        let events = admin.audit_tail(None, 1000).await.unwrap();
+        let count = |kind: AuditKind| events.iter().filter(|e| e.kind == kind).count();
+        assert_eq!(count(AuditKind::TokenRefreshed), expected, "{setting}");
+        assert_eq!(count(AuditKind::RefreshReuseDetected), 1, "{setting}");
+        assert_eq!(count(AuditKind::FamilyRevoked), 1, "{setting}");
+        assert_eq!(count(AuditKind::LoginSucceeded), 1, "{setting}");
+    }
 }

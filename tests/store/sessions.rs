@@ -10,6 +10,7 @@ conformance!(
     revoked_access_tokens_are_remembered_until_expiry,
     sessions_are_listed_with_their_origin_and_revoked,
     rotations_store_their_audit_events_in_the_same_transaction,
+    a_quiet_rotation_records_no_event_but_reuse_is_always_recorded,
     a_session_starts_with_its_login_event_and_clears_the_failure_counter,
 );
 
@@ -180,6 +181,7 @@ async fn rotations_store_their_audit_events_in_the_same_transaction(b: Backend) 
     let origin = Origin {
         source: Some("198.51.100.4".into()),
         request_id: Some("req-42".into()),
+        quiet: false,
     };
     let rotate_from = |presented: TokenHash| {
         let origin = origin.clone();
@@ -276,4 +278,35 @@ async fn a_session_starts_with_its_login_event_and_clears_the_failure_counter(b:
     );
     assert!(s.login_failures(&name("alice")).await.unwrap().is_some());
     assert_eq!(logins().await, ["login_succeeded"]);
+}
+
+async fn a_quiet_rotation_records_no_event_but_reuse_is_always_recorded(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(Duration::ZERO);
+    let alice = add_user(s, "alice").await;
+    let (_, first) = login(s, &alice, at(0), &p).await;
+    let quiet = Origin {
+        quiet: true,
+        ..Origin::default()
+    };
+    let r = s
+        .rotate_refresh(&first, &successor(at(1), &p), at(1), &p, &quiet)
+        .await
+        .unwrap();
+    assert!(matches!(r, Rotation::Rotated { .. }));
+    let kinds = || async {
+        s.audit_events(None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert!(kinds().await.is_empty(), "a quiet rotation records nothing");
+    let r = s
+        .rotate_refresh(&first, &successor(at(2), &p), at(2), &p, &quiet)
+        .await
+        .unwrap();
+    assert!(matches!(r, Rotation::ReuseDetected { .. }));
+    assert_eq!(kinds().await, ["refresh_reuse_detected", "family_revoked"]);
 }
