@@ -31,7 +31,7 @@ use crate::crypto::password::{HashError, PasswordHasher};
 use crate::domain::{Clock, SystemClock};
 use crate::grpc::AuthApi;
 use crate::grpc::health;
-use crate::http::{HttpState, router};
+use crate::http::{ApiSettings, HttpState, router};
 use crate::service::{KeyManager, TokenService, housekeeping};
 use crate::store::{self, Store, StoreError};
 use crate::tls::{ReloadingTls, TlsError};
@@ -158,7 +158,12 @@ impl Application {
             metrics,
             config.jwks_max_age,
             config.jwks_uri(),
-        );
+        )
+        .api(ApiSettings {
+            password_grant: config.oauth2_password_grant,
+            max_body_bytes: config.max_message_bytes,
+            trusted_proxies: config.trusted_proxies.clone(),
+        });
         Ok(Self {
             grpc_listener,
             grpc_addr,
@@ -288,7 +293,9 @@ impl Application {
         };
         let http_listener = self.http_listener;
         let http_tls = self.http_tls;
-        let http_router = router(self.http_state);
+        // The API routes' layer stack reads the peer from axum's connect info.
+        let http_router =
+            router(self.http_state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let http_stop = stop.clone();
         let http = async move {
             match http_tls {
@@ -296,6 +303,8 @@ impl Application {
                     let listener =
                         crate::tls::TlsListener::new(http_listener, tls, http_stop.clone())
                             .map_err(StartupError::Http)?;
+                    // tap_io: a listener axum knows the peer of (for the connect info).
+                    let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
                     axum::serve(listener, http_router)
                         .with_graceful_shutdown(http_stop.cancelled_owned())
                         .await

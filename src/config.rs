@@ -96,6 +96,10 @@ pub struct Config {
     /// Proxies (CIDRs) whose `x-forwarded-for` is believed.
     #[serde(with = "net_list")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Whether `POST /oauth2/token` accepts the resource-owner password grant. Off by default:
+    /// RFC 9700 §2.4 says it must not be used; first-party apps log in with the `Token` RPC or
+    /// `POST /v1/auth/token`.
+    pub oauth2_password_grant: bool,
 
     // --- server limits
     /// Largest gRPC message accepted, in bytes.
@@ -257,6 +261,7 @@ impl Default for Config {
             per_source_burst: 20,
             introspect_role: None,
             trusted_proxies: Vec::new(),
+            oauth2_password_grant: false,
             max_message_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
             http2_keepalive_interval: Duration::from_secs(30),

@@ -6,11 +6,13 @@
 mod api_keys;
 mod audit;
 mod helpers;
+mod http_json;
 mod keys;
 mod legacy;
 mod limits;
 mod login;
 mod logout;
+mod oauth2_endpoints;
 mod operations;
 mod persistence;
 mod purge;
