@@ -12,6 +12,7 @@ mod legacy;
 mod limits;
 mod login;
 mod logout;
+mod oauth2_client;
 mod oauth2_endpoints;
 mod operations;
 mod persistence;
