@@ -163,6 +163,7 @@ impl Application {
             password_grant: config.oauth2_password_grant,
             max_body_bytes: config.max_message_bytes,
             trusted_proxies: config.trusted_proxies.clone(),
+            cors_allowed_origins: config.cors_allowed_origins.clone(),
         });
         Ok(Self {
             grpc_listener,
@@ -246,6 +247,13 @@ impl Application {
             .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
             .max_concurrent_streams(config.max_concurrent_streams)
             .max_connection_age(config.max_connection_age)
+            // gRPC-Web (browsers, HTTP/1.1), translated to gRPC before the stack, with CORS
+            // for the configured origins only.
+            .accept_http1(true)
+            .layer(tower::util::option_layer(crate::http::cors::layer(
+                &config.cors_allowed_origins,
+            )))
+            .layer(tonic_web::GrpcWebLayer::new())
             // Every RPC through one stack: metrics, request context, logs, per-source limit.
             .layer(crate::grpc::request_stack(
                 self.service.source_limiter(),

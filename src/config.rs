@@ -100,6 +100,11 @@ pub struct Config {
     /// RFC 9700 §2.4 says it must not be used; first-party apps log in with the `Token` RPC or
     /// `POST /v1/auth/token`.
     pub oauth2_password_grant: bool,
+    /// Browser origins (`https://app.example.com`) allowed to call the API cross-origin:
+    /// gRPC-Web on the gRPC port and the JSON and OAuth 2.0 routes on the HTTP port. Empty (the
+    /// default): no cross-origin access.
+    #[serde(with = "list")]
+    pub cors_allowed_origins: Vec<String>,
 
     // --- server limits
     /// Largest gRPC message accepted, in bytes.
@@ -262,6 +267,7 @@ impl Default for Config {
             introspect_role: None,
             trusted_proxies: Vec::new(),
             oauth2_password_grant: false,
+            cors_allowed_origins: Vec::new(),
             max_message_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
             http2_keepalive_interval: Duration::from_secs(30),
@@ -480,6 +486,13 @@ impl Config {
             && Role::parse(role).is_err()
         {
             return invalid("introspect_role must be a valid role name");
+        }
+        if self
+            .cors_allowed_origins
+            .iter()
+            .any(|o| o == "*" || http::HeaderValue::from_str(o).is_err() || !o.contains("://"))
+        {
+            return invalid("cors_allowed_origins must list origins such as https://app.example");
         }
         if self.per_source_rate > 0 && self.per_source_burst == 0 {
             return invalid("per_source_burst must be positive when per_source_rate is set");

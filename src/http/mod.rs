@@ -17,6 +17,7 @@
 //! request context, metrics and log, per-source limit), with [`errors::HttpRefusal`] answering
 //! refusals; errors are written by [`errors`] from what `grpc::error` decides.
 
+pub mod cors;
 pub mod errors;
 pub mod json;
 pub mod oauth2;
@@ -56,6 +57,8 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// Proxies whose `x-forwarded-for` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Origins allowed cross-origin (`cors_allowed_origins`).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// The paths the per-source limit applies to on this port: every API route (keys, discovery
@@ -117,7 +120,10 @@ pub fn router(state: HttpState) -> Router {
             peer_address,
             settings.trusted_proxies.clone(),
             errors::HttpRefusal,
-        ));
+        ))
+        .layer(tower::util::option_layer(cors::layer(
+            &settings.cors_allowed_origins,
+        )));
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/openid-configuration", get(discovery))

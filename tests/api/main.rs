@@ -5,6 +5,7 @@
 
 mod api_keys;
 mod audit;
+mod grpc_web;
 mod helpers;
 mod http_json;
 mod keys;
