@@ -1,5 +1,7 @@
 //! Compiles `proto/auth/v1/auth.proto` with protox (pure Rust), so building authd needs no
-//! system `protoc`. The file descriptor set is also kept for gRPC server reflection.
+//! system `protoc`. The file descriptor set is also kept for gRPC server reflection (with the
+//! vendored `google/api` files its `google.api.http` annotations import), and pbjson-build
+//! generates the proto3 JSON mapping (serde) of the `auth.v1` messages for the HTTP/JSON API.
 //!
 //! It also compiles the *original* two-RPC contract (`tests/proto/legacy/`) into
 //! `$OUT_DIR/legacy/`, client only: the end-to-end tests use it to show that clients built
@@ -9,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "proto/auth/v1/auth.proto";
     let legacy = "tests/proto/legacy/auth/v1/auth.proto";
     println!("cargo:rerun-if-changed={proto}");
+    println!("cargo:rerun-if-changed=proto/google");
     // sqlx::migrate! embeds the migrations; rebuild when one is added or changed.
     println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed={legacy}");
@@ -18,6 +21,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("auth_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&prost::Message::encode_to_vec(&fds))?
+        .out_dir(&out_dir)
+        // proto3 JSON: unknown fields are ignored, so newer clients work with this server.
+        .ignore_unknown_fields()
+        .build(&[".auth.v1"])?;
+    // Code only for auth.v1: the google.api and google.protobuf files are there for the
+    // annotations, which no Rust code reads.
+    let mut own = fds.clone();
+    own.file.retain(|f| f.package() == "auth.v1");
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
@@ -30,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".auth.v1.LogoutRequest",
             ".auth.v1.IntrospectRequest",
         ])
-        .compile_fds(fds)?;
+        .compile_fds(own)?;
 
     let legacy_out = out_dir.join("legacy");
     std::fs::create_dir_all(&legacy_out)?;

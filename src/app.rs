@@ -37,7 +37,7 @@ use crate::crypto::password::{HashError, PasswordHasher};
 use crate::domain::{Clock, SystemClock};
 use crate::grpc::AuthApi;
 use crate::grpc::health;
-use crate::http::{HttpState, router};
+use crate::http::{ApiSettings, HttpState, router};
 use crate::listener::capacity::{self, FileLimit};
 use crate::listener::{ConnectionLimits, Listener, Timeouts};
 use crate::service::{KeyManager, TokenService, housekeeping};
@@ -229,7 +229,13 @@ impl Application {
             metrics,
             config.jwks_max_age,
             config.jwks_uri(),
-        );
+        )
+        .api(ApiSettings {
+            password_grant: config.oauth2_password_grant,
+            max_body_bytes: config.max_message_bytes,
+            trusted_proxies: config.trusted_proxies.clone(),
+            cors_allowed_origins: config.cors_allowed_origins.clone(),
+        });
         Ok(Self {
             grpc_listener,
             grpc_addr,
@@ -313,6 +319,13 @@ impl Application {
             .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
             .max_concurrent_streams(config.max_concurrent_streams)
             .max_connection_age(config.max_connection_age)
+            // gRPC-Web (browsers, HTTP/1.1), translated to gRPC before the stack, with CORS
+            // for the configured origins only.
+            .accept_http1(true)
+            .layer(tower::util::option_layer(crate::http::cors::layer(
+                &config.cors_allowed_origins,
+            )))
+            .layer(tonic_web::GrpcWebLayer::new())
             // Every RPC through one stack: metrics, request context, logs, per-source limit.
             .layer(crate::grpc::request_stack(
                 self.service.source_limiter(),
@@ -366,6 +379,8 @@ impl Application {
         };
         let http_listener = self.http_listener;
         let http_tls = self.http_tls;
+        // The API routes' layer stack reads the peer from axum's connect info, which
+        // `serve_http` adds to every request of a connection.
         let http_router = router(self.http_state);
         let http_stop = stop.clone();
         let header_read_timeout = config.header_read_timeout;
@@ -435,7 +450,7 @@ async fn serve_http<IO>(
     header_read_timeout: Duration,
     stop: CancellationToken,
 ) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + PeerAddr + Unpin + Send + 'static,
 {
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
@@ -452,7 +467,13 @@ async fn serve_http<IO>(
                 None => break,
             },
         };
-        let service = TowerToHyperService::new(router.clone());
+        let router = match io.peer_addr() {
+            Some(peer) => router
+                .clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+            None => router.clone(),
+        };
+        let service = TowerToHyperService::new(router);
         let connection = graceful.watch(http1.serve_connection(TokioIo::new(io), service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -463,6 +484,24 @@ async fn serve_http<IO>(
     // Stop accepting before waiting for the connections to finish.
     drop(connections);
     graceful.shutdown().await;
+}
+
+/// The client's address of an accepted connection, plain or TLS, for the HTTP routes' connect
+/// info (the per-source limit and the audit trail's source).
+trait PeerAddr {
+    fn peer_addr(&self) -> Option<SocketAddr>;
+}
+
+impl PeerAddr for crate::listener::Connection<tokio::net::TcpStream> {
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.get_ref().peer_addr().ok()
+    }
+}
+
+impl PeerAddr for crate::tls::TlsConnection {
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.get_ref().0.get_ref().peer_addr().ok()
+    }
 }
 
 /// Reloads keys every [`KEY_RELOAD_INTERVAL`] (so keys created by another replica or by

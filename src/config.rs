@@ -96,6 +96,15 @@ pub struct Config {
     /// Proxies (CIDRs) whose `x-forwarded-for` is believed.
     #[serde(with = "net_list")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Whether `POST /oauth2/token` accepts the resource-owner password grant. Off by default:
+    /// RFC 9700 §2.4 says it must not be used; first-party apps log in with the `Token` RPC or
+    /// `POST /v1/auth/token`.
+    pub oauth2_password_grant: bool,
+    /// Browser origins (`https://app.example.com`) allowed to call the API cross-origin:
+    /// gRPC-Web on the gRPC port and the JSON and OAuth 2.0 routes on the HTTP port. Empty (the
+    /// default): no cross-origin access.
+    #[serde(with = "list")]
+    pub cors_allowed_origins: Vec<String>,
 
     // --- server limits
     /// Largest gRPC message accepted, in bytes.
@@ -280,6 +289,8 @@ impl Default for Config {
             per_source_burst: 20,
             introspect_role: None,
             trusted_proxies: Vec::new(),
+            oauth2_password_grant: false,
+            cors_allowed_origins: Vec::new(),
             max_message_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
             http2_keepalive_interval: Duration::from_secs(30),
@@ -506,6 +517,13 @@ impl Config {
             && Role::parse(role).is_err()
         {
             return invalid("introspect_role must be a valid role name");
+        }
+        if self
+            .cors_allowed_origins
+            .iter()
+            .any(|o| o == "*" || http::HeaderValue::from_str(o).is_err() || !o.contains("://"))
+        {
+            return invalid("cors_allowed_origins must list origins such as https://app.example");
         }
         if self.per_source_rate > 0 && self.per_source_burst == 0 {
             return invalid("per_source_burst must be positive when per_source_rate is set");

@@ -5,7 +5,7 @@
 //! knows protobuf types. What every RPC needs before its handler (source address, request id,
 //! rate limit, metrics, logs) is [`request_stack`], applied to the whole server.
 
-mod error;
+pub mod error;
 pub mod health;
 
 pub use error::{GrpcRefusal, RETRY_AFTER};
@@ -17,12 +17,14 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Response, Status};
 
 use crate::middleware::RequestStack;
-use crate::service::{Introspection, IssuedTokens, RequestContext, TokenService};
+use crate::service::{Introspection, RequestContext, TokenService};
 
 /// Generated protobuf and gRPC code for `proto/auth/v1/auth.proto`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod pb {
     tonic::include_proto!("auth.v1");
+    // The proto3 JSON mapping (serde) of the same messages, for the HTTP/JSON API.
+    include!(concat!(env!("OUT_DIR"), "/auth.v1.serde.rs"));
 
     /// The encoded file descriptor set, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
@@ -160,7 +162,7 @@ fn context<T>(request: &mut Request<T>) -> RequestContext {
         .unwrap_or_else(|| RequestContext::new(None, None))
 }
 
-fn introspection(found: Introspection) -> pb::IntrospectResponse {
+pub(crate) fn introspection(found: Introspection) -> pb::IntrospectResponse {
     match found {
         Introspection::Inactive => pb::IntrospectResponse::default(),
         Introspection::Access(claims) => pb::IntrospectResponse {
@@ -196,10 +198,21 @@ fn introspection(found: Introspection) -> pb::IntrospectResponse {
     }
 }
 
-fn respond(tokens: IssuedTokens) -> Response<pb::TokenResponse> {
+/// The one token type authd issues, as `token_type` names it (RFC 6750).
+pub const TOKEN_TYPE: &str = "Bearer";
+
+/// A token response: `refresh_token` empty when none was issued (API keys), `expires_in`
+/// from the configured access-token lifetime.
+fn token_response(
+    service: &TokenService,
+    access_token: String,
+    refresh_token: String,
+) -> Response<pb::TokenResponse> {
     Response::new(pb::TokenResponse {
-        access_token: tokens.access_token,
-        refresh_token: tokens.refresh_token.expose(),
+        access_token,
+        refresh_token,
+        expires_in: i64::try_from(service.settings().access_ttl.as_secs()).unwrap_or(i64::MAX),
+        token_type: TOKEN_TYPE.to_owned(),
     })
 }
 
@@ -215,19 +228,14 @@ impl pb::auth_service_server::AuthService for AuthApi {
                 .service
                 .login(&c.username, &c.password, &ctx)
                 .await
-                .map(respond)
+                .map(|t| token_response(&self.service, t.access_token, t.refresh_token.expose()))
                 .map_err(error::to_status),
             // The key is the long-lived credential: no refresh token.
             Some(pb::token_request::Credential::ApiKeyCredential(c)) => self
                 .service
                 .login_with_api_key(&c.api_key, &ctx)
                 .await
-                .map(|access_token| {
-                    Response::new(pb::TokenResponse {
-                        access_token,
-                        refresh_token: String::new(),
-                    })
-                })
+                .map(|access_token| token_response(&self.service, access_token, String::new()))
                 .map_err(error::to_status),
             None => Err(Status::invalid_argument("a credential is required")),
         }
@@ -242,7 +250,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
         self.service
             .refresh(&presented, &ctx)
             .await
-            .map(respond)
+            .map(|t| token_response(&self.service, t.access_token, t.refresh_token.expose()))
             .map_err(error::to_status)
     }
 
@@ -336,6 +344,8 @@ mod tests {
                 pb::TokenResponse {
                     access_token: secret.into(),
                     refresh_token: secret.into(),
+                    expires_in: 900,
+                    token_type: "Bearer".into(),
                 }
             ),
         ];

@@ -32,10 +32,10 @@ pub use rate_limit::{RateLimit, RateLimitLayer};
 /// How a transport finds the TCP peer of a request in its extensions.
 pub type PeerAddress = fn(&http::Extensions) -> Option<IpAddr>;
 
-/// How a transport answers a request the stack refuses.
-pub trait Refuse: Clone + Send + Sync + 'static {
+/// How a transport answers a request the stack refuses, with responses of body `B`.
+pub trait Refuse<B>: Clone + Send + Sync + 'static {
     /// The response to a request over its source's rate.
-    fn rate_limited<B: Default>(&self, limited: RateLimited) -> http::Response<B>;
+    fn rate_limited(&self, limited: RateLimited) -> http::Response<B>;
 }
 
 /// The whole stack as one layer.
@@ -45,7 +45,7 @@ pub struct RequestStack<R> {
     limit: RateLimitLayer<R>,
 }
 
-impl<R: Refuse> RequestStack<R> {
+impl<R: Clone> RequestStack<R> {
     /// `limiter` charges requests whose path starts with one of `limited` (others, such as
     /// health checks, pass free); `peer` reads the TCP peer from the request's extensions and
     /// `trusted_proxies` say whose `x-forwarded-for` to believe; `refuse` answers refusals.

@@ -56,8 +56,8 @@ where
     S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    R: Refuse,
-    ResBody: Default + Send + 'static,
+    R: Refuse<ResBody>,
+    ResBody: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;

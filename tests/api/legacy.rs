@@ -56,6 +56,7 @@ async fn client_built_from_the_original_proto_still_works() {
     let refused = refused.map(|t| authd::grpc::pb::TokenResponse {
         access_token: t.access_token,
         refresh_token: t.refresh_token,
+        ..Default::default()
     });
     assert_unauthenticated(refused, "invalid username or password");
     // An old client cannot send field 2 at all; an empty oneof is still INVALID_ARGUMENT.

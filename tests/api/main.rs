@@ -5,12 +5,16 @@
 
 mod api_keys;
 mod audit;
+mod grpc_web;
 mod helpers;
+mod http_json;
 mod keys;
 mod legacy;
 mod limits;
 mod login;
 mod logout;
+mod oauth2_client;
+mod oauth2_endpoints;
 mod operations;
 mod persistence;
 mod purge;

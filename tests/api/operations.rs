@@ -61,15 +61,18 @@ async fn discovery_documents_name_the_issuer_and_the_jwks_and_nothing_untrue() {
             format!("{}/.well-known/jwks.json", app.config.issuer)
         );
         // Issue 16: it named a password grant and a `token` response type without a token
-        // endpoint, and ID-token algorithms without ID tokens.
-        assert_eq!(doc["grant_types_supported"], serde_json::json!([]));
+        // endpoint, and ID-token algorithms without ID tokens. Issue 17 added the token
+        // endpoint: the grants it accepts by default, and still no response types (there is no
+        // authorization endpoint). tests/api/oauth2_endpoints.rs checks the endpoints.
+        assert_eq!(
+            doc["grant_types_supported"],
+            serde_json::json!(["refresh_token", "client_credentials"])
+        );
         assert_eq!(doc["response_types_supported"], serde_json::json!([]));
         for absent in [
-            "token_endpoint",
             "authorization_endpoint",
             "id_token_signing_alg_values_supported",
             "subject_types_supported",
-            "token_endpoint_auth_methods_supported",
         ] {
             assert!(doc.get(absent).is_none(), "{path} names {absent}: {doc}");
         }
