@@ -12,7 +12,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // sqlx::migrate! embeds the migrations; rebuild when one is added or changed.
     println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed={legacy}");
-    let fds = protox::compile([proto], ["proto"])?;
+    let admin = "proto/auth/v1/admin.proto";
+    println!("cargo:rerun-if-changed={admin}");
+    let fds = protox::compile([proto, admin], ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out_dir.join("auth_descriptor.bin"),
@@ -29,6 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".auth.v1.TokenResponse",
             ".auth.v1.LogoutRequest",
             ".auth.v1.IntrospectRequest",
+            ".auth.v1.CreateUserRequest",
+            ".auth.v1.SetUserPasswordRequest",
+            ".auth.v1.CreateApiKeyResponse",
         ])
         .compile_fds(fds)?;
 

@@ -68,6 +68,7 @@ pub struct Application {
     http_listener: TcpListener,
     http_addr: SocketAddr,
     service: Arc<TokenService>,
+    admin: crate::grpc::admin::AdminApi,
     http_state: HttpState,
     store: Arc<dyn Store>,
     /// TLS for the gRPC port (ALPN h2), when configured.
@@ -136,13 +137,15 @@ impl Application {
             config.hash_permits(),
             config.hash_queue(),
         )?);
+        let keys = Arc::new(keys);
         let service = Arc::new(TokenService::new(
             Arc::clone(&store),
-            hasher,
-            Arc::new(keys),
-            clock,
+            Arc::clone(&hasher),
+            Arc::clone(&keys),
+            Arc::clone(&clock),
             config.token_settings(),
         ));
+        let admin = admin_api(&config, &service, &store, hasher, keys, clock)?;
         let tls = config
             .tls()
             .map(|files| ReloadingTls::load(files, vec![b"h2".to_vec()]).map(Arc::new))
@@ -165,6 +168,7 @@ impl Application {
             http_listener,
             http_addr,
             service,
+            admin,
             http_state,
             store,
             tls,
@@ -251,6 +255,7 @@ impl Application {
                     .max_message_bytes(config.max_message_bytes)
                     .into_server(),
             )
+            .add_service(self.admin.into_server(config.max_message_bytes))
             .add_service(health_server)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
@@ -344,6 +349,32 @@ impl Application {
         tracing::info!("authd stopped");
         Ok(())
     }
+}
+
+/// `auth.v1.AdminService`, over the same store, hasher, keys and clock as the token service.
+fn admin_api(
+    config: &Config,
+    service: &Arc<TokenService>,
+    store: &Arc<dyn Store>,
+    hasher: Arc<PasswordHasher>,
+    keys: Arc<KeyManager>,
+    clock: Arc<dyn Clock>,
+) -> Result<crate::grpc::admin::AdminApi, StartupError> {
+    let access = crate::service::AdminAccess::new(
+        Arc::clone(service),
+        Arc::clone(store),
+        config.admin_role()?,
+        config.admin_client_subjects.clone(),
+    );
+    let deps = crate::grpc::admin::AdminDeps {
+        store: Arc::clone(store),
+        hasher,
+        clock,
+        password_policy: config.password_policy()?,
+        keys,
+        locked_at: config.throttle_max_failures,
+    };
+    Ok(crate::grpc::admin::AdminApi::new(Arc::new(access), deps))
 }
 
 /// Reloads keys every [`KEY_RELOAD_INTERVAL`] (so keys created by another replica or by

@@ -19,12 +19,12 @@ use crate::service::KeyManager;
 use crate::store::{Store, StoreError};
 
 use super::api_key_login::ApiKeyLogin;
+use super::housekeeping::PURGE_BATCH;
 use super::introspect::{Introspection, Introspector};
 use super::login::PasswordLogin;
 use super::logout::Logout;
 use super::refresh::Refresher;
 use super::shared::Context;
-use super::housekeeping::PURGE_BATCH;
 use super::{Auditor, RequestContext};
 
 /// What every issued token carries, from configuration.
