@@ -13,8 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed={legacy}");
     let admin = "proto/auth/v1/admin.proto";
+    let account = "proto/auth/v1/account.proto";
     println!("cargo:rerun-if-changed={admin}");
-    let fds = protox::compile([proto, admin], ["proto"])?;
+    println!("cargo:rerun-if-changed={account}");
+    let fds = protox::compile([proto, admin, account], ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out_dir.join("auth_descriptor.bin"),
@@ -34,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".auth.v1.CreateUserRequest",
             ".auth.v1.SetUserPasswordRequest",
             ".auth.v1.CreateApiKeyResponse",
+            ".auth.v1.ChangePasswordRequest",
         ])
         .compile_fds(fds)?;
 

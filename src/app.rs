@@ -69,6 +69,7 @@ pub struct Application {
     http_addr: SocketAddr,
     service: Arc<TokenService>,
     admin: crate::grpc::admin::AdminApi,
+    account: crate::grpc::account::AccountApi,
     http_state: HttpState,
     store: Arc<dyn Store>,
     /// TLS for the gRPC port (ALPN h2), when configured.
@@ -145,7 +146,7 @@ impl Application {
             Arc::clone(&clock),
             config.token_settings(),
         ));
-        let admin = admin_api(&config, &service, &store, hasher, keys, clock)?;
+        let (admin, account) = admin_apis(&config, &service, &store, hasher, keys, clock)?;
         let tls = config
             .tls()
             .map(|files| ReloadingTls::load(files, vec![b"h2".to_vec()]).map(Arc::new))
@@ -169,6 +170,7 @@ impl Application {
             http_addr,
             service,
             admin,
+            account,
             http_state,
             store,
             tls,
@@ -256,6 +258,7 @@ impl Application {
                     .into_server(),
             )
             .add_service(self.admin.into_server(config.max_message_bytes))
+            .add_service(self.account.into_server(config.max_message_bytes))
             .add_service(health_server)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
@@ -351,15 +354,22 @@ impl Application {
     }
 }
 
-/// `auth.v1.AdminService`, over the same store, hasher, keys and clock as the token service.
-fn admin_api(
+/// `auth.v1.AdminService` and `auth.v1.AccountService`, over the same store, hasher, keys and
+/// clock as the token service.
+fn admin_apis(
     config: &Config,
     service: &Arc<TokenService>,
     store: &Arc<dyn Store>,
     hasher: Arc<PasswordHasher>,
     keys: Arc<KeyManager>,
     clock: Arc<dyn Clock>,
-) -> Result<crate::grpc::admin::AdminApi, StartupError> {
+) -> Result<
+    (
+        crate::grpc::admin::AdminApi,
+        crate::grpc::account::AccountApi,
+    ),
+    StartupError,
+> {
     let access = crate::service::AdminAccess::new(
         Arc::clone(service),
         Arc::clone(store),
@@ -374,7 +384,13 @@ fn admin_api(
         keys,
         locked_at: config.throttle_max_failures,
     };
-    Ok(crate::grpc::admin::AdminApi::new(Arc::new(access), deps))
+    let access = Arc::new(access);
+    let account = crate::grpc::account::AccountApi::new(
+        Arc::clone(&access),
+        Arc::clone(service),
+        deps.clone(),
+    );
+    Ok((crate::grpc::admin::AdminApi::new(access, deps), account))
 }
 
 /// Reloads keys every [`KEY_RELOAD_INTERVAL`] (so keys created by another replica or by

@@ -24,7 +24,8 @@ use crate::store::Store;
 pub use pb::admin_service_client::AdminServiceClient;
 pub use pb::admin_service_server::AdminServiceServer;
 
-/// What the admin use cases are built from, once per server.
+/// What the admin use cases are built from, once per server (shared with `AccountService`).
+#[derive(Clone)]
 pub struct AdminDeps {
     pub store: Arc<dyn Store>,
     pub hasher: Arc<PasswordHasher>,
@@ -35,25 +36,45 @@ pub struct AdminDeps {
     pub locked_at: u32,
 }
 
+impl AdminDeps {
+    pub(super) fn users(&self, actor: Actor) -> UserAdmin {
+        UserAdmin::new(
+            Arc::clone(&self.store),
+            Arc::clone(&self.hasher),
+            Arc::clone(&self.clock),
+            self.password_policy.clone(),
+        )
+        .acting_as(actor)
+    }
+
+    pub(super) fn sessions(&self, actor: Actor) -> SessionAdmin {
+        SessionAdmin::new(Arc::clone(&self.store), Arc::clone(&self.clock)).acting_as(actor)
+    }
+
+    pub(super) fn api_keys(&self, actor: Actor) -> ApiKeyAdmin {
+        ApiKeyAdmin::new(Arc::clone(&self.store), Arc::clone(&self.clock)).acting_as(actor)
+    }
+}
+
 /// The `auth.v1.AdminService` implementation.
 pub struct AdminApi {
     access: Arc<AdminAccess>,
     deps: AdminDeps,
 }
 
-fn or_empty(s: String) -> Option<String> {
+pub(super) fn or_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-fn millis(t: Option<Timestamp>) -> i64 {
+pub(super) fn millis(t: Option<Timestamp>) -> i64 {
     t.map_or(0, Timestamp::unix_millis)
 }
 
-fn roles(user: &User) -> Vec<String> {
+pub(super) fn roles(user: &User) -> Vec<String> {
     user.roles.iter().map(|r| r.as_str().to_owned()).collect()
 }
 
-fn user_pb(user: &User, locked: bool) -> pb::User {
+pub(super) fn user_pb(user: &User, locked: bool) -> pb::User {
     pb::User {
         id: user.id.to_string(),
         username: user.username.to_string(),
@@ -64,7 +85,7 @@ fn user_pb(user: &User, locked: bool) -> pb::User {
     }
 }
 
-fn session_pb(s: &Session) -> pb::Session {
+pub(super) fn session_pb(s: &Session) -> pb::Session {
     pb::Session {
         id: s.id.to_string(),
         username: s.user.username.to_string(),
@@ -76,7 +97,7 @@ fn session_pb(s: &Session) -> pb::Session {
     }
 }
 
-fn api_key_pb(listing: &ApiKeyListing) -> pb::ApiKey {
+pub(super) fn api_key_pb(listing: &ApiKeyListing) -> pb::ApiKey {
     let key = &listing.key;
     pb::ApiKey {
         id: key.id.to_string(),
@@ -103,11 +124,11 @@ fn signing_key_pb(k: &KeyInfo) -> pb::SigningKey {
     }
 }
 
-fn page_request(size: i32, token: String) -> PageRequest {
+pub(super) fn page_request(size: i32, token: String) -> PageRequest {
     PageRequest::new(usize::try_from(size).unwrap_or(0), token)
 }
 
-fn next_token<T>(page: &Page<T>) -> String {
+pub(super) fn next_token<T>(page: &Page<T>) -> String {
     page.next_page_token.clone().unwrap_or_default()
 }
 
@@ -138,24 +159,15 @@ impl AdminApi {
     }
 
     fn users(&self, actor: Actor) -> UserAdmin {
-        let d = &self.deps;
-        UserAdmin::new(
-            Arc::clone(&d.store),
-            Arc::clone(&d.hasher),
-            Arc::clone(&d.clock),
-            d.password_policy.clone(),
-        )
-        .acting_as(actor)
+        self.deps.users(actor)
     }
 
     fn sessions(&self, actor: Actor) -> SessionAdmin {
-        SessionAdmin::new(Arc::clone(&self.deps.store), Arc::clone(&self.deps.clock))
-            .acting_as(actor)
+        self.deps.sessions(actor)
     }
 
     fn api_keys(&self, actor: Actor) -> ApiKeyAdmin {
-        ApiKeyAdmin::new(Arc::clone(&self.deps.store), Arc::clone(&self.deps.clock))
-            .acting_as(actor)
+        self.deps.api_keys(actor)
     }
 
     /// A user with whether its name is locked.

@@ -5,6 +5,7 @@
 //! knows protobuf types. What every RPC needs before its handler (source address, request id,
 //! rate limit, metrics, logs) is [`request_stack`], applied to the whole server.
 
+pub mod account;
 pub mod admin;
 mod error;
 pub mod health;
@@ -93,6 +94,15 @@ pub mod pb {
         }
     }
 
+    impl std::fmt::Debug for ChangePasswordRequest {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("ChangePasswordRequest")
+                .field("current_password", &"<redacted>")
+                .field("new_password", &"<redacted>")
+                .finish()
+        }
+    }
+
     impl std::fmt::Debug for CreateApiKeyResponse {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("CreateApiKeyResponse")
@@ -120,7 +130,11 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
 /// The paths the per-source limit applies to: every `auth.v1` RPC (health checks and
 /// reflection stay free).
-pub const LIMITED_PATHS: &[&str] = &["/auth.v1.AuthService/", "/auth.v1.AdminService/"];
+pub const LIMITED_PATHS: &[&str] = &[
+    "/auth.v1.AuthService/",
+    "/auth.v1.AdminService/",
+    "/auth.v1.AccountService/",
+];
 
 /// The request layer stack for the gRPC server: `limiter` on every `auth.v1` RPC, clients
 /// behind `trusted_proxies` known by their `x-forwarded-for`.
@@ -394,6 +408,13 @@ mod tests {
                 pb::SetUserPasswordRequest {
                     username: "alice".into(),
                     password: secret.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::ChangePasswordRequest {
+                    current_password: secret.into(),
+                    new_password: secret.into(),
                 }
             ),
             format!(

@@ -135,6 +135,26 @@ impl ApiKeyAdmin {
             })
     }
 
+    /// Revokes a key of `owner` (self-service): someone else's key is as unknown as one that
+    /// does not exist.
+    ///
+    /// # Errors
+    /// No key of `owner` with that id; storage.
+    pub async fn revoke_own(&self, owner: &User, id: &str) -> Result<ApiKeyId, AdminError> {
+        let unknown = || AdminError::UnknownApiKey(id.chars().take(64).collect());
+        let parsed = ApiKeyId::parse(id).ok_or_else(unknown)?;
+        let found = self
+            .store
+            .find_api_key(&parsed)
+            .await
+            .map_err(AdminError::Store)?
+            .ok_or_else(unknown)?;
+        if found.owner.id != owner.id {
+            return Err(unknown());
+        }
+        self.revoke(id).await
+    }
+
     /// Revokes a key by id. Revoking a revoked key again succeeds.
     ///
     /// # Errors

@@ -83,6 +83,25 @@ impl SessionAdmin {
         Ok(session)
     }
 
+    /// Ends one session of `owner` (self-service): a session of someone else is as unknown as
+    /// one that does not exist.
+    ///
+    /// # Errors
+    /// No session of `owner` with that id; storage.
+    pub async fn revoke_own(&self, owner: &User, id: &str) -> Result<Session, AdminError> {
+        let unknown = || AdminError::UnknownSession(id.chars().take(64).collect());
+        let found = self
+            .store
+            .find_session(&FamilyId::from_stored(id.to_owned()))
+            .await
+            .map_err(AdminError::Store)?
+            .ok_or_else(unknown)?;
+        if found.user.id != owner.id {
+            return Err(unknown());
+        }
+        self.revoke(id).await
+    }
+
     /// Ends every session of the user; returns how many were live.
     ///
     /// # Errors

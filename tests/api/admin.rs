@@ -46,7 +46,7 @@ struct MethodProto {
 }
 
 /// Every method of `auth.v1.<service>`, from the descriptor set the server reflects.
-fn methods_of(service: &str) -> Vec<String> {
+pub(crate) fn methods_of(service: &str) -> Vec<String> {
     let set = <FileSet as prost::Message>::decode(authd::grpc::pb::FILE_DESCRIPTOR_SET).unwrap();
     let methods: Vec<String> = set
         .file
@@ -73,16 +73,16 @@ type Row<'a> = (
 #[derive(Clone, PartialEq, prost::Message)]
 struct Empty {}
 
-/// Calls `/auth.v1.AdminService/<method>` with a default request.
-async fn call_raw(
+/// Calls `/auth.v1.<service>/<method>` with a default request.
+pub(crate) async fn call_raw(
     channel: Channel,
+    service: &str,
     method: &str,
     bearer: Option<&str>,
 ) -> Result<(), tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
-    let path =
-        http::uri::PathAndQuery::from_str(&format!("/auth.v1.AdminService/{method}")).unwrap();
+    let path = http::uri::PathAndQuery::from_str(&format!("/auth.v1.{service}/{method}")).unwrap();
     let mut request = tonic::Request::new(Empty {});
     if let Some(token) = bearer {
         request
@@ -94,7 +94,7 @@ async fn call_raw(
         .map(|_| ())
 }
 
-fn with_bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+pub(crate) fn with_bearer<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request
         .metadata_mut()
@@ -207,7 +207,7 @@ async fn every_admin_rpc_admits_only_active_admins_and_listed_client_certificate
             ("mTLS subject", ops.clone(), None, &admitted),
         ];
         for (row, channel, bearer, expect) in rows {
-            let result = call_raw(channel, &method, bearer).await;
+            let result = call_raw(channel, "AdminService", &method, bearer).await;
             assert!(expect(&result), "{method} as {row}: {result:?}");
         }
     }
