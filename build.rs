@@ -15,7 +15,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // sqlx::migrate! embeds the migrations; rebuild when one is added or changed.
     println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed={legacy}");
-    let fds = protox::compile([proto], ["proto"])?;
+    let admin = "proto/auth/v1/admin.proto";
+    let account = "proto/auth/v1/account.proto";
+    println!("cargo:rerun-if-changed={admin}");
+    println!("cargo:rerun-if-changed={account}");
+    let fds = protox::compile([proto, admin, account], ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out_dir.join("auth_descriptor.bin"),
@@ -42,6 +46,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".auth.v1.TokenResponse",
             ".auth.v1.LogoutRequest",
             ".auth.v1.IntrospectRequest",
+            ".auth.v1.CreateUserRequest",
+            ".auth.v1.SetUserPasswordRequest",
+            ".auth.v1.CreateApiKeyResponse",
+            ".auth.v1.ChangePasswordRequest",
         ])
         .compile_fds(own)?;
 

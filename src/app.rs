@@ -74,6 +74,8 @@ pub struct Application {
     http_listener: Listener,
     http_addr: SocketAddr,
     service: Arc<TokenService>,
+    admin: crate::grpc::admin::AdminApi,
+    account: crate::grpc::account::AccountApi,
     http_state: HttpState,
     store: Arc<dyn Store>,
     /// TLS for the gRPC port (ALPN h2), when configured.
@@ -202,13 +204,15 @@ impl Application {
             config.hash_permits(),
             config.hash_queue(),
         )?);
+        let keys = Arc::new(keys);
         let service = Arc::new(TokenService::new(
             Arc::clone(&store),
-            hasher,
-            Arc::new(keys),
-            clock,
+            Arc::clone(&hasher),
+            Arc::clone(&keys),
+            Arc::clone(&clock),
             config.token_settings(),
         ));
+        let (admin, account) = admin_apis(&config, &service, &store, hasher, keys, clock)?;
         let tls = config
             .tls()
             .map(|files| ReloadingTls::load(files, vec![b"h2".to_vec()]).map(Arc::new))
@@ -242,6 +246,8 @@ impl Application {
             http_listener,
             http_addr,
             service,
+            admin,
+            account,
             http_state,
             store,
             tls,
@@ -336,6 +342,8 @@ impl Application {
                     .max_message_bytes(config.max_message_bytes)
                     .into_server(),
             )
+            .add_service(self.admin.into_server(config.max_message_bytes))
+            .add_service(self.account.into_server(config.max_message_bytes))
             .add_service(health_server)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
@@ -502,6 +510,45 @@ impl PeerAddr for crate::tls::TlsConnection {
     fn peer_addr(&self) -> Option<SocketAddr> {
         self.get_ref().0.get_ref().peer_addr().ok()
     }
+}
+
+/// `auth.v1.AdminService` and `auth.v1.AccountService`, over the same store, hasher, keys and
+/// clock as the token service.
+fn admin_apis(
+    config: &Config,
+    service: &Arc<TokenService>,
+    store: &Arc<dyn Store>,
+    hasher: Arc<PasswordHasher>,
+    keys: Arc<KeyManager>,
+    clock: Arc<dyn Clock>,
+) -> Result<
+    (
+        crate::grpc::admin::AdminApi,
+        crate::grpc::account::AccountApi,
+    ),
+    StartupError,
+> {
+    let access = crate::service::AdminAccess::new(
+        Arc::clone(service),
+        Arc::clone(store),
+        config.admin_role()?,
+        config.admin_client_subjects.clone(),
+    );
+    let deps = crate::grpc::admin::AdminDeps {
+        store: Arc::clone(store),
+        hasher,
+        clock,
+        password_policy: config.password_policy()?,
+        keys,
+        locked_at: config.throttle_max_failures,
+    };
+    let access = Arc::new(access);
+    let account = crate::grpc::account::AccountApi::new(
+        Arc::clone(&access),
+        Arc::clone(service),
+        deps.clone(),
+    );
+    Ok((crate::grpc::admin::AdminApi::new(access, deps), account))
 }
 
 /// Reloads keys every [`KEY_RELOAD_INTERVAL`] (so keys created by another replica or by

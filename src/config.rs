@@ -93,6 +93,12 @@ pub struct Config {
     /// role (`authorization: Bearer …`), as RFC 7662 asks of an introspection endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub introspect_role: Option<String>,
+    /// The role an access token (and its user, now) must hold to call `auth.v1.AdminService`.
+    pub admin_role: String,
+    /// Subjects of mTLS client certificates (RFC 4514, as `CN=ops, O=Example`) allowed to call
+    /// `auth.v1.AdminService` without a token; needs `tls_client_ca`.
+    #[serde(default)]
+    pub admin_client_subjects: Vec<String>,
     /// Proxies (CIDRs) whose `x-forwarded-for` is believed.
     #[serde(with = "net_list")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -288,6 +294,8 @@ impl Default for Config {
             per_source_rate: 10,
             per_source_burst: 20,
             introspect_role: None,
+            admin_role: "admin".into(),
+            admin_client_subjects: Vec::new(),
             trusted_proxies: Vec::new(),
             oauth2_password_grant: false,
             cors_allowed_origins: Vec::new(),
@@ -525,6 +533,12 @@ impl Config {
         {
             return invalid("cors_allowed_origins must list origins such as https://app.example");
         }
+        if Role::parse(&self.admin_role).is_err() {
+            return invalid("admin_role must be a valid role name");
+        }
+        if !self.admin_client_subjects.is_empty() && self.tls_client_ca.is_none() {
+            return invalid("admin_client_subjects needs tls_client_ca (mTLS)");
+        }
         if self.per_source_rate > 0 && self.per_source_burst == 0 {
             return invalid("per_source_burst must be positive when per_source_rate is set");
         }
@@ -706,6 +720,15 @@ impl Config {
         StoreOptions {
             max_connections: self.database_max_connections,
         }
+    }
+
+    /// The role administrators hold.
+    ///
+    /// # Errors
+    /// When `admin_role` is not a valid role name.
+    pub fn admin_role(&self) -> Result<Role, ConfigError> {
+        Role::parse(&self.admin_role)
+            .map_err(|_| ConfigError::Invalid("admin_role must be a valid role name".into()))
     }
 
     pub fn token_settings(&self) -> TokenSettings {

@@ -55,12 +55,11 @@ pub async fn run(config: Config, command: ApiKeyCommand) -> Result<(), String> {
                     .create(&username, &name, &roles, expires)
                     .await
                     .map_err(err)?;
-                // The key on its own line first, so `| head -1` captures it; it is never shown
-                // again.
-                println!("{}", created.secret.expose());
-                eprintln!(
-                    "created api key {} ({}) for {}; store it now, it cannot be shown again",
-                    created.key.id, created.key.name, username
+                print_created(
+                    &created.secret.expose(),
+                    created.key.id.as_str(),
+                    &created.key.name,
+                    &username,
                 );
             }
             ApiKeyCommand::List { username } => {
@@ -75,6 +74,79 @@ pub async fn run(config: Config, command: ApiKeyCommand) -> Result<(), String> {
         Ok(())
     })
     .await
+}
+
+fn print_created(secret: &str, id: &str, name: &str, username: &str) {
+    // The key on its own line first, so `| head -1` captures it; it is never shown again.
+    println!("{secret}");
+    eprintln!(
+        "created api key {id} ({name}) for {username}; store it now, it cannot be shown again"
+    );
+}
+
+/// The same commands through the admin API of `remote`.
+pub(super) async fn run_remote(
+    remote: &super::Remote,
+    command: ApiKeyCommand,
+) -> Result<(), String> {
+    use crate::grpc::pb;
+    // Refuse a bad lifetime before connecting, as the direct mode does.
+    let expires = match &command {
+        ApiKeyCommand::Create { expires, .. } => {
+            expires.as_deref().map(parse_lifetime).transpose()?
+        }
+        _ => None,
+    };
+    let api = remote.connect().await?;
+    match command {
+        ApiKeyCommand::Create {
+            username,
+            name,
+            roles,
+            ..
+        } => {
+            let request = pb::CreateApiKeyRequest {
+                username: username.clone(),
+                name,
+                roles,
+                expires_in_seconds: expires.map_or(0, |d| d.as_secs().max(1)),
+            };
+            let created = api
+                .call(|mut c, r| async move { c.create_api_key(r).await }, request)
+                .await?;
+            let key = created.key.unwrap_or_default();
+            print_created(&created.secret, &key.id, &key.name, &username);
+        }
+        ApiKeyCommand::List { username } => {
+            let mut keys = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let request = pb::ListApiKeysRequest {
+                    username: username.clone().unwrap_or_default(),
+                    page_size: 1000,
+                    page_token,
+                };
+                let page = api
+                    .call(|mut c, r| async move { c.list_api_keys(r).await }, request)
+                    .await?;
+                for k in &page.keys {
+                    keys.push(super::remote::api_key(k)?);
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            print_keys(&keys, SystemClock.now());
+        }
+        ApiKeyCommand::Revoke { id } => {
+            let request = pb::RevokeApiKeyRequest { id: id.clone() };
+            api.call(|mut c, r| async move { c.revoke_api_key(r).await }, request)
+                .await?;
+            println!("revoked api key {id}");
+        }
+    }
+    Ok(())
 }
 
 fn time_or(t: Option<Timestamp>, none: &str) -> String {

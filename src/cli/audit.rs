@@ -18,11 +18,38 @@ pub enum AuditCommand {
     },
 }
 
-pub async fn run(config: Config, command: AuditCommand) -> Result<(), String> {
-    let AuditCommand::Tail { limit, .. } = &command;
-    if !(1..=100_000).contains(limit) {
-        return Err("--limit must be between 1 and 100000".into());
+fn check(command: &AuditCommand) -> Result<(), String> {
+    let AuditCommand::Tail { limit, .. } = command;
+    if (1..=100_000).contains(limit) {
+        Ok(())
+    } else {
+        Err("--limit must be between 1 and 100000".into())
     }
+}
+
+/// The same command through the admin API of `remote`.
+pub(super) async fn run_remote(
+    remote: &super::Remote,
+    command: AuditCommand,
+) -> Result<(), String> {
+    check(&command)?;
+    let AuditCommand::Tail { user, limit } = command;
+    let api = remote.connect().await?;
+    let request = crate::grpc::pb::QueryAuditRequest {
+        username: user.unwrap_or_default(),
+        limit,
+    };
+    let answer = api
+        .call(|mut c, r| async move { c.query_audit(r).await }, request)
+        .await?;
+    for event in answer.events {
+        println!("{}", audit_json(&super::remote::audit_event(event)?));
+    }
+    Ok(())
+}
+
+pub async fn run(config: Config, command: AuditCommand) -> Result<(), String> {
+    check(&command)?;
     super::with_store(&config, async |store| {
         let admin = super::user::admin(store, &config, 1)?;
         match command {

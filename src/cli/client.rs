@@ -14,10 +14,9 @@ use crate::grpc::pb::{self, token_request::Credential};
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// A PEM file of CA certificates trusted besides the system's, for an `https://` server
-    /// with a private or self-signed certificate
-    #[arg(long, global = true, value_name = "PATH", env = "AUTHD_CA_FILE")]
-    ca_file: Option<PathBuf>,
+    /// The global `--ca-file`, set by [`super::run`].
+    #[arg(skip)]
+    pub ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: ClientCommand,
 }

@@ -6,8 +6,8 @@ use clap::Subcommand;
 
 use crate::app::key_encryption;
 use crate::config::Config;
-use crate::domain::{Clock, SystemClock};
-use crate::service::{KeyManager, RotateOutcome, list_keys};
+use crate::domain::{Clock, SystemClock, Timestamp};
+use crate::service::{KeyInfo, KeyManager, RotateOutcome, list_keys};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -27,26 +27,7 @@ pub async fn run(config: Config, command: KeysCommand) -> Result<(), String> {
                 let keys = list_keys(store.as_ref(), &policy, clock.now())
                     .await
                     .map_err(|e| e.to_string())?;
-                println!(
-                    "{:<44} {:<6} {:<9} {:<9} {:<24} {:<24} {:<24} UNPUBLISHED",
-                    "KID", "ALG", "STATE", "ENCRYPTED", "CREATED", "ACTIVATES", "RETIRES"
-                );
-                let or_dash = |t: Option<crate::domain::Timestamp>| {
-                    t.map_or_else(|| "-".to_owned(), |t| t.to_string())
-                };
-                for k in keys {
-                    println!(
-                        "{:<44} {:<6} {:<9} {:<9} {:<24} {:<24} {:<24} {}",
-                        k.kid,
-                        k.algorithm,
-                        k.state.as_str(),
-                        if k.encrypted { "yes" } else { "no" },
-                        k.created_at,
-                        k.activates_at,
-                        or_dash(k.retires_at),
-                        or_dash(k.unpublished_at),
-                    );
-                }
+                print_keys(&keys);
             }
             KeysCommand::Rotate => {
                 let manager = KeyManager::start(
@@ -58,18 +39,89 @@ pub async fn run(config: Config, command: KeysCommand) -> Result<(), String> {
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-                match manager.rotate_now().await.map_err(|e| e.to_string())? {
-                    RotateOutcome::Scheduled { kid, activates_at } => println!(
-                        "new {} key {kid} is published now and signs from {activates_at}",
-                        config.signing_algorithm.as_str()
-                    ),
-                    RotateOutcome::AlreadyPending { kid, activates_at } => println!(
-                        "key {kid} is already waiting to sign from {activates_at}; nothing added"
-                    ),
-                }
+                let outcome = manager.rotate_now().await.map_err(|e| e.to_string())?;
+                print_rotation(&outcome, config.signing_algorithm.as_str());
             }
         }
         Ok(())
     })
     .await
+}
+
+fn print_keys(keys: &[KeyInfo]) {
+    println!(
+        "{:<44} {:<6} {:<9} {:<9} {:<24} {:<24} {:<24} UNPUBLISHED",
+        "KID", "ALG", "STATE", "ENCRYPTED", "CREATED", "ACTIVATES", "RETIRES"
+    );
+    let or_dash = |t: Option<Timestamp>| t.map_or_else(|| "-".to_owned(), |t| t.to_string());
+    for k in keys {
+        println!(
+            "{:<44} {:<6} {:<9} {:<9} {:<24} {:<24} {:<24} {}",
+            k.kid,
+            k.algorithm,
+            k.state.as_str(),
+            if k.encrypted { "yes" } else { "no" },
+            k.created_at,
+            k.activates_at,
+            or_dash(k.retires_at),
+            or_dash(k.unpublished_at),
+        );
+    }
+}
+
+fn print_rotation(outcome: &RotateOutcome, algorithm: &str) {
+    match outcome {
+        RotateOutcome::Scheduled { kid, activates_at } => {
+            println!("new {algorithm} key {kid} is published now and signs from {activates_at}")
+        }
+        RotateOutcome::AlreadyPending { kid, activates_at } => {
+            println!("key {kid} is already waiting to sign from {activates_at}; nothing added");
+        }
+    }
+}
+
+/// The same commands through the admin API of `remote`.
+pub(super) async fn run_remote(remote: &super::Remote, command: KeysCommand) -> Result<(), String> {
+    use crate::grpc::pb;
+    let api = remote.connect().await?;
+    let list = async || -> Result<Vec<KeyInfo>, String> {
+        let answer = api
+            .call(
+                |mut c, r| async move { c.list_signing_keys(r).await },
+                pb::ListSigningKeysRequest {},
+            )
+            .await?;
+        answer.keys.iter().map(super::remote::signing_key).collect()
+    };
+    match command {
+        KeysCommand::List => print_keys(&list().await?),
+        KeysCommand::Rotate => {
+            let answer = api
+                .call(
+                    |mut c, r| async move { c.rotate_signing_key(r).await },
+                    pb::RotateSigningKeyRequest {},
+                )
+                .await?;
+            let activates_at = Timestamp::from_unix_millis(answer.activates_at_ms);
+            let algorithm = list()
+                .await?
+                .into_iter()
+                .find(|k| k.kid == answer.kid)
+                .map(|k| k.algorithm)
+                .unwrap_or_default();
+            let outcome = if answer.scheduled {
+                RotateOutcome::Scheduled {
+                    kid: answer.kid,
+                    activates_at,
+                }
+            } else {
+                RotateOutcome::AlreadyPending {
+                    kid: answer.kid,
+                    activates_at,
+                }
+            };
+            print_rotation(&outcome, &algorithm);
+        }
+    }
+    Ok(())
 }

@@ -19,12 +19,13 @@ use crate::config::Config;
 use crate::grpc::AuthServiceClient;
 use crate::grpc::pb::{self, token_request::Credential};
 
-/// Which server, profile and credentials file a command is about.
-#[derive(Debug, Args)]
+/// Which server, profile and credentials file a command is about. The server and the CA file
+/// are the global `--server` and `--ca-file` ([`super::Cli`]), filled in by [`Target::at`].
+#[derive(Debug, Default, Args)]
 pub struct Target {
-    /// The server, `http://HOST:PORT` or `https://HOST:PORT` (default for login: the
-    /// configured grpc_addr; for the other commands: the last profile logged in)
-    #[arg(long, value_name = "URL", env = "AUTHD_SERVER")]
+    /// (default for login: the configured grpc_addr; for the other commands: the last
+    /// profile logged in)
+    #[arg(skip)]
     server: Option<String>,
     /// A name for the login, to keep more than one per server (default: the server URL)
     #[arg(long, value_name = "NAME", env = "AUTHD_PROFILE")]
@@ -32,15 +33,34 @@ pub struct Target {
     /// Where the credentials are kept (default: $XDG_CONFIG_HOME/authd/credentials.toml)
     #[arg(long, value_name = "PATH", env = "AUTHD_CREDENTIALS_PATH")]
     credentials_path: Option<PathBuf>,
-    /// A PEM file of CA certificates trusted besides the system's, for an https:// server
-    #[arg(long, value_name = "PATH", env = "AUTHD_CA_FILE")]
+    #[arg(skip)]
     ca_file: Option<PathBuf>,
+}
+
+impl Target {
+    /// Sets the server and CA file from the global options.
+    pub fn at(&mut self, server: Option<String>, ca_file: Option<PathBuf>) {
+        self.server = server;
+        self.ca_file = ca_file;
+    }
+
+    /// The login for `server` as the environment selects it (`AUTHD_PROFILE`,
+    /// `AUTHD_CREDENTIALS_PATH`), for commands without the login options.
+    pub fn from_env(server: &str, ca_file: Option<PathBuf>) -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self {
+            server: Some(server.to_owned()),
+            profile: var("AUTHD_PROFILE"),
+            credentials_path: var("AUTHD_CREDENTIALS_PATH").map(PathBuf::from),
+            ca_file,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
     #[command(flatten)]
-    target: Target,
+    pub target: Target,
     /// Who logs in (prompted when missing and a terminal is there; not used with an API key)
     username: Option<String>,
     /// Read the password from the first line of standard input
@@ -54,7 +74,7 @@ pub struct LoginArgs {
 #[derive(Debug, Args)]
 pub struct PrintTokenArgs {
     #[command(flatten)]
-    target: Target,
+    pub target: Target,
     /// Refresh first when the cached token expires within this long
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     min_valid: Duration,
@@ -63,7 +83,7 @@ pub struct PrintTokenArgs {
 #[derive(Debug, Args)]
 pub struct LogoutArgs {
     #[command(flatten)]
-    target: Target,
+    pub target: Target,
     /// Log out of every profile
     #[arg(long)]
     all: bool,
@@ -72,7 +92,7 @@ pub struct LogoutArgs {
 #[derive(Debug, Args)]
 pub struct WhoamiArgs {
     #[command(flatten)]
-    target: Target,
+    pub target: Target,
 }
 
 /// How long a command waits for a server before it says it cannot reach it.
@@ -138,16 +158,25 @@ pub async fn login(config: &Config, args: LoginArgs) -> Result<(), String> {
 }
 
 pub async fn print_token(args: PrintTokenArgs) -> Result<(), String> {
-    let target = args.target;
+    let token = fresh_access_token(args.target, args.min_valid).await?;
+    println!("{token}");
+    Ok(())
+}
+
+/// The access token of the login `target` selects, valid for at least `min_valid`: the cached
+/// one, or a new one from the server (refresh token, or API key), saved to the file. The file
+/// stays locked until the token is known, so of many processes at once one refreshes.
+///
+/// # Errors
+/// Not logged in, an ended session, or a server that cannot be reached.
+pub async fn fresh_access_token(target: Target, min_valid: Duration) -> Result<String, String> {
     let path = default_path(target.credentials_path.as_deref())?;
-    // Held until the token is printed: another `authd token` waits, then finds it fresh.
     let mut file = Locked::open(&path)?;
     let name = select_profile(&file.credentials, &target)?;
     let profile = &file.credentials.profiles[&name];
-    let min_valid = i64::try_from(args.min_valid.as_secs()).unwrap_or(i64::MAX);
+    let min_valid = i64::try_from(min_valid.as_secs()).unwrap_or(i64::MAX);
     if profile.expires_at.saturating_sub(unix_now()) > min_valid {
-        println!("{}", profile.access_token);
-        return Ok(());
+        return Ok(profile.access_token.clone());
     }
     let server = profile.server.clone();
     let ca_file = profile.ca_file.clone().or(target.ca_file);
@@ -187,8 +216,7 @@ pub async fn print_token(args: PrintTokenArgs) -> Result<(), String> {
     }
     let token = profile.access_token.clone();
     file.save()?;
-    println!("{token}");
-    Ok(())
+    Ok(token)
 }
 
 pub async fn logout(args: LogoutArgs) -> Result<(), String> {

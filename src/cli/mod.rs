@@ -1,8 +1,10 @@
 //! The `authd` command line: parsing (clap) and dispatch to the subcommands.
 //!
 //! Every subcommand loads the same layered [`Config`], so `authd user …`, `authd apikey …` and
-//! `authd session …` act on the database `authd serve` uses. Errors print one line to stderr
-//! and exit non-zero.
+//! `authd session …` act on the database `authd serve` uses; with the global `--server URL`
+//! (`AUTHD_SERVER`), `authd user|session|apikey|keys|audit` call that server's admin API
+//! instead ([`remote::AdminRemote`]), with the same commands, flags and output. Errors print
+//! one line to stderr and exit non-zero.
 
 mod apikey;
 mod audit;
@@ -36,6 +38,14 @@ pub struct Cli {
     /// Database URL, e.g. sqlite://authd.db or postgres://host/db (overrides AUTHD_DATABASE_URL)
     #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
+    /// A running server, `http://HOST:PORT` or `https://HOST:PORT`: user, session, apikey, keys
+    /// and audit use its admin API instead of the database (bearer token: AUTHD_TOKEN, else the
+    /// `authd login` for that server); login, token, logout and whoami: the server logged in to
+    #[arg(long, global = true, value_name = "URL", env = "AUTHD_SERVER")]
+    server: Option<String>,
+    /// A PEM file of CA certificates trusted besides the system's, for an https:// server
+    #[arg(long, global = true, value_name = "PATH", env = "AUTHD_CA_FILE")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,6 +59,7 @@ impl std::fmt::Debug for Cli {
                 "database_url",
                 &self.database_url.as_deref().map(crate::config::redact_url),
             )
+            .field("server", &self.server)
             .field("command", &self.command)
             .finish()
     }
@@ -103,7 +114,21 @@ enum Command {
 }
 
 /// Runs the parsed command line to completion.
-pub fn run(cli: Cli) -> ExitCode {
+pub fn run(mut cli: Cli) -> ExitCode {
+    // The login commands and `client` take the global server and CA file.
+    let (server, ca_file) = (cli.server.clone(), cli.ca_file.clone());
+    match &mut cli.command {
+        Command::Login(args) => args.target.at(server, ca_file),
+        Command::Token(args) => args.print.target.at(server, ca_file),
+        Command::Logout(args) => args.target.at(server, ca_file),
+        Command::Whoami(args) => args.target.at(server, ca_file),
+        Command::Client(args) => args.ca_file = ca_file,
+        _ => {}
+    }
+    let remote = cli.server.clone().map(|server| Remote {
+        server,
+        ca_file: cli.ca_file.clone(),
+    });
     let (grpc_addr, http_addr) = match &cli.command {
         Command::Serve {
             grpc_addr,
@@ -139,12 +164,27 @@ pub fn run(cli: Cli) -> ExitCode {
             match cli.command {
                 Command::Serve { .. } => runtime.block_on(serve::run(config)),
                 Command::Migrate => runtime.block_on(migrate::run(config)),
-                Command::User(cmd) => runtime.block_on(user::run(config, cmd)),
-                Command::Apikey(cmd) => runtime.block_on(apikey::run(config, cmd)),
-                Command::Session(cmd) => runtime.block_on(session::run(config, cmd)),
-                Command::Audit(cmd) => runtime.block_on(audit::run(config, cmd)),
+                Command::User(cmd) => match &remote {
+                    Some(r) => runtime.block_on(user::run_remote(r, cmd)),
+                    None => runtime.block_on(user::run(config, cmd)),
+                },
+                Command::Apikey(cmd) => match &remote {
+                    Some(r) => runtime.block_on(apikey::run_remote(r, cmd)),
+                    None => runtime.block_on(apikey::run(config, cmd)),
+                },
+                Command::Session(cmd) => match &remote {
+                    Some(r) => runtime.block_on(session::run_remote(r, cmd)),
+                    None => runtime.block_on(session::run(config, cmd)),
+                },
+                Command::Audit(cmd) => match &remote {
+                    Some(r) => runtime.block_on(audit::run_remote(r, cmd)),
+                    None => runtime.block_on(audit::run(config, cmd)),
+                },
                 Command::Client(cmd) => runtime.block_on(client::run(config, cmd)),
-                Command::Keys(cmd) => runtime.block_on(keys::run(config, cmd)),
+                Command::Keys(cmd) => match &remote {
+                    Some(r) => runtime.block_on(keys::run_remote(r, cmd)),
+                    None => runtime.block_on(keys::run(config, cmd)),
+                },
                 Command::Login(args) => runtime.block_on(login::login(&config, args)),
                 Command::Token(args) => match args.command {
                     Some(cmd) => runtime.block_on(token::run(config, cmd)),
@@ -163,6 +203,18 @@ pub fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The server the admin commands call instead of the database (`--server`).
+struct Remote {
+    server: String,
+    ca_file: Option<PathBuf>,
+}
+
+impl Remote {
+    async fn connect(&self) -> Result<remote::AdminRemote, String> {
+        remote::AdminRemote::connect(&self.server, self.ca_file.as_deref()).await
     }
 }
 

@@ -28,20 +28,83 @@ pub async fn run(config: Config, command: SessionCommand) -> Result<(), String> 
                 print_sessions(&sessions);
             }
             SessionCommand::Revoke { id } => {
-                let session = admin.revoke(&id).await.map_err(err)?;
-                println!(
-                    "revoked session {} of {}",
-                    session.id, session.user.username
-                );
+                revoked(&admin.revoke(&id).await.map_err(err)?);
             }
             SessionCommand::RevokeAll { username } => {
                 let (user, count) = admin.revoke_all(&username).await.map_err(err)?;
-                println!("revoked {count} session(s) of {}", user.username);
+                revoked_all(count, user.username.as_str());
             }
         }
         Ok(())
     })
     .await
+}
+
+fn revoked(session: &Session) {
+    println!(
+        "revoked session {} of {}",
+        session.id, session.user.username
+    );
+}
+
+fn revoked_all(count: u64, username: &str) {
+    println!("revoked {count} session(s) of {username}");
+}
+
+/// The same commands through the admin API of `remote`.
+pub(super) async fn run_remote(
+    remote: &super::Remote,
+    command: SessionCommand,
+) -> Result<(), String> {
+    use crate::grpc::pb;
+    let api = remote.connect().await?;
+    match command {
+        SessionCommand::List { username } => {
+            let mut sessions = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let request = pb::ListSessionsRequest {
+                    username: username.clone(),
+                    page_size: 1000,
+                    page_token,
+                };
+                let page = api
+                    .call(|mut c, r| async move { c.list_sessions(r).await }, request)
+                    .await?;
+                for s in &page.sessions {
+                    sessions.push(super::remote::session(s)?);
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            print_sessions(&sessions);
+        }
+        SessionCommand::Revoke { id } => {
+            let request = pb::RevokeSessionRequest { id };
+            let session = api
+                .call(|mut c, r| async move { c.revoke_session(r).await }, request)
+                .await?;
+            revoked(&super::remote::session(&session)?);
+        }
+        SessionCommand::RevokeAll { username } => {
+            let request = pb::RevokeUserSessionsRequest {
+                username: username.clone(),
+            };
+            let answer = api
+                .call(
+                    |mut c, r| async move { c.revoke_user_sessions(r).await },
+                    request,
+                )
+                .await?;
+            // The direct mode names the user as stored (normalised).
+            let name =
+                crate::domain::Username::parse(&username).map_or(username, |u| u.to_string());
+            revoked_all(answer.revoked, &name);
+        }
+    }
+    Ok(())
 }
 
 fn print_sessions(sessions: &[Session]) {

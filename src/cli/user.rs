@@ -67,19 +67,65 @@ pub(super) fn admin(
     ))
 }
 
+/// What a command did, printed alike whether the database or the admin API did it.
+enum Done {
+    Created(User),
+    Listed(Vec<User>, HashSet<String>),
+    PasswordChanged(User),
+    Disabled(User),
+    Enabled(User),
+    Deleted(User),
+    Unlocked { username: String, cleared: bool },
+    Roles(User),
+}
+
+fn report(done: Done) {
+    match done {
+        Done::Created(user) => println!("created user {} ({})", user.username, user.id),
+        Done::Listed(users, locked) => print_users(&users, &locked),
+        Done::PasswordChanged(user) => println!(
+            "password changed for {}; all of its sessions were ended",
+            user.username
+        ),
+        Done::Disabled(user) => {
+            println!("disabled {}; all of its sessions were ended", user.username);
+        }
+        Done::Enabled(user) => println!("enabled {}", user.username),
+        Done::Deleted(user) => println!("deleted {} ({})", user.username, user.id),
+        Done::Unlocked {
+            username,
+            cleared: true,
+        } => println!("unlocked {username}: failed-login counter cleared"),
+        Done::Unlocked { username, .. } => {
+            println!("{username} had no failed-login counter; nothing to clear");
+        }
+        Done::Roles(user) => println!("roles of {}: {}", user.username, roles_text(&user)),
+    }
+}
+
+/// Refuses `user roles` without a change, before anything is asked of anyone.
+fn check(command: &UserCommand) -> Result<(), String> {
+    match command {
+        UserCommand::Roles { add, remove, .. } if add.is_empty() && remove.is_empty() => {
+            Err("nothing to change: give --add ROLE and/or --remove ROLE".into())
+        }
+        _ => Ok(()),
+    }
+}
+
 pub async fn run(config: Config, command: UserCommand) -> Result<(), String> {
-    super::with_store(&config, async |store| {
+    check(&command)?;
+    let done = super::with_store(&config, async |store| {
         let admin = admin(store, &config, 1)?;
         let err = |e: crate::service::AdminError| e.to_string();
-        match command {
+        Ok(match command {
             UserCommand::Add {
                 username,
                 roles,
                 password_stdin,
             } => {
                 let password = read_password(password_stdin, true)?;
-                let user = admin.add(&username, &password, &roles).await.map_err(err)?;
-                println!("created user {} ({})", user.username, user.id);
+                Done::Created(admin.add(&username, &password, &roles).await.map_err(err)?)
             }
             UserCommand::List => {
                 let users = admin.list().await.map_err(err)?;
@@ -87,60 +133,170 @@ pub async fn run(config: Config, command: UserCommand) -> Result<(), String> {
                     .locked(config.throttle_max_failures)
                     .await
                     .map_err(err)?;
-                print_users(&users, &locked.into_iter().collect());
+                Done::Listed(users, locked.into_iter().collect())
             }
             UserCommand::SetPassword {
                 username,
                 password_stdin,
             } => {
                 let password = read_password(password_stdin, true)?;
-                let user = admin
-                    .set_password(&username, &password)
-                    .await
-                    .map_err(err)?;
-                println!(
-                    "password changed for {}; all of its sessions were ended",
-                    user.username
-                );
+                Done::PasswordChanged(
+                    admin
+                        .set_password(&username, &password)
+                        .await
+                        .map_err(err)?,
+                )
             }
             UserCommand::Disable { username } => {
-                let user = admin.set_enabled(&username, false).await.map_err(err)?;
-                println!("disabled {}; all of its sessions were ended", user.username);
+                Done::Disabled(admin.set_enabled(&username, false).await.map_err(err)?)
             }
             UserCommand::Enable { username } => {
-                let user = admin.set_enabled(&username, true).await.map_err(err)?;
-                println!("enabled {}", user.username);
+                Done::Enabled(admin.set_enabled(&username, true).await.map_err(err)?)
             }
             UserCommand::Delete { username } => {
-                let user = admin.delete(&username).await.map_err(err)?;
-                println!("deleted {} ({})", user.username, user.id);
+                Done::Deleted(admin.delete(&username).await.map_err(err)?)
             }
             UserCommand::Unlock { username } => {
                 let cleared = admin.unlock(&username).await.map_err(err)?;
-                if cleared {
-                    println!("unlocked {username}: failed-login counter cleared");
-                } else {
-                    println!("{username} had no failed-login counter; nothing to clear");
-                }
+                Done::Unlocked { username, cleared }
             }
             UserCommand::Roles {
                 username,
                 add,
                 remove,
-            } => {
-                if add.is_empty() && remove.is_empty() {
-                    return Err("nothing to change: give --add ROLE and/or --remove ROLE".into());
-                }
-                let user = admin
+            } => Done::Roles(
+                admin
                     .change_roles(&username, &add, &remove)
                     .await
-                    .map_err(err)?;
-                println!("roles of {}: {}", user.username, roles_text(&user));
+                    .map_err(err)?,
+            ),
+        })
+    })
+    .await?;
+    report(done);
+    Ok(())
+}
+
+/// The same commands through the admin API of `remote`.
+pub(super) async fn run_remote(remote: &super::Remote, command: UserCommand) -> Result<(), String> {
+    use super::remote::user;
+    use crate::grpc::pb;
+    check(&command)?;
+    // Ask for a password before connecting, as the direct mode does.
+    let password = match &command {
+        UserCommand::Add { password_stdin, .. }
+        | UserCommand::SetPassword { password_stdin, .. } => {
+            Some(read_password(*password_stdin, true)?)
+        }
+        _ => None,
+    };
+    let api = remote.connect().await?;
+    let done = match command {
+        UserCommand::Add {
+            username, roles, ..
+        } => {
+            let request = pb::CreateUserRequest {
+                username,
+                password: password.unwrap_or_default(),
+                roles,
+            };
+            let created = api.call(|mut c, r| async move { c.create_user(r).await }, request);
+            Done::Created(user(&created.await?)?.0)
+        }
+        UserCommand::List => {
+            let mut users = Vec::new();
+            let mut locked = HashSet::new();
+            let mut page_token = String::new();
+            loop {
+                let request = pb::ListUsersRequest {
+                    page_size: 1000,
+                    page_token,
+                    ..pb::ListUsersRequest::default()
+                };
+                let page = api
+                    .call(|mut c, r| async move { c.list_users(r).await }, request)
+                    .await?;
+                for listed in &page.users {
+                    let (u, is_locked) = user(listed)?;
+                    if is_locked {
+                        locked.insert(u.username.to_string());
+                    }
+                    users.push(u);
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            Done::Listed(users, locked)
+        }
+        UserCommand::SetPassword { username, .. } => {
+            let request = pb::SetUserPasswordRequest {
+                username,
+                password: password.unwrap_or_default(),
+            };
+            let changed = api.call(
+                |mut c, r| async move { c.set_user_password(r).await },
+                request,
+            );
+            Done::PasswordChanged(user(&changed.await?)?.0)
+        }
+        UserCommand::Disable { username } => {
+            let request = pb::SetUserEnabledRequest {
+                username,
+                enabled: false,
+            };
+            let changed = api.call(
+                |mut c, r| async move { c.set_user_enabled(r).await },
+                request,
+            );
+            Done::Disabled(user(&changed.await?)?.0)
+        }
+        UserCommand::Enable { username } => {
+            let request = pb::SetUserEnabledRequest {
+                username,
+                enabled: true,
+            };
+            let changed = api.call(
+                |mut c, r| async move { c.set_user_enabled(r).await },
+                request,
+            );
+            Done::Enabled(user(&changed.await?)?.0)
+        }
+        UserCommand::Delete { username } => {
+            let request = pb::DeleteUserRequest { username };
+            let deleted = api.call(|mut c, r| async move { c.delete_user(r).await }, request);
+            Done::Deleted(user(&deleted.await?)?.0)
+        }
+        UserCommand::Unlock { username } => {
+            let request = pb::UnlockUserRequest {
+                username: username.clone(),
+            };
+            let answer = api.call(|mut c, r| async move { c.unlock_user(r).await }, request);
+            Done::Unlocked {
+                username,
+                cleared: answer.await?.cleared,
             }
         }
-        Ok(())
-    })
-    .await
+        UserCommand::Roles {
+            username,
+            add,
+            remove,
+        } => {
+            let request = pb::UpdateUserRolesRequest {
+                username,
+                add,
+                remove,
+            };
+            let changed = api.call(
+                |mut c, r| async move { c.update_user_roles(r).await },
+                request,
+            );
+            Done::Roles(user(&changed.await?)?.0)
+        }
+    };
+    report(done);
+    Ok(())
 }
 
 fn roles_text(user: &User) -> String {

@@ -26,10 +26,12 @@ pub enum AuditKind {
     UserUnlocked,
     PasswordChanged,
     KeyRotated,
+    ApiKeyCreated,
+    ApiKeyRevoked,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 15] = [
+    pub const ALL: [AuditKind; 17] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginThrottled,
@@ -45,6 +47,8 @@ impl AuditKind {
         Self::UserUnlocked,
         Self::PasswordChanged,
         Self::KeyRotated,
+        Self::ApiKeyCreated,
+        Self::ApiKeyRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +68,8 @@ impl AuditKind {
             Self::UserUnlocked => "user_unlocked",
             Self::PasswordChanged => "password_changed",
             Self::KeyRotated => "key_rotated",
+            Self::ApiKeyCreated => "api_key_created",
+            Self::ApiKeyRevoked => "api_key_revoked",
         }
     }
 

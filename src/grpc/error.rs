@@ -13,7 +13,7 @@ use tonic::{Code, Status};
 
 use crate::limits::RateLimited;
 use crate::middleware::Refuse;
-use crate::service::AuthError;
+use crate::service::{AdminError, AuthError};
 
 /// The metadata key of the retry hint on `RESOURCE_EXHAUSTED`.
 pub const RETRY_AFTER: &str = "retry-after";
@@ -40,6 +40,26 @@ pub fn to_status(e: AuthError) -> Status {
             tracing::error!(error = %source, "request failed: dependency unavailable");
             Status::unavailable("service temporarily unavailable")
         }
+    }
+}
+
+/// An administrative use case's error: the operator's one-line message for what they can
+/// fix, the fixed safe messages of [`to_status`] for the rest.
+pub fn admin_status(e: AdminError) -> Status {
+    match e {
+        AdminError::InvalidUsername(_)
+        | AdminError::InvalidPassword(_)
+        | AdminError::InvalidRole(_)
+        | AdminError::RoleNotHeld(_)
+        | AdminError::InvalidKeyName(_)
+        | AdminError::InvalidPageToken => Status::invalid_argument(e.to_string()),
+        AdminError::DuplicateUser(_) => Status::already_exists(e.to_string()),
+        AdminError::UnknownUser(_)
+        | AdminError::UnknownApiKey(_)
+        | AdminError::UnknownSession(_) => Status::not_found(e.to_string()),
+        AdminError::Store(e) => to_status(AuthError::from(e)),
+        AdminError::Hash(e) => to_status(AuthError::from(e)),
+        AdminError::Randomness(e) => to_status(AuthError::from(e)),
     }
 }
 

@@ -5,6 +5,8 @@
 //! knows protobuf types. What every RPC needs before its handler (source address, request id,
 //! rate limit, metrics, logs) is [`request_stack`], applied to the whole server.
 
+pub mod account;
+pub mod admin;
 pub mod error;
 pub mod health;
 
@@ -75,6 +77,43 @@ pub mod pb {
         }
     }
 
+    impl std::fmt::Debug for CreateUserRequest {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("CreateUserRequest")
+                .field("username", &self.username)
+                .field("password", &"<redacted>")
+                .field("roles", &self.roles)
+                .finish()
+        }
+    }
+
+    impl std::fmt::Debug for SetUserPasswordRequest {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("SetUserPasswordRequest")
+                .field("username", &self.username)
+                .field("password", &"<redacted>")
+                .finish()
+        }
+    }
+
+    impl std::fmt::Debug for ChangePasswordRequest {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("ChangePasswordRequest")
+                .field("current_password", &"<redacted>")
+                .field("new_password", &"<redacted>")
+                .finish()
+        }
+    }
+
+    impl std::fmt::Debug for CreateApiKeyResponse {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("CreateApiKeyResponse")
+                .field("key", &self.key)
+                .field("secret", &"<redacted>")
+                .finish()
+        }
+    }
+
     impl std::fmt::Debug for TokenResponse {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("TokenResponse")
@@ -93,7 +132,11 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
 /// The paths the per-source limit applies to: every `auth.v1` RPC (health checks and
 /// reflection stay free).
-pub const LIMITED_PATHS: &[&str] = &["/auth.v1.AuthService/"];
+pub const LIMITED_PATHS: &[&str] = &[
+    "/auth.v1.AuthService/",
+    "/auth.v1.AdminService/",
+    "/auth.v1.AccountService/",
+];
 
 /// The request layer stack for the gRPC server: `limiter` on every `auth.v1` RPC, clients
 /// behind `trusted_proxies` known by their `x-forwarded-for`.
@@ -160,6 +203,25 @@ fn context<T>(request: &mut Request<T>) -> RequestContext {
         .extensions_mut()
         .remove::<RequestContext>()
         .unwrap_or_else(|| RequestContext::new(None, None))
+}
+
+/// The `authorization: Bearer …` token of a request, if any.
+fn bearer<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(authd_verifier::parse_bearer)
+        .map(str::to_owned)
+}
+
+/// The subject of the client certificate of an mTLS connection (verified against
+/// `tls_client_ca` in the handshake), in RFC 4514 form, e.g. `CN=ops-console, O=Example`.
+fn client_subject<T>(request: &Request<T>) -> Option<String> {
+    let certs = request.peer_certs()?;
+    let leaf = certs.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.subject().to_string())
 }
 
 pub(crate) fn introspection(found: Introspection) -> pb::IntrospectResponse {
@@ -271,12 +333,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
         &self,
         request: Request<pb::IntrospectRequest>,
     ) -> Result<Response<pb::IntrospectResponse>, Status> {
-        let bearer = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(authd_verifier::parse_bearer)
-            .map(str::to_owned);
+        let bearer = bearer(&request);
         self.service
             .authorize_introspection(bearer.as_deref())
             .await
@@ -346,6 +403,35 @@ mod tests {
                     refresh_token: secret.into(),
                     expires_in: 900,
                     token_type: "Bearer".into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::CreateUserRequest {
+                    username: "alice".into(),
+                    password: secret.into(),
+                    roles: vec![],
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::SetUserPasswordRequest {
+                    username: "alice".into(),
+                    password: secret.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::ChangePasswordRequest {
+                    current_password: secret.into(),
+                    new_password: secret.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                pb::CreateApiKeyResponse {
+                    key: None,
+                    secret: secret.into(),
                 }
             ),
         ];

@@ -1,13 +1,16 @@
-//! Managing API keys from the CLI (`ApiKeyAdmin`): create, list, revoke. Logging in with one
-//! is [`super::ApiKeyLogin`]'s.
+//! Managing API keys from the CLI and the admin API (`ApiKeyAdmin`): create, list, revoke,
+//! each change audited with the acting [`Actor`]. Logging in with one is
+//! [`super::ApiKeyLogin`]'s.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::users::AdminError;
+use super::{Actor, Auditor};
 use crate::crypto::api_key::ApiKeySecret;
 use crate::domain::{
-    ApiKey, ApiKeyId, ApiKeyListing, Clock, Role, Username, normalise_roles, roles_for_new_key,
+    ApiKey, ApiKeyId, ApiKeyListing, AuditKind, Clock, Role, User, Username, normalise_roles,
+    roles_for_new_key,
 };
 use crate::store::{Store, StoreError};
 
@@ -21,15 +24,38 @@ pub struct CreatedApiKey {
     pub secret: ApiKeySecret,
 }
 
-/// Creates, lists and revokes API keys, as driven by the CLI.
+/// Creates, lists and revokes API keys, as driven by the CLI and the admin API.
 pub struct ApiKeyAdmin {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    audit: Auditor,
+    actor: Actor,
 }
 
 impl ApiKeyAdmin {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        let audit = Auditor::new(Arc::clone(&store));
+        Self {
+            store,
+            clock,
+            audit,
+            actor: Actor::cli(),
+        }
+    }
+
+    /// The same, recording `actor` as the one who creates and revokes keys.
+    #[must_use]
+    pub fn acting_as(mut self, actor: Actor) -> Self {
+        self.actor = actor;
+        self
+    }
+
+    async fn audit(&self, kind: AuditKind, owner: Option<&User>, detail: String) {
+        let mut event = self.actor.event(kind, self.clock.now(), Some(detail));
+        if let Some(owner) = owner {
+            event = event.user(owner);
+        }
+        self.audit.record(event).await;
     }
 
     /// Creates a key for `username` with the given roles (all of the user's when empty; each
@@ -84,6 +110,13 @@ impl ApiKeyAdmin {
                 StoreError::UserNotFound => AdminError::UnknownUser(username.to_string()),
                 other => AdminError::Store(other),
             })?;
+        let roles = key.roles.iter().map(Role::as_str).collect::<Vec<_>>();
+        self.audit(
+            AuditKind::ApiKeyCreated,
+            Some(&owner),
+            format!("key={}; roles={}", key.id, roles.join(",")),
+        )
+        .await;
         Ok(CreatedApiKey { key, secret })
     }
 
@@ -102,6 +135,26 @@ impl ApiKeyAdmin {
             })
     }
 
+    /// Revokes a key of `owner` (self-service): someone else's key is as unknown as one that
+    /// does not exist.
+    ///
+    /// # Errors
+    /// No key of `owner` with that id; storage.
+    pub async fn revoke_own(&self, owner: &User, id: &str) -> Result<ApiKeyId, AdminError> {
+        let unknown = || AdminError::UnknownApiKey(id.chars().take(64).collect());
+        let parsed = ApiKeyId::parse(id).ok_or_else(unknown)?;
+        let found = self
+            .store
+            .find_api_key(&parsed)
+            .await
+            .map_err(AdminError::Store)?
+            .ok_or_else(unknown)?;
+        if found.owner.id != owner.id {
+            return Err(unknown());
+        }
+        self.revoke(id).await
+    }
+
     /// Revokes a key by id. Revoking a revoked key again succeeds.
     ///
     /// # Errors
@@ -115,6 +168,18 @@ impl ApiKeyAdmin {
             .await
             .map_err(AdminError::Store)?
         {
+            let owner = self
+                .store
+                .find_api_key(&id)
+                .await
+                .map_err(AdminError::Store)?
+                .map(|k| k.owner);
+            self.audit(
+                AuditKind::ApiKeyRevoked,
+                owner.as_ref(),
+                format!("key={id}"),
+            )
+            .await;
             Ok(id)
         } else {
             Err(unknown())

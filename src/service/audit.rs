@@ -13,6 +13,50 @@ use crate::store::{Store, StoreError};
 /// The tracing target of audit events.
 pub const AUDIT_TARGET: &str = "authd::audit";
 
+/// Who did an administrative change, as its audit event records it: the command line on the
+/// database's host (source `cli`), or a principal authorised by the admin API (source: the
+/// client's address; detail starting `by=user:<name>` or `by=cert:<subject>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    by: Option<String>,
+    source: Option<String>,
+    request_id: String,
+}
+
+impl Actor {
+    /// The command line working on the database directly; one request id for everything
+    /// this invocation does.
+    pub fn cli() -> Self {
+        Self {
+            by: None,
+            source: Some("cli".into()),
+            request_id: super::RequestContext::new(None, None).request_id,
+        }
+    }
+
+    /// `principal` (e.g. `user:alice`) acting through a request with context `ctx`.
+    pub fn remote(principal: String, ctx: &super::RequestContext) -> Self {
+        Self {
+            by: Some(principal),
+            source: ctx.source_label(),
+            request_id: ctx.request_id.clone(),
+        }
+    }
+
+    /// An event of `kind` at `now` by this actor, with `detail` after the actor's name.
+    pub fn event(&self, kind: AuditKind, now: Timestamp, detail: Option<String>) -> AuditEvent {
+        let mut event = AuditEvent::new(kind, now)
+            .source(self.source.clone())
+            .request_id(self.request_id.as_str());
+        event.detail = match (&self.by, detail) {
+            (Some(by), Some(detail)) => Some(format!("by={by}; {detail}")),
+            (Some(by), None) => Some(format!("by={by}")),
+            (None, detail) => detail,
+        };
+        event
+    }
+}
+
 /// Writes audit events to the log and the store.
 #[derive(Clone)]
 pub struct Auditor {

@@ -210,6 +210,28 @@ impl KeyManager {
         Ok(outcome)
     }
 
+    /// [`Self::rotate_now`], with an audit event naming `actor` (the admin API's `RotateSigningKey`).
+    ///
+    /// # Errors
+    /// As [`Self::rotate_now`].
+    pub async fn rotate_as(&self, actor: &super::Actor) -> Result<RotateOutcome, KeySetupError> {
+        let outcome = self.rotate_now().await?;
+        let detail = match &outcome {
+            RotateOutcome::Scheduled { kid, activates_at } => {
+                format!("scheduled kid={kid}; activates={activates_at}")
+            }
+            RotateOutcome::AlreadyPending { kid, .. } => format!("already pending kid={kid}"),
+        };
+        super::Auditor::new(Arc::clone(&self.store))
+            .record(actor.event(
+                crate::domain::AuditKind::KeyRotated,
+                self.clock.now(),
+                Some(detail),
+            ))
+            .await;
+        Ok(outcome)
+    }
+
     /// The JWKS document to serve now.
     pub fn jwks(&self) -> serde_json::Value {
         self.ring().jwks(self.clock.now(), &self.policy)

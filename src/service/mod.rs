@@ -10,6 +10,7 @@
 //! are thin shells around it. Per-source rate limiting, request ids, metrics and request logs
 //! are not here: they are the request layer stack (`crate::middleware`).
 
+mod admin_access;
 mod api_key_login;
 mod api_keys;
 mod audit;
@@ -20,14 +21,16 @@ mod introspect;
 mod keys;
 mod login;
 mod logout;
+pub mod paging;
 mod refresh;
 mod sessions;
 mod shared;
 mod users;
 
+pub use admin_access::{AdminAccess, Principal};
 pub use api_key_login::ApiKeyLogin;
 pub use api_keys::{ApiKeyAdmin, CreatedApiKey, MAX_KEY_NAME_CHARS};
-pub use audit::{AUDIT_TARGET, Auditor, to_json as audit_json};
+pub use audit::{AUDIT_TARGET, Actor, Auditor, to_json as audit_json};
 pub use auth::{AuthError, IssuedTokens, TokenService, TokenSettings};
 pub use context::{MAX_REQUEST_ID_CHARS, RequestContext};
 pub use introspect::{Introspection, Introspector};
@@ -37,4 +40,4 @@ pub use logout::Logout;
 pub use refresh::Refresher;
 pub use sessions::SessionAdmin;
 pub use shared::Context;
-pub use users::{AdminError, UserAdmin};
+pub use users::{AdminError, ListedUser, UserAdmin, UserFilter};

@@ -1,20 +1,45 @@
 //! Sessions (refresh families) as an operator sees them: list a user's, end one, end all.
+//! Ending sessions is audited (`family_revoked`) with the acting [`Actor`].
 
 use std::sync::Arc;
 
 use super::users::AdminError;
-use crate::domain::{Clock, FamilyId, Session, User, Username};
+use super::{Actor, Auditor};
+use crate::domain::{AuditKind, Clock, FamilyId, Session, User, Username};
 use crate::store::{Store, StoreError};
 
-/// Lists and ends sessions, as driven by the CLI.
+/// Lists and ends sessions, as driven by the CLI and the admin API.
 pub struct SessionAdmin {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    audit: Auditor,
+    actor: Actor,
 }
 
 impl SessionAdmin {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        let audit = Auditor::new(Arc::clone(&store));
+        Self {
+            store,
+            clock,
+            audit,
+            actor: Actor::cli(),
+        }
+    }
+
+    /// The same, recording `actor` as the one who ends sessions.
+    #[must_use]
+    pub fn acting_as(mut self, actor: Actor) -> Self {
+        self.actor = actor;
+        self
+    }
+
+    async fn audit(&self, user: &User, detail: String) {
+        let event = self
+            .actor
+            .event(AuditKind::FamilyRevoked, self.clock.now(), Some(detail))
+            .user(user);
+        self.audit.record(event).await;
     }
 
     fn user_error(username: &Username, e: StoreError) -> AdminError {
@@ -53,7 +78,28 @@ impl SessionAdmin {
             .revoke_family(&id, self.clock.now())
             .await
             .map_err(AdminError::Store)?;
+        self.audit(&session.user, format!("family={}", session.id))
+            .await;
         Ok(session)
+    }
+
+    /// Ends one session of `owner` (self-service): a session of someone else is as unknown as
+    /// one that does not exist.
+    ///
+    /// # Errors
+    /// No session of `owner` with that id; storage.
+    pub async fn revoke_own(&self, owner: &User, id: &str) -> Result<Session, AdminError> {
+        let unknown = || AdminError::UnknownSession(id.chars().take(64).collect());
+        let found = self
+            .store
+            .find_session(&FamilyId::from_stored(id.to_owned()))
+            .await
+            .map_err(AdminError::Store)?
+            .ok_or_else(unknown)?;
+        if found.user.id != owner.id {
+            return Err(unknown());
+        }
+        self.revoke(id).await
     }
 
     /// Ends every session of the user; returns how many were live.
@@ -62,9 +108,13 @@ impl SessionAdmin {
     /// Invalid username; unknown user; storage.
     pub async fn revoke_all(&self, username: &str) -> Result<(User, u64), AdminError> {
         let username = Username::parse(username)?;
-        self.store
+        let (user, count) = self
+            .store
             .revoke_sessions_of(&username, self.clock.now())
             .await
-            .map_err(|e| Self::user_error(&username, e))
+            .map_err(|e| Self::user_error(&username, e))?;
+        self.audit(&user, format!("all sessions; live={count}"))
+            .await;
+        Ok((user, count))
     }
 }

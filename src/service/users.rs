@@ -1,6 +1,6 @@
-//! User administration, as driven by the CLI, and [`AdminError`], the error of every
-//! administrative use case (users, API keys, sessions). Every change is an audit event with
-//! source `cli`.
+//! User administration, as driven by the CLI and the admin API, and [`AdminError`], the error
+//! of every administrative use case (users, API keys, sessions). Every change is an audit
+//! event naming its [`Actor`] (the CLI on the host: source `cli`).
 
 use std::sync::Arc;
 
@@ -11,7 +11,8 @@ use crate::domain::{
 };
 use crate::store::{NewUser, RoleChange, Store, StoreError};
 
-use super::{Auditor, RequestContext};
+use super::paging::{Page, PageRequest};
+use super::{Actor, Auditor};
 
 /// Why an administrative action failed. Messages are one clear line for an operator.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,8 @@ pub enum AdminError {
     UnknownApiKey(String),
     #[error("no session with id {0:?}")]
     UnknownSession(String),
+    #[error("invalid page token")]
+    InvalidPageToken,
     #[error("{0}")]
     Store(StoreError),
     #[error("{0}")]
@@ -49,7 +52,25 @@ pub struct UserAdmin {
     clock: Arc<dyn Clock>,
     password_policy: PasswordPolicy,
     audit: Auditor,
-    request_id: String,
+    actor: Actor,
+}
+
+/// Which users a listing shows; every set condition must hold.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// Usernames starting with this (compared with the normalised name).
+    pub name_prefix: Option<String>,
+    pub role: Option<String>,
+    pub disabled_only: bool,
+    /// Only names locked after `locked_at` failures.
+    pub locked_only: bool,
+}
+
+/// A user as listed: the record and whether its name is locked.
+#[derive(Debug, Clone)]
+pub struct ListedUser {
+    pub user: User,
+    pub locked: bool,
 }
 
 fn parse_roles(raw: &[String]) -> Result<Vec<Role>, RoleError> {
@@ -70,17 +91,19 @@ impl UserAdmin {
             clock,
             password_policy,
             audit,
-            // One id for everything this invocation does.
-            request_id: RequestContext::new(None, None).request_id,
+            actor: Actor::cli(),
         }
     }
 
+    /// The same, recording `actor` as the one who makes every change.
+    #[must_use]
+    pub fn acting_as(mut self, actor: Actor) -> Self {
+        self.actor = actor;
+        self
+    }
+
     async fn audit(&self, kind: AuditKind, user: &User, detail: Option<String>) {
-        let mut event = AuditEvent::new(kind, self.clock.now())
-            .user(user)
-            .source(Some("cli".into()))
-            .request_id(self.request_id.as_str());
-        event.detail = detail;
+        let event = self.actor.event(kind, self.clock.now(), detail).user(user);
         self.audit.record(event).await;
     }
 
@@ -101,11 +124,14 @@ impl UserAdmin {
             .find_user(&username)
             .await
             .map_err(AdminError::Store)?;
-        let mut event = AuditEvent::new(AuditKind::UserUnlocked, self.clock.now())
-            .username(username.as_str())
-            .source(Some("cli".into()))
-            .request_id(self.request_id.as_str())
-            .detail(format!("counter_cleared={cleared}"));
+        let mut event = self
+            .actor
+            .event(
+                AuditKind::UserUnlocked,
+                self.clock.now(),
+                Some(format!("counter_cleared={cleared}")),
+            )
+            .username(username.as_str());
         if let Some(user) = &user {
             event = event.user(user);
         }
@@ -190,6 +216,55 @@ impl UserAdmin {
     /// Storage failure.
     pub async fn list(&self) -> Result<Vec<User>, AdminError> {
         self.store.list_users().await.map_err(AdminError::Store)
+    }
+
+    /// One user by name.
+    ///
+    /// # Errors
+    /// Invalid username; unknown user; storage failure.
+    pub async fn get(&self, username: &str) -> Result<User, AdminError> {
+        let username = Username::parse(username)?;
+        self.store
+            .find_user(&username)
+            .await
+            .map_err(AdminError::Store)?
+            .ok_or_else(|| AdminError::UnknownUser(username.to_string()))
+    }
+
+    /// One page of the users `filter` selects, in username order, each with whether it is
+    /// locked after `locked_at` failures. The page token is the last username shown, so a
+    /// walk over all pages returns every user that exists throughout it exactly once, whatever
+    /// is added or removed meanwhile.
+    ///
+    /// # Errors
+    /// Invalid role or page token; storage failure.
+    pub async fn list_page(
+        &self,
+        filter: &UserFilter,
+        locked_at: u32,
+        page: &PageRequest,
+    ) -> Result<Page<ListedUser>, AdminError> {
+        let role = filter.role.as_deref().map(Role::parse).transpose()?;
+        let after = page.after()?;
+        let locked: std::collections::HashSet<String> =
+            self.locked(locked_at).await?.into_iter().collect();
+        let users = self.list().await?.into_iter().filter_map(|user| {
+            let name = user.username.as_str();
+            let keep = after.as_deref().is_none_or(|a| name > a)
+                && filter
+                    .name_prefix
+                    .as_deref()
+                    .is_none_or(|p| name.starts_with(p))
+                && role.as_ref().is_none_or(|r| user.roles.contains(r))
+                && (!filter.disabled_only || !user.enabled)
+                && (!filter.locked_only || locked.contains(name));
+            let is_locked = locked.contains(name);
+            keep.then_some(ListedUser {
+                locked: is_locked,
+                user,
+            })
+        });
+        Ok(page.take(users, |u| u.user.username.to_string()))
     }
 
     /// The names locked after `locked_at` consecutive failed logins (`throttle_max_failures`),

@@ -69,6 +69,9 @@ async fn every_event_type_is_recorded_without_secrets() {
         .set_password("alice", "another long password")
         .await
         .unwrap(); // password_changed
+    let keys = app.api_keys().await;
+    let key = keys.create("alice", "audit", &[], None).await.unwrap(); // api_key_created
+    keys.revoke(key.key.id.as_str()).await.unwrap(); // api_key_revoked
     admin.set_enabled("alice", false).await.unwrap(); // user_disabled
     admin.set_enabled("alice", true).await.unwrap(); // user_enabled
     app.service

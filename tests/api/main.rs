@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
 
+mod account;
+mod admin;
 mod api_keys;
 mod audit;
 mod grpc_web;

@@ -15,18 +15,18 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use crate::helpers::{PASSWORD, TestApp, spawn_app_with};
 
 /// A CA that can issue server and client certificates.
-struct TestCa {
+pub(crate) struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
 /// A certificate and its private key, in PEM.
-struct Issued {
-    cert: String,
-    key: String,
+pub(crate) struct Issued {
+    pub(crate) cert: String,
+    pub(crate) key: String,
 }
 
 impl TestCa {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -34,11 +34,11 @@ impl TestCa {
         Self { issuer }
     }
 
-    fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.issuer.pem()
     }
 
-    fn issue(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> Issued {
+    pub(crate) fn issue(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> Issued {
         let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![usage];
@@ -50,12 +50,12 @@ impl TestCa {
         }
     }
 
-    fn server(&self) -> Issued {
+    pub(crate) fn server(&self) -> Issued {
         self.issue("localhost", ExtendedKeyUsagePurpose::ServerAuth)
     }
 }
 
-fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
     let path = dir.join(name);
     // Write-then-rename, as deployment tools do, so the server never reads half a file.
     let tmp = dir.join(format!("{name}.tmp"));
