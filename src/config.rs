@@ -89,10 +89,11 @@ pub struct Config {
     pub per_source_rate: u32,
     /// Burst allowed above the rate per source address.
     pub per_source_burst: u32,
-    /// When set, `Introspect` answers only callers presenting an active access token with this
-    /// role (`authorization: Bearer …`), as RFC 7662 asks of an introspection endpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub introspect_role: Option<String>,
+    /// The role a caller of `Introspect` needs (RFC 7662 §2.1: the endpoint authenticates its
+    /// callers): its API key or active access token (`authorization: Bearer …`) must carry it.
+    pub introspect_role: String,
+    /// `true`: `Introspect` answers anyone, without a credential (the behaviour before issue 16).
+    pub introspection_open: bool,
     /// Proxies (CIDRs) whose `x-forwarded-for` is believed.
     #[serde(with = "net_list")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -255,7 +256,8 @@ impl Default for Config {
             hash_queue_timeout: Duration::from_secs(2),
             per_source_rate: 10,
             per_source_burst: 20,
-            introspect_role: None,
+            introspect_role: "introspector".into(),
+            introspection_open: false,
             trusted_proxies: Vec::new(),
             max_message_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
@@ -408,14 +410,7 @@ impl Config {
         keys.retain(|k| k != "ldap");
         // Optional keys are absent from the serialised defaults.
         keys.extend(
-            [
-                "tls_cert",
-                "tls_key",
-                "tls_client_ca",
-                "introspect_role",
-                "password_blocklist",
-            ]
-            .map(String::from),
+            ["tls_cert", "tls_key", "tls_client_ca", "password_blocklist"].map(String::from),
         );
         keys
     }
@@ -471,9 +466,7 @@ impl Config {
         if self.hash_queue_timeout.is_zero() {
             return invalid("hash_queue_timeout must be positive");
         }
-        if let Some(role) = &self.introspect_role
-            && Role::parse(role).is_err()
-        {
+        if Role::parse(&self.introspect_role).is_err() {
             return invalid("introspect_role must be a valid role name");
         }
         if self.per_source_rate > 0 && self.per_source_burst == 0 {
@@ -654,10 +647,11 @@ impl Config {
             throttle: self.throttle_policy(),
             per_source_rate: self.per_source_rate,
             per_source_burst: self.per_source_burst,
-            introspect_role: self
-                .introspect_role
-                .as_deref()
-                .and_then(|r| Role::parse(r).ok()),
+            introspect_role: if self.introspection_open {
+                None
+            } else {
+                Role::parse(&self.introspect_role).ok()
+            },
         }
     }
 }
@@ -914,7 +908,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("AUTHD_INTROSPECT_ROLE", "introspector");
             let c = Config::load(None, &Overrides::default()).unwrap();
-            assert_eq!(c.introspect_role.as_deref(), Some("introspector"));
+            assert_eq!(c.introspect_role, "introspector");
             Ok(())
         });
         let e = load_error("AUTHD_REFRESH_TOKEN_MAX_LIFETIME", "31d");

@@ -19,12 +19,12 @@ use crate::service::KeyManager;
 use crate::store::{Store, StoreError};
 
 use super::api_key_login::ApiKeyLogin;
+use super::housekeeping::PURGE_BATCH;
 use super::introspect::{Introspection, Introspector};
 use super::login::PasswordLogin;
 use super::logout::Logout;
 use super::refresh::Refresher;
 use super::shared::Context;
-use super::housekeeping::PURGE_BATCH;
 use super::{Auditor, RequestContext};
 
 /// What every issued token carries, from configuration.
@@ -38,7 +38,8 @@ pub struct TokenSettings {
     /// Requests per second per source, on every `auth.v1` RPC (0 disables).
     pub per_source_rate: u32,
     pub per_source_burst: u32,
-    /// The role a caller's access token needs to use `Introspect` (`None`: anyone may).
+    /// The role a caller's API key or access token needs to use `Introspect` (`None`: anyone
+    /// may, `introspection_open`).
     pub introspect_role: Option<Role>,
 }
 

@@ -74,11 +74,14 @@ impl std::fmt::Debug for KeyManager {
     }
 }
 
-/// The verifier's key source for this service's own tokens: whatever ring is current.
+/// The verifier's key source for this service's own tokens: the keys of the current ring that
+/// are published now (a key retired with `keys retire --now` verifies nothing from then on).
 impl authd_verifier::LocalKeys for KeyManager {
     fn key(&self, kid: &str) -> Option<authd_verifier::LocalKey> {
+        let now = self.clock.now();
         self.ring()
             .find(kid)
+            .filter(|k| k.times().state(now, &self.policy).is_published())
             .and_then(crate::crypto::access_token::local_key)
     }
 }

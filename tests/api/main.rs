@@ -6,6 +6,7 @@
 mod api_keys;
 mod audit;
 mod helpers;
+mod introspection;
 mod keys;
 mod legacy;
 mod limits;
