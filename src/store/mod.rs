@@ -323,6 +323,13 @@ pub trait SigningKeyStore: Send + Sync {
         key: &StoredKey,
         unless_activation_after: Option<Timestamp>,
     ) -> Result<bool, StoreError>;
+    /// Sets a key's retirement time (`authd keys retire --now` backdates it so the key is
+    /// unpublished at once). Returns whether the key exists.
+    async fn set_key_retirement(
+        &self,
+        kid: &str,
+        retires_at: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// Replaces a key's private part, e.g. to encrypt a key stored in the clear.
     async fn reseal_signing_key(
         &self,

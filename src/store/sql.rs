@@ -327,6 +327,17 @@ macro_rules! retire_keys_before {
 }
 pub(crate) use retire_keys_before;
 
+/// Sets key `$kid`'s retirement to `$at` (an emergency retirement backdates it, so the key
+/// leaves the JWKS at once).
+macro_rules! set_key_retirement {
+    ($kid:expr, $at:expr) => {
+        sqlx::query("UPDATE signing_keys SET retires_at = $1 WHERE kid = $2")
+            .bind($at.unix_millis())
+            .bind($kid)
+    };
+}
+pub(crate) use set_key_retirement;
+
 /// Inserts signing key `$key` (a [`crate::domain::StoredKey`]).
 macro_rules! insert_signing_key {
     ($key:expr) => {

@@ -131,3 +131,54 @@ async fn introspection_open_answers_anyone() {
     let answer = app.introspect_as(&tokens.access_token, None).await.unwrap();
     assert!(answer.active);
 }
+
+fn kid_of(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+/// `authd keys retire KID --now`: the key leaves the JWKS at once, its tokens are inactive,
+/// and a new key signs. (The server is restarted so it loads the keys at once, as a running
+/// one would within its reload interval.)
+// Multi-threaded: the test thread blocks on the CLI process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_token_is_inactive_once_its_signing_key_is_retired_at_once() {
+    let app = spawn_app().await;
+    let tokens = alice(&app).await;
+    let kid = kid_of(&tokens.access_token);
+    let (ok, _, err) = app.cli(&["keys", "retire", &kid]);
+    assert!(!ok, "--now is required: {err}");
+    let (ok, out, err) = app.cli(&["keys", "retire", &kid, "--now"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&kid), "{out}");
+    let (dir, config) = app.stop().await;
+    let app = crate::helpers::spawn_on(dir, config).await;
+    let jwks = app.get_json("/.well-known/jwks.json").await;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(!kids.contains(&kid.as_str()), "{jwks}");
+    assert!(!app.is_active(&tokens.access_token).await);
+    // The session itself is not ended: a refresh gets a token signed by the new key.
+    let next = app.refresh(&tokens.refresh_token).await.unwrap();
+    let new_kid = kid_of(&next.access_token);
+    assert_ne!(new_kid, kid);
+    assert!(kids.contains(&new_kid.as_str()));
+    assert!(app.is_active(&next.access_token).await);
+    // Audited.
+    let events = app.admin().await.audit_tail(None, 100).await.unwrap();
+    assert!(events.iter().any(|e| {
+        e.kind == authd::domain::AuditKind::KeyRotated
+            && e.detail
+                .as_deref()
+                .is_some_and(|d| d.contains(&format!("retired={kid}")))
+    }));
+}
