@@ -378,7 +378,7 @@ async fn outage(test: &str, down: Link) {
     assert_ne!(via_proxy, db.url, "the URL names the port explicitly");
     // A long grace window: a rotation committed just as the link went down, whose response
     // never arrived, is recovered by presenting the same token again.
-    let replica = Replica::start(&via_proxy, &[("AUTHD_REFRESH_REUSE_GRACE", "5m")]).await;
+    let replica = Replica::start(&via_proxy, &[("AUTHD_REFRESH_REUSE_GRACE", "2m")]).await;
     let mut current = replica.login("alice").await.refresh_token;
     for _ in 0..5 {
         current = replica.refresh(&current).await.unwrap();
