@@ -72,11 +72,19 @@ pub(crate) fn api_key_write_error(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// A user row to create.
-#[derive(Debug)]
+/// A user row to create. Its `Debug` leaves the password hash out (issue 16).
 pub struct NewUser {
     pub user: User,
     pub password_hash: String,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("user", &self.user)
+            .field("password_hash", &"[redacted]")
+            .finish()
+    }
 }
 
 /// How to open a store; backends use what applies to them.
