@@ -89,10 +89,11 @@ pub struct Config {
     pub per_source_rate: u32,
     /// Burst allowed above the rate per source address.
     pub per_source_burst: u32,
-    /// When set, `Introspect` answers only callers presenting an active access token with this
-    /// role (`authorization: Bearer …`), as RFC 7662 asks of an introspection endpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub introspect_role: Option<String>,
+    /// The role a caller of `Introspect` needs (RFC 7662 §2.1: the endpoint authenticates its
+    /// callers): its API key or active access token (`authorization: Bearer …`) must carry it.
+    pub introspect_role: String,
+    /// `true`: `Introspect` answers anyone, without a credential (the behaviour before issue 16).
+    pub introspection_open: bool,
     /// The role an access token (and its user, now) must hold to call `auth.v1.AdminService`.
     pub admin_role: String,
     /// Subjects of mTLS client certificates (RFC 4514, as `CN=ops, O=Example`) allowed to call
@@ -293,7 +294,8 @@ impl Default for Config {
             hash_queue_timeout: Duration::from_secs(2),
             per_source_rate: 10,
             per_source_burst: 20,
-            introspect_role: None,
+            introspect_role: "introspector".into(),
+            introspection_open: false,
             admin_role: "admin".into(),
             admin_client_subjects: Vec::new(),
             trusted_proxies: Vec::new(),
@@ -460,7 +462,6 @@ impl Config {
                 "tls_cert",
                 "tls_key",
                 "tls_client_ca",
-                "introspect_role",
                 "password_blocklist",
                 "max_connections",
                 "max_connections_per_source",
@@ -521,9 +522,7 @@ impl Config {
         if self.hash_queue_timeout.is_zero() {
             return invalid("hash_queue_timeout must be positive");
         }
-        if let Some(role) = &self.introspect_role
-            && Role::parse(role).is_err()
-        {
+        if Role::parse(&self.introspect_role).is_err() {
             return invalid("introspect_role must be a valid role name");
         }
         if self
@@ -744,10 +743,11 @@ impl Config {
             throttle: self.throttle_policy(),
             per_source_rate: self.per_source_rate,
             per_source_burst: self.per_source_burst,
-            introspect_role: self
-                .introspect_role
-                .as_deref()
-                .and_then(|r| Role::parse(r).ok()),
+            introspect_role: if self.introspection_open {
+                None
+            } else {
+                Role::parse(&self.introspect_role).ok()
+            },
             audit_refresh: crate::domain::AuditRefresh::parse(&self.audit_refresh)
                 .unwrap_or(crate::domain::AuditRefresh::None),
         }
@@ -1007,7 +1007,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("AUTHD_INTROSPECT_ROLE", "introspector");
             let c = Config::load(None, &Overrides::default()).unwrap();
-            assert_eq!(c.introspect_role.as_deref(), Some("introspector"));
+            assert_eq!(c.introspect_role, "introspector");
             Ok(())
         });
         let e = load_error("AUTHD_REFRESH_TOKEN_MAX_LIFETIME", "31d");

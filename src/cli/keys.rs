@@ -1,4 +1,4 @@
-//! `authd keys …`: list the signing keys and force a rotation.
+//! `authd keys …`: list the signing keys, force a rotation, retire a compromised key at once.
 
 use std::sync::Arc;
 
@@ -6,8 +6,8 @@ use clap::Subcommand;
 
 use crate::app::key_encryption;
 use crate::config::Config;
-use crate::domain::{Clock, SystemClock, Timestamp};
-use crate::service::{KeyInfo, KeyManager, RotateOutcome, list_keys};
+use crate::domain::{AuditEvent, AuditKind, Clock, SystemClock, Timestamp};
+use crate::service::{Auditor, KeyInfo, KeyManager, RotateOutcome, list_keys};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -16,6 +16,15 @@ pub enum KeysCommand {
     /// Schedule a new signing key now; it is published at once and signs after the
     /// pre-publication period (key_prepublish). Running servers pick it up within a minute.
     Rotate,
+    /// Emergency (a compromised key): stop signing with KID and remove it from the JWKS at
+    /// once, so every token it signed fails verification and Introspect; a new key signs from
+    /// now. Running servers pick it up within a minute; verifiers within their JWKS cache age.
+    Retire {
+        kid: String,
+        /// Required: retire at once rather than on the usual schedule
+        #[arg(long)]
+        now: bool,
+    },
 }
 
 pub async fn run(config: Config, command: KeysCommand) -> Result<(), String> {
@@ -28,6 +37,32 @@ pub async fn run(config: Config, command: KeysCommand) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())?;
                 print_keys(&keys);
+            }
+            KeysCommand::Retire { kid, now } => {
+                if !now {
+                    return Err(
+                        "keys retire needs --now (scheduled retirement is `keys rotate`)".into(),
+                    );
+                }
+                let manager = KeyManager::start(
+                    Arc::clone(&store),
+                    Arc::clone(&clock),
+                    policy,
+                    config.signing_algorithm,
+                    key_encryption(&config).map_err(|e| e.to_string())?,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                let done = manager.retire_now(&kid).await.map_err(|e| e.to_string())?;
+                let event = AuditEvent::new(AuditKind::KeyRotated, clock.now()).detail(format!(
+                    "kid={} retired={} reason=emergency",
+                    done.replacement, done.retired
+                ));
+                Auditor::new(store).record(event).await;
+                println!(
+                    "key {} retired and unpublished; new key {} signs from now",
+                    done.retired, done.replacement
+                );
             }
             KeysCommand::Rotate => {
                 let manager = KeyManager::start(
@@ -95,6 +130,12 @@ pub(super) async fn run_remote(remote: &super::Remote, command: KeysCommand) -> 
     };
     match command {
         KeysCommand::List => print_keys(&list().await?),
+        KeysCommand::Retire { .. } => {
+            return Err(
+                "keys retire --now is not in the admin API yet: run it on the host, against the database"
+                    .into(),
+            );
+        }
         KeysCommand::Rotate => {
             let answer = api
                 .call(

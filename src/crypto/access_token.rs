@@ -68,6 +68,7 @@ mod tests {
             roles: vec![],
             preferred_username: Some("alice".into()),
             key_id: None,
+            sid: Some("s1".into()),
         }
     }
 

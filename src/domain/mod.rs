@@ -3,6 +3,7 @@
 //! Everything here is plain data and pure functions. It does no I/O, reads no clock and knows
 //! no transport or database: no tonic, sqlx or argon2 in this module tree.
 
+mod access;
 mod api_key;
 mod audit;
 mod key_schedule;
@@ -15,6 +16,7 @@ mod time;
 mod user;
 mod username;
 
+pub use access::{AccessBinding, AccessStanding};
 pub use api_key::{
     API_KEY_ID_CHARS, ApiKey, ApiKeyId, ApiKeyListing, ApiKeyRejection, ApiKeySecretHash,
     RoleNotHeld, check_api_key, roles_for_new_key,
@@ -30,7 +32,10 @@ pub use refresh::{
 };
 pub use role::{Role, RoleError};
 pub use signing_key::StoredKey;
-pub use throttle::{Admission, Charge, FailureCount, MAX_CONSECUTIVE_FAILURES, ThrottlePolicy};
+pub use throttle::{
+    Admission, Attempts, Charge, FailureCount, IN_FLIGHT_EXPIRY, MAX_CONSECUTIVE_FAILURES,
+    ThrottlePolicy,
+};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use user::{User, UserCredentials, UserId, normalise_roles};
 pub use username::{MAX_USERNAME_CHARS, Username, UsernameError};

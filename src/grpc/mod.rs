@@ -239,7 +239,7 @@ pub(crate) fn introspection(found: Introspection) -> pb::IntrospectResponse {
             iss: claims.iss,
             aud: claims.aud,
             key_id: claims.key_id.unwrap_or_default(),
-            session_id: String::new(),
+            session_id: claims.sid.unwrap_or_default(),
         },
         Introspection::Refresh {
             user,

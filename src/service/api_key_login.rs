@@ -8,7 +8,7 @@ use tracing::{info, warn};
 
 use super::RequestContext;
 use super::auth::AuthError;
-use super::shared::Context;
+use super::shared::{Context, TokenBinding};
 use crate::crypto::api_key::ApiKeySecret;
 use crate::domain::{ApiKeyId, AuditEvent, AuditKind, check_api_key};
 
@@ -81,9 +81,12 @@ impl ApiKeyLogin {
                 return Err(refuse(why.as_str(), Some(secret.id())));
             }
         };
-        let access_token =
-            self.shared
-                .sign_access_token(&stored.owner, &roles, Some(&stored.key.id), now)?;
+        let access_token = self.shared.sign_access_token(
+            &stored.owner,
+            &roles,
+            TokenBinding::ApiKey(&stored.key.id),
+            now,
+        )?;
         // Bookkeeping only: a failure to record the use must not fail the login.
         if let Err(e) = self.shared.store().touch_api_key(&stored.key.id, now).await {
             warn!(key_id = %stored.key.id, error = %e, "cannot record api key use");

@@ -38,17 +38,26 @@ pub struct TokenSettings {
     /// Requests per second per source, on every `auth.v1` RPC (0 disables).
     pub per_source_rate: u32,
     pub per_source_burst: u32,
-    /// The role a caller's access token needs to use `Introspect` (`None`: anyone may).
+    /// The role a caller's API key or access token needs to use `Introspect` (`None`: anyone
+    /// may, `introspection_open`).
     pub introspect_role: Option<Role>,
     /// Which routine rotations are audited.
     pub audit_refresh: crate::domain::AuditRefresh,
 }
 
-/// A fresh pair of tokens.
-#[derive(Debug)]
+/// A fresh pair of tokens. Its `Debug` shows neither (issue 16).
 pub struct IssuedTokens {
     pub access_token: String,
     pub refresh_token: RefreshToken,
+}
+
+impl std::fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field("access_token", &"[redacted]")
+            .field("refresh_token", &self.refresh_token)
+            .finish()
+    }
 }
 
 /// Why a login or refresh failed. The messages are safe to show clients: they say nothing
@@ -314,5 +323,40 @@ impl TokenService {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Timestamp, User, UserId, Username};
+    use crate::store::NewUser;
+
+    /// Issue 16: types holding secrets do not print them.
+    #[test]
+    fn debug_of_tokens_and_new_users_shows_no_secret() {
+        let now = Timestamp::from_unix_millis(1_800_000_000_000);
+        let refresh_token = RefreshToken::generate(now).unwrap();
+        let refresh = refresh_token.expose();
+        let issued = IssuedTokens {
+            access_token: "eyJhbGciOiJFUzI1NiJ9.secret-claims.signature".into(),
+            refresh_token,
+        };
+        let shown = format!("{issued:?}");
+        assert!(!shown.contains("secret-claims"), "{shown}");
+        assert!(!shown.contains(&refresh), "{shown}");
+        let user = NewUser {
+            user: User {
+                id: UserId::generate(),
+                username: Username::parse("alice").unwrap(),
+                roles: vec![],
+                enabled: true,
+                created_at: now,
+            },
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        };
+        let shown = format!("{user:?}");
+        assert!(!shown.contains("argon2id"), "{shown}");
+        assert!(shown.contains("alice"), "{shown}");
     }
 }

@@ -1,8 +1,11 @@
 //! Introspection: whether a token is still active (RFC 7662 semantics), and whether a caller
 //! may ask.
 //!
-//! An access token is judged by the verifier crate's rules (as a resource server would), then
-//! online: not logged out, and for an API-key token, the key still usable. A refresh token is
+//! An access token is judged by the verifier crate's rules (as a resource server would, with
+//! only published keys: a key retired at once takes its tokens with it), then online, in one
+//! indexed query ([`crate::domain::AccessStanding`]): not logged out, its user still there and
+//! enabled, its session (`sid`) not ended, its password not changed since `iat`; and for an
+//! API-key token, the key still usable. A refresh token is
 //! judged by the rotation rules (`domain::is_live`) on the state `rotate_refresh` would see.
 
 use std::sync::Arc;
@@ -10,8 +13,11 @@ use std::sync::Arc;
 use super::auth::AuthError;
 use super::shared::Context;
 use crate::crypto::access_token::Claims;
+use crate::crypto::api_key::ApiKeySecret;
 use crate::crypto::refresh_token::RefreshToken;
-use crate::domain::{ApiKeyId, FamilyId, Timestamp, User, check_api_key, is_live};
+use crate::domain::{
+    AccessBinding, ApiKeyId, FamilyId, Timestamp, User, UserId, check_api_key, is_live,
+};
 
 /// What `Introspect` learnt about a token.
 #[derive(Debug)]
@@ -73,7 +79,20 @@ impl Introspector {
         let Ok(claims) = self.shared.verify_access_token(token, now).await else {
             return Ok(Introspection::Inactive);
         };
-        if store.is_access_token_revoked(&claims.jti).await? {
+        let session = claims.sid.clone().map(FamilyId::from_stored);
+        let user = UserId::from_stored(claims.sub.clone());
+        let Some(standing) = store
+            .access_standing(&user, &claims.jti, session.as_ref(), now)
+            .await?
+        else {
+            return Ok(Introspection::Inactive);
+        };
+        let binding = AccessBinding {
+            issued_at: claims.iat,
+            has_session: session.is_some(),
+            by_api_key: claims.key_id.is_some(),
+        };
+        if !standing.allows(&binding) {
             return Ok(Introspection::Inactive);
         }
         // A token bought with an API key lives no longer than the key: online, a revoked or
@@ -95,12 +114,13 @@ impl Introspector {
         Ok(Introspection::Access(claims))
     }
 
-    /// Whether a caller presenting `bearer` (its own access token, if any) may introspect:
-    /// anyone may unless `introspect_role` is set; then the token must be active (by the
-    /// same rules as [`Self::introspect`]) and carry that role.
+    /// Whether a caller presenting `bearer` may introspect: anyone may when introspection is
+    /// open (`introspection_open`); otherwise the bearer must be an API key that would be
+    /// accepted for a login, or an active access token (by the same rules as
+    /// [`Self::introspect`]), carrying `introspect_role`.
     ///
     /// # Errors
-    /// - [`AuthError::CallerUnauthenticated`] without an active access token;
+    /// - [`AuthError::CallerUnauthenticated`] without a usable API key or active access token;
     /// - [`AuthError::CallerForbidden`] when it lacks the role;
     /// - [`AuthError::Unavailable`] when storage fails.
     pub async fn authorize(&self, bearer: Option<&str>) -> Result<(), AuthError> {
@@ -110,6 +130,22 @@ impl Introspector {
         let Some(token) = bearer.filter(|t| !t.is_empty()) else {
             return Err(AuthError::CallerUnauthenticated);
         };
+        if let Some(secret) = ApiKeySecret::parse(token) {
+            let now = self.shared.now();
+            let Some(stored) = self.shared.store().find_api_key(secret.id()).await? else {
+                return Err(AuthError::CallerUnauthenticated);
+            };
+            if !stored.secret_hash.matches(&secret.hash()) {
+                return Err(AuthError::CallerUnauthenticated);
+            }
+            let roles = check_api_key(&stored.key, &stored.owner, now)
+                .map_err(|_| AuthError::CallerUnauthenticated)?;
+            return if roles.contains(role) {
+                Ok(())
+            } else {
+                Err(AuthError::CallerForbidden)
+            };
+        }
         match self.introspect(token).await? {
             Introspection::Access(claims) if claims.has_role(role.as_str()) => Ok(()),
             Introspection::Access(_) => Err(AuthError::CallerForbidden),

@@ -23,6 +23,17 @@ pub enum KeySetupError {
     Key(#[from] KeyError),
     #[error("no signing key is active")]
     NoActiveKey,
+    #[error("no signing key has kid {0:?}")]
+    UnknownKey(String),
+}
+
+/// What `authd keys retire KID --now` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmergencyRetirement {
+    /// The key that no longer signs or verifies.
+    pub retired: String,
+    /// The new key, signing from now on.
+    pub replacement: String,
 }
 
 /// What `authd keys rotate` did.
@@ -74,11 +85,14 @@ impl std::fmt::Debug for KeyManager {
     }
 }
 
-/// The verifier's key source for this service's own tokens: whatever ring is current.
+/// The verifier's key source for this service's own tokens: the keys of the current ring that
+/// are published now (a key retired with `keys retire --now` verifies nothing from then on).
 impl authd_verifier::LocalKeys for KeyManager {
     fn key(&self, kid: &str) -> Option<authd_verifier::LocalKey> {
+        let now = self.clock.now();
         self.ring()
             .find(kid)
+            .filter(|k| k.times().state(now, &self.policy).is_published())
             .and_then(crate::crypto::access_token::local_key)
     }
 }
@@ -230,6 +244,44 @@ impl KeyManager {
             ))
             .await;
         Ok(outcome)
+    }
+
+    /// The emergency path for a compromised key: a new key is stored, active at once, and
+    /// `kid` is retired backdated past the longest token lifetime, so it leaves the JWKS and
+    /// every token it signed fails verification and Introspect as soon as each process reloads
+    /// its keys (this one now, running servers within their key-reload interval). Verifiers
+    /// that cached the JWKS keep trusting it until their cache expires. Audited as a rotation.
+    ///
+    /// # Errors
+    /// [`KeySetupError::UnknownKey`] when no key has this kid; when the store fails.
+    pub async fn retire_now(&self, kid: &str) -> Result<EmergencyRetirement, KeySetupError> {
+        self.reload().await?;
+        if self.ring().find(kid).is_none() {
+            return Err(KeySetupError::UnknownKey(kid.chars().take(64).collect()));
+        }
+        let now = self.clock.now();
+        // Unconditional: whatever else is pending, a new key signs from now.
+        let unless = Some(Timestamp::from_unix_millis(i64::MAX));
+        let replacement = self
+            .insert_at(now, now, unless)
+            .await?
+            .ok_or(KeySetupError::NoActiveKey)?;
+        let lifetime_ms = i64::try_from(self.policy.token_lifetime.as_millis()).unwrap_or(i64::MAX);
+        let backdated = Timestamp::from_unix_millis(
+            now.unix_millis()
+                .saturating_sub(lifetime_ms)
+                .saturating_sub(1),
+        );
+        if !self.store.set_key_retirement(kid, backdated).await? {
+            return Err(KeySetupError::UnknownKey(kid.chars().take(64).collect()));
+        }
+        self.reload().await?;
+        tracing::warn!(retired = %kid, replacement = %replacement,
+            "signing key retired at once; its tokens no longer verify");
+        Ok(EmergencyRetirement {
+            retired: kid.to_owned(),
+            replacement,
+        })
     }
 
     /// The JWKS document to serve now.

@@ -131,15 +131,17 @@ impl PasswordLogin {
                 .source(ctx.source_label())
                 .request_id(ctx.request_id.as_str())
         };
-        // Charge the attempt as a failure before checking the password (the store decides and
-        // charges in one transaction); a success clears the counter with its session.
-        let charged = match self
+        // Count the attempt in flight before checking the password (the store decides and
+        // counts in one transaction); it ends as a failure, a session (which clears the
+        // failures) or, without a verdict, released.
+        let throttle = &self.shared.settings().throttle;
+        match self
             .shared
             .store()
-            .charge_login_attempt(&username, &self.shared.settings().throttle, now)
+            .charge_login_attempt(&username, throttle, now)
             .await?
         {
-            Charge::Charged(count) => count,
+            Charge::Charged(_) => {}
             Charge::Throttled { retry_after_secs } => {
                 return Err(self
                     .throttled(event(AuditKind::LoginThrottled), retry_after_secs)
@@ -153,14 +155,31 @@ impl PasswordLogin {
                 return Err(AuthError::Locked);
             }
         };
-        match self.check_password(ticket, &username, password).await? {
+        let checked = self.check_password(ticket, &username, password).await;
+        let checked = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                // No verdict: free the place at once rather than wait for it to go stale.
+                let released = self.shared.store().release_login_attempt(&username, now);
+                if let Err(release) = released.await {
+                    warn!(target: "authd::login", error = %release, "cannot release a login attempt");
+                }
+                return Err(e);
+            }
+        };
+        match checked {
             PasswordCheck::Accepted(user) => {
                 let succeeded = event(AuditKind::LoginSucceeded).user(&user);
                 Ok((user, succeeded))
             }
             PasswordCheck::Refused(user, reason) => {
+                let charged = self
+                    .shared
+                    .store()
+                    .record_login_failure(&username, throttle, self.shared.now())
+                    .await?;
                 let failures = charged.consecutive_failures;
-                let locks = self.shared.settings().throttle.locks(charged);
+                let locks = throttle.locks(charged);
                 if locks {
                     warn!(target: "authd::login", username = %username, failures,
                         "username locked after too many failed logins; `authd user unlock` clears it");
@@ -248,7 +267,7 @@ impl PasswordLogin {
             origin,
         };
         let first = self.shared.new_token(&refresh_token, now);
-        let access_token = self.shared.user_access_token(user, now)?;
+        let access_token = self.shared.user_access_token(user, &family.id, now)?;
         let events = [succeeded];
         self.shared
             .store()

@@ -34,7 +34,7 @@ pub use audit::{AUDIT_TARGET, Actor, Auditor, to_json as audit_json};
 pub use auth::{AuthError, IssuedTokens, TokenService, TokenSettings};
 pub use context::{MAX_REQUEST_ID_CHARS, RequestContext};
 pub use introspect::{Introspection, Introspector};
-pub use keys::{KeyInfo, KeyManager, KeySetupError, RotateOutcome, list_keys};
+pub use keys::{EmergencyRetirement, KeyInfo, KeyManager, KeySetupError, RotateOutcome, list_keys};
 pub use login::PasswordLogin;
 pub use logout::Logout;
 pub use refresh::Refresher;

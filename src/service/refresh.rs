@@ -85,7 +85,7 @@ impl Refresher {
                 debug!(target: "authd::refresh", user_id = %user.id, family = %family_id, %peer,
                     %request_id, outcome = "rotated", "refresh token rotated");
                 crate::metrics::refresh("rotated");
-                let access_token = self.shared.user_access_token(&user, now)?;
+                let access_token = self.shared.user_access_token(&user, &family_id, now)?;
                 Ok(IssuedTokens {
                     access_token,
                     refresh_token: successor,
@@ -103,7 +103,7 @@ impl Refresher {
                     %request_id, outcome = "grace_retry",
                     "previous refresh token retried within the grace window");
                 crate::metrics::refresh("grace_retry");
-                let access_token = self.shared.user_access_token(&user, now)?;
+                let access_token = self.shared.user_access_token(&user, &family_id, now)?;
                 Ok(IssuedTokens {
                     access_token,
                     refresh_token,

@@ -14,8 +14,17 @@ use super::{Auditor, KeyManager};
 use crate::crypto::access_token::{ACCESS_TOKEN_TYP, Claims, own_verifier};
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::refresh_token::{RandomnessError, RefreshToken};
-use crate::domain::{ApiKeyId, Clock, NewToken, Role, Timestamp, User};
+use crate::domain::{ApiKeyId, Clock, FamilyId, NewToken, Role, Timestamp, User};
 use crate::store::Store;
+
+/// What an access token is bound to: it is active only while that is.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenBinding<'a> {
+    /// A password session (refresh family): the `sid` claim.
+    Session(&'a FamilyId),
+    /// An API key: the `key_id` claim.
+    ApiKey(&'a ApiKeyId),
+}
 
 /// The dependencies and shared steps of the token use cases.
 pub struct Context {
@@ -95,7 +104,8 @@ impl Context {
         }
     }
 
-    /// Signs an access token for `user` carrying `roles` and, for an API-key login, the key.
+    /// Signs an access token for `user` carrying `roles`, bound to what it was bought with:
+    /// its session (`sid`) or its API key (`key_id`), so Introspect can tell when that ended.
     ///
     /// # Errors
     /// [`AuthError::Unavailable`] without an active signing key or randomness.
@@ -103,7 +113,7 @@ impl Context {
         &self,
         user: &User,
         roles: &[Role],
-        key_id: Option<&ApiKeyId>,
+        bound_to: TokenBinding<'_>,
         now: Timestamp,
     ) -> Result<String, AuthError> {
         let ring = self.keys.ring();
@@ -122,17 +132,29 @@ impl Context {
             jti: base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, jti),
             roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
             preferred_username: Some(user.username.to_string()),
-            key_id: key_id.map(ToString::to_string),
+            key_id: match bound_to {
+                TokenBinding::ApiKey(id) => Some(id.to_string()),
+                TokenBinding::Session(_) => None,
+            },
+            sid: match bound_to {
+                TokenBinding::Session(id) => Some(id.as_str().to_owned()),
+                TokenBinding::ApiKey(_) => None,
+            },
         };
         Ok(key.sign(ACCESS_TOKEN_TYP, &claims)?)
     }
 
-    /// An access token of the user's own roles.
+    /// An access token of the user's own roles, for `session`.
     ///
     /// # Errors
     /// As [`Self::sign_access_token`].
-    pub fn user_access_token(&self, user: &User, now: Timestamp) -> Result<String, AuthError> {
-        self.sign_access_token(user, &user.roles, None, now)
+    pub fn user_access_token(
+        &self,
+        user: &User,
+        session: &FamilyId,
+        now: Timestamp,
+    ) -> Result<String, AuthError> {
+        self.sign_access_token(user, &user.roles, TokenBinding::Session(session), now)
     }
 
     /// Verifies one of this service's access tokens as of `now`, by the verifier crate's

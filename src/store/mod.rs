@@ -30,8 +30,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, Charge, FailureCount, FamilyId, NewFamily,
-    NewToken, Origin, PresentedToken, RefreshPolicy, Role, Rotation, Session, Successor,
+    AccessStanding, ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, Charge, FailureCount, FamilyId,
+    NewFamily, NewToken, Origin, PresentedToken, RefreshPolicy, Role, Rotation, Session, Successor,
     ThrottlePolicy, Timestamp, TokenHash, User, UserCredentials, UserId, Username,
 };
 pub use crate::domain::{ApiKeySecretHash, StoredKey};
@@ -75,11 +75,19 @@ pub(crate) fn api_key_write_error(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// A user row to create.
-#[derive(Debug)]
+/// A user row to create. Its `Debug` leaves the password hash out (issue 16).
 pub struct NewUser {
     pub user: User,
     pub password_hash: String,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("user", &self.user)
+            .field("password_hash", &"[redacted]")
+            .finish()
+    }
 }
 
 /// How to open a store; backends use what applies to them.
@@ -252,6 +260,17 @@ pub trait SessionStore: Send + Sync {
     /// Whether an access token's `jti` was revoked by a logout.
     async fn is_access_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
 
+    /// What Introspect needs to judge an access token of `user` with `jti` and (its `sid`)
+    /// `session` at `now` ([`AccessStanding::allows`]), in one indexed query. `None` when the
+    /// user no longer exists.
+    async fn access_standing(
+        &self,
+        user: &UserId,
+        jti: &str,
+        session: Option<&FamilyId>,
+        now: Timestamp,
+    ) -> Result<Option<AccessStanding>, StoreError>;
+
     /// The user's live sessions at `now` (not revoked, within their lifetime, with an unused
     /// token within its idle timeout), newest first.
     ///
@@ -316,6 +335,13 @@ pub trait SigningKeyStore: Send + Sync {
         key: &StoredKey,
         unless_activation_after: Option<Timestamp>,
     ) -> Result<bool, StoreError>;
+    /// Sets a key's retirement time (`authd keys retire --now` backdates it so the key is
+    /// unpublished at once). Returns whether the key exists.
+    async fn set_key_retirement(
+        &self,
+        kid: &str,
+        retires_at: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// Replaces a key's private part, e.g. to encrypt a key stored in the clear.
     async fn reseal_signing_key(
         &self,
@@ -331,18 +357,35 @@ pub trait ThrottleStore: Send + Sync {
     /// The failure counter of `username`, if any.
     async fn login_failures(&self, username: &Username)
     -> Result<Option<FailureCount>, StoreError>;
-    /// Decides a login attempt on `username`'s failure counter by `policy` and, when it is
-    /// admitted, counts it as a failure *before* its password is checked
-    /// ([`ThrottlePolicy::charge`]): the read, the decision and the write happen in one write
-    /// transaction. Concurrent attempts on one counter are therefore charged one after
-    /// another: parallel guesses cannot slip past the throttle, and no attempt is refused for
-    /// losing a race. A throttled attempt changes nothing.
+    /// Decides a login attempt on `username`'s counter by `policy` and, when it is admitted,
+    /// counts it in flight ([`ThrottlePolicy::charge`]): the read, the decision and the write
+    /// happen in one write transaction. Concurrent attempts on one counter are therefore
+    /// decided one after another: parallel guesses cannot slip past the hard stop (failures
+    /// plus attempts in flight), and parallel logins are not refused for being parallel until
+    /// failures make delays apply. A throttled attempt changes nothing. The attempt ends with
+    /// [`Self::record_login_failure`], [`Self::release_login_attempt`] or a session
+    /// ([`SessionStore::start_family`] clears the failures).
     async fn charge_login_attempt(
         &self,
         username: &Username,
         policy: &ThrottlePolicy,
         now: Timestamp,
     ) -> Result<Charge, StoreError>;
+    /// An admitted attempt failed: one more failure, one fewer in flight
+    /// ([`ThrottlePolicy::fail`]), in one write transaction. Returns the failures now counted.
+    async fn record_login_failure(
+        &self,
+        username: &Username,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> Result<FailureCount, StoreError>;
+    /// An admitted attempt ended without a verdict (storage or hashing failed): one fewer in
+    /// flight ([`ThrottlePolicy::release`]).
+    async fn release_login_attempt(
+        &self,
+        username: &Username,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
     /// The names whose counter has `locked_at` failures or more (locked).
     async fn locked_usernames(&self, locked_at: u32) -> Result<Vec<String>, StoreError>;
     /// Removes the counter (a successful login, or `authd user unlock`). Returns whether one

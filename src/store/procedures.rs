@@ -70,7 +70,7 @@ pub(crate) use shared_revocations;
 /// module documentation.
 macro_rules! shared_transactions {
     () => {
-        /// See [`crate::store::SessionStore::start_family`]: the login's counter cleared,
+        /// See [`crate::store::SessionStore::start_family`]: the login's failures cleared,
         /// its session and first token stored and its events recorded, together.
         async fn start_family_once(
             &self,
@@ -80,7 +80,8 @@ macro_rules! shared_transactions {
         ) -> Result<(), crate::store::StoreError> {
             let mut tx = self.begin().await?;
             for statement in [
-                crate::store::sql::clear_login_failures!(family.user.username),
+                crate::store::sql::succeed_login_attempt!(family.user.username),
+                crate::store::sql::forget_idle_counter!(family.user.username),
                 crate::store::sql::insert_family!(family),
                 crate::store::sql::insert_first_token!(family.id, first),
             ] {

@@ -8,9 +8,9 @@
 
 use super::{InspectedToken, StoreError, StoredApiKey, unavailable};
 use crate::domain::{
-    ApiKey, ApiKeyId, ApiKeyListing, ApiKeySecretHash, AuditEvent, AuditKind, FailureCount,
-    FamilyId, PresentedToken, Role, Session, SessionOrigin, StoredKey, Timestamp, User,
-    UserCredentials, UserId, Username,
+    AccessStanding, ApiKey, ApiKeyId, ApiKeyListing, ApiKeySecretHash, Attempts, AuditEvent,
+    AuditKind, FailureCount, FamilyId, PresentedToken, Role, Session, SessionOrigin, StoredKey,
+    Timestamp, User, UserCredentials, UserId, Username,
 };
 
 /// Reading a row's columns by name; each failure is [`StoreError::Unavailable`].
@@ -282,6 +282,17 @@ pub(crate) fn failure_count(row: &impl Columns) -> Result<FailureCount, StoreErr
     })
 }
 
+/// A login counter (`failures, last_failure_at, in_flight, in_flight_at`); no failures is
+/// `failures: None`.
+pub(crate) fn attempts(row: &impl Columns) -> Result<Attempts, StoreError> {
+    let count = failure_count(row)?;
+    Ok(Attempts {
+        failures: (count.consecutive_failures > 0).then_some(count),
+        in_flight: u32::try_from(row.int("in_flight")?).unwrap_or(0),
+        in_flight_at: row.millis("in_flight_at")?,
+    })
+}
+
 /// An audit event (`at, event_type, user_id, username, source, request_id, detail`).
 pub(crate) fn audit_event(row: &impl Columns) -> Result<AuditEvent, StoreError> {
     let kind = row.text("event_type")?;
@@ -295,5 +306,15 @@ pub(crate) fn audit_event(row: &impl Columns) -> Result<AuditEvent, StoreError> 
         source: row.opt_text("source")?,
         request_id: row.opt_text("request_id")?,
         detail: row.opt_text("detail")?,
+    })
+}
+
+/// What [`crate::store::sql::access_standing!`] selected.
+pub(crate) fn access_standing(row: &impl Columns) -> Result<AccessStanding, StoreError> {
+    Ok(AccessStanding {
+        revoked: row.flag("revoked")?,
+        user_enabled: row.flag("enabled")?,
+        password_changed_at: row.opt_millis("password_changed_at")?,
+        session_live: row.flag("session_live")?,
     })
 }

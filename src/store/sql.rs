@@ -53,13 +53,16 @@ macro_rules! upgrade_password_hash {
 }
 pub(crate) use upgrade_password_hash;
 
-/// Sets user `$id`'s password hash at `$now`.
+/// Sets user `$id`'s password hash at `$now` (also when the password last changed).
 macro_rules! set_password_hash {
     ($id:expr, $hash:expr, $now:expr) => {
-        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
-            .bind($hash)
-            .bind($now.unix_millis())
-            .bind($id.as_str())
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = $2, password_changed_at = $2 \
+             WHERE id = $3",
+        )
+        .bind($hash)
+        .bind($now.unix_millis())
+        .bind($id.as_str())
     };
 }
 pub(crate) use set_password_hash;
@@ -190,6 +193,26 @@ macro_rules! access_token_revoked {
 }
 pub(crate) use access_token_revoked;
 
+/// What Introspect needs about an access token of user `$user` with `jti` `$jti` and session
+/// `$session` (or `None`) at `$now`, in one query over primary keys; no row when the user is
+/// gone. Columns `enabled`, `password_changed_at`, `revoked`, `session_live`.
+macro_rules! access_standing {
+    ($user:expr, $jti:expr, $session:expr, $now:expr) => {
+        sqlx::query(
+            "SELECT u.enabled, u.password_changed_at, \
+                 EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $2) AS revoked, \
+                 EXISTS (SELECT 1 FROM refresh_families f WHERE f.id = $3 AND f.user_id = u.id \
+                         AND f.revoked_at IS NULL AND f.expires_at > $4) AS session_live \
+             FROM users u WHERE u.id = $1",
+        )
+        .bind($user.as_str())
+        .bind($jti)
+        .bind($session.map(|s: &$crate::domain::FamilyId| s.as_str()))
+        .bind($now.unix_millis())
+    };
+}
+pub(crate) use access_standing;
+
 /// The live sessions of user `$username` at `$now`, newest first.
 macro_rules! live_sessions_of {
     ($username:expr, $now:expr) => {
@@ -304,6 +327,17 @@ macro_rules! retire_keys_before {
 }
 pub(crate) use retire_keys_before;
 
+/// Sets key `$kid`'s retirement to `$at` (an emergency retirement backdates it, so the key
+/// leaves the JWKS at once).
+macro_rules! set_key_retirement {
+    ($kid:expr, $at:expr) => {
+        sqlx::query("UPDATE signing_keys SET retires_at = $1 WHERE kid = $2")
+            .bind($at.unix_millis())
+            .bind($kid)
+    };
+}
+pub(crate) use set_key_retirement;
+
 /// Inserts signing key `$key` (a [`crate::domain::StoredKey`]).
 macro_rules! insert_signing_key {
     ($key:expr) => {
@@ -353,6 +387,70 @@ macro_rules! locked_usernames {
     };
 }
 pub(crate) use locked_usernames;
+
+/// The whole counter of `$username`, failures and attempts in flight (see `rows::attempts`).
+macro_rules! attempts_of {
+    ($username:expr) => {
+        sqlx::query(
+            "SELECT failures, last_failure_at, in_flight, in_flight_at FROM login_throttle \
+             WHERE username = $1",
+        )
+        .bind($username.as_str())
+    };
+}
+pub(crate) use attempts_of;
+
+/// Stores `$attempts` (a [`crate::domain::Attempts`]) as the counter of `$username`.
+macro_rules! store_attempts {
+    ($username:expr, $attempts:expr) => {
+        sqlx::query(
+            "INSERT INTO login_throttle (username, failures, last_failure_at, in_flight, in_flight_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (username) DO UPDATE SET failures = excluded.failures, \
+                 last_failure_at = excluded.last_failure_at, in_flight = excluded.in_flight, \
+                 in_flight_at = excluded.in_flight_at",
+        )
+        .bind($username.as_str())
+        .bind(i64::from(
+            $attempts.failures.map_or(0, |c| c.consecutive_failures),
+        ))
+        .bind(
+            $attempts
+                .failures
+                .map_or($attempts.in_flight_at, |c| c.last_failure_at)
+                .unix_millis(),
+        )
+        .bind(i64::from($attempts.in_flight))
+        .bind($attempts.in_flight_at.unix_millis())
+    };
+}
+pub(crate) use store_attempts;
+
+/// A successful login on `$username`: no failures, one attempt fewer in flight
+/// ([`crate::domain::ThrottlePolicy::succeed`]; a stale count is at most decremented). Run
+/// before [`forget_idle_counter`].
+macro_rules! succeed_login_attempt {
+    ($username:expr) => {
+        sqlx::query(
+            "UPDATE login_throttle SET failures = 0, \
+                 in_flight = CASE WHEN in_flight > 0 THEN in_flight - 1 ELSE 0 END \
+             WHERE username = $1",
+        )
+        .bind($username.as_str())
+    };
+}
+pub(crate) use succeed_login_attempt;
+
+/// Removes `$username`'s counter when it counts nothing (no failures, no attempt in flight).
+macro_rules! forget_idle_counter {
+    ($username:expr) => {
+        sqlx::query(
+            "DELETE FROM login_throttle WHERE username = $1 AND failures = 0 AND in_flight = 0",
+        )
+        .bind($username.as_str())
+    };
+}
+pub(crate) use forget_idle_counter;
 
 /// Removes the failure counter of `$username`.
 macro_rules! clear_login_failures {

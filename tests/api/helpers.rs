@@ -35,6 +35,8 @@ pub struct TestApp {
     pub grpc_addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
+    /// `authorization` of a caller allowed to introspect, made on first use.
+    introspector: tokio::sync::OnceCell<String>,
     // Last, so the directory outlives the server using it.
     pub dir: Arc<TempDir>,
 }
@@ -107,6 +109,7 @@ pub async fn spawn_on_with_clock(
         grpc_addr: addr,
         stop: Some(stop),
         server: Some(server),
+        introspector: tokio::sync::OnceCell::new(),
         dir,
     }
 }
@@ -184,8 +187,25 @@ impl TestApp {
         self.client.clone().logout(request).await.map(|_| ())
     }
 
+    /// Introspect as a caller allowed to (Introspect requires a credential by default).
     pub async fn introspect(&self, token: &str) -> Result<IntrospectResponse, tonic::Status> {
-        self.introspect_as(token, None).await
+        let authorization = self.introspector_authorization().await;
+        self.introspect_as(token, Some(authorization)).await
+    }
+
+    /// `authorization: Bearer <API key>` of a user holding the default `introspect_role`
+    /// (`introspector`), created on first use.
+    pub async fn introspector_authorization(&self) -> &str {
+        self.introspector
+            .get_or_init(|| async {
+                self.add_user("introspection-client", &["introspector"])
+                    .await;
+                let (_, key) = self
+                    .create_api_key("introspection-client", &["introspector"], None)
+                    .await;
+                format!("Bearer {key}")
+            })
+            .await
     }
 
     /// Introspect with `authorization: <authorization>` when given.

@@ -124,7 +124,7 @@ async fn json_errors_are_google_rpc_status_with_grpc_gateway_http_statuses() {
 
 #[tokio::test]
 async fn introspection_with_a_role_configured_answers_401_and_403_over_json() {
-    let app = spawn_app_with(|c| c.introspect_role = Some("auditor".into())).await;
+    let app = spawn_app_with(|c| c.introspect_role = "auditor".into()).await;
     app.add_user("alice", &["reader"]).await;
     let tokens = app.login("alice", PASSWORD).await.unwrap();
 

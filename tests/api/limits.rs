@@ -78,6 +78,7 @@ async fn logout_and_introspect_are_limited_per_source_too() {
         c.per_source_rate = 1;
         c.per_source_burst = 2;
         c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+        c.introspection_open = true;
     })
     .await;
     let mut client = app.client.clone();

@@ -171,19 +171,28 @@ async fn shell_client_logs_out_and_introspects() {
     app.add_user("alice", &[]).await;
     let tokens = app.login("alice", PASSWORD).await.unwrap();
     let addr = format!("http://{}", app.addr);
+    let caller = app.introspector_authorization().await;
+    let caller = caller.strip_prefix("Bearer ").unwrap();
     let introspect = |token: &str| {
-        let (ok, out, err) = app.cli(&["client", "introspect", token, "--addr", &addr]);
+        let (ok, out, err) = app.cli(&[
+            "client",
+            "introspect",
+            token,
+            "--addr",
+            &addr,
+            "--bearer",
+            caller,
+        ]);
         assert!(ok, "{err}");
         serde_json::from_str::<serde_json::Value>(&out).unwrap()
     };
     let before = introspect(&tokens.access_token);
     assert_eq!(before["active"], true);
     assert_eq!(before["token_type"], "access_token");
-    assert!(before.get("session_id").is_none(), "{before}");
-    assert_eq!(
-        introspect(&tokens.refresh_token)["token_type"],
-        "refresh_token"
-    );
+    // Issue 16: an access token names its session (`sid`), the refresh token's.
+    let refresh = introspect(&tokens.refresh_token);
+    assert_eq!(refresh["token_type"], "refresh_token");
+    assert_eq!(before["session_id"], refresh["session_id"], "{before}");
 
     let (ok, out, err) = app.cli(&[
         "client",
@@ -217,8 +226,7 @@ async fn shell_client_logs_out_and_introspects() {
 // Multi-threaded: the test thread blocks on the CLI process while the server answers it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_introspect_role_only_callers_whose_token_carries_it_may_introspect() {
-    let app =
-        crate::helpers::spawn_app_with(|c| c.introspect_role = Some("introspector".into())).await;
+    let app = crate::helpers::spawn_app_with(|c| c.introspect_role = "introspector".into()).await;
     app.add_user("alice", &[]).await;
     app.add_user("svc", &["introspector"]).await;
     let alice = app.login("alice", PASSWORD).await.unwrap();

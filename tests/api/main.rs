@@ -10,6 +10,7 @@ mod audit;
 mod grpc_web;
 mod helpers;
 mod http_json;
+mod introspection;
 mod keys;
 mod legacy;
 mod limits;

@@ -343,7 +343,7 @@ async fn introspection_requires_an_authenticated_caller_and_hides_inactive_token
 
 #[tokio::test]
 async fn introspection_role_applies_to_oauth_callers_as_on_grpc() {
-    let app = spawn_app_with(|c| c.introspect_role = Some("auditor".into())).await;
+    let app = spawn_app_with(|c| c.introspect_role = "auditor".into()).await;
     let (id, secret) = client(&app, &["reader"]).await;
     let (status, _, body) = form(
         &app,

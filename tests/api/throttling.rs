@@ -220,24 +220,64 @@ async fn counters_are_forgotten_and_purged_so_sprayed_names_do_not_accumulate() 
     assert_eq!(rows().await, 0);
 }
 
+/// The clock stands still while `n` logins with `password` on alice run at once: the codes.
+async fn at_once(app: &TestApp, n: usize, password: &str) -> Vec<Code> {
+    let attempts = (0..n).map(|_| app.login("alice", password));
+    let results = futures::future::join_all(attempts).await;
+    results
+        .into_iter()
+        .map(|r| r.err().map_or(Code::Ok, |e| e.code()))
+        .collect()
+}
+
+fn count(codes: &[Code], code: Code) -> usize {
+    codes.iter().filter(|c| **c == code).count()
+}
+
 #[tokio::test]
 async fn concurrent_guesses_cannot_slip_past_the_throttle() {
-    let (app, _clock) = spawn_throttled(3).await;
+    let (app, _clock) = spawn_throttled_with(|c| {
+        c.throttle_free_failures = 100;
+        c.throttle_max_failures = 4;
+    })
+    .await;
     app.add_user("alice", &[]).await;
-    // The clock stands still: once three failures are counted, every other attempt must be
-    // refused, however many were in flight together.
-    let attempts = (0..20).map(|_| app.login("alice", WRONG));
-    let results = futures::future::join_all(attempts).await;
-    let codes: Vec<Code> = results.into_iter().map(|r| r.unwrap_err().code()).collect();
-    let checked = codes
-        .iter()
-        .filter(|c| **c == Code::Unauthenticated)
-        .count();
-    let throttled = codes
-        .iter()
-        .filter(|c| **c == Code::ResourceExhausted)
-        .count();
-    assert_eq!((checked, throttled), (3, 17), "{codes:?}");
+    // Failures plus attempts in flight never pass the hard stop: however many guesses run
+    // together, four passwords are checked; the rest are refused unchecked (retry soon while
+    // the four are in flight, locked once they have failed).
+    let codes = at_once(&app, 20, WRONG).await;
+    assert_eq!(count(&codes, Code::Unauthenticated), 4, "{codes:?}");
+    let refused = count(&codes, Code::ResourceExhausted) + count(&codes, Code::FailedPrecondition);
+    assert_eq!(refused, 16, "{codes:?}");
+    assert_eq!(
+        app.login("alice", PASSWORD).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+}
+
+/// Issue 16: attempts in flight are not failures. With the default policy (5 free failures),
+/// sixteen right passwords at once all succeed.
+#[tokio::test]
+async fn sixteen_parallel_right_passwords_all_succeed() {
+    let (app, _clock) = spawn_throttled_with(|_| {}).await;
+    assert_eq!(app.config.throttle_free_failures, 5);
+    app.add_user("alice", &[]).await;
+    let codes = at_once(&app, 16, PASSWORD).await;
+    assert_eq!(count(&codes, Code::Ok), 16, "{codes:?}");
+}
+
+/// Issue 16: sixteen wrong passwords at once are sixteen failures, each counted (parallel
+/// guesses cannot share one count). Free failures are many here so that no delay starts
+/// while they run: the order in which they finish must not matter to the count.
+#[tokio::test]
+async fn sixteen_parallel_wrong_passwords_count_sixteen_failures() {
+    let (app, _clock) = spawn_throttled(100).await;
+    app.add_user("alice", &[]).await;
+    let codes = at_once(&app, 16, WRONG).await;
+    assert_eq!(count(&codes, Code::Unauthenticated), 16, "{codes:?}");
+    let admin = app.admin().await;
+    assert_eq!(admin.locked(16).await.unwrap(), ["alice"], "16 failures");
+    assert!(admin.locked(17).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -232,14 +232,24 @@ fn throttle() -> ThrottlePolicy {
     }
 }
 
-async fn charge(s: &dyn Store, username: &str, minutes: u64) -> Charge {
-    s.charge_login_attempt(&name(username), &throttle(), at(minutes))
+/// One wrong password at `minutes`: the failures it leaves, or the refusal that kept it from
+/// checking a password.
+async fn charge(s: &dyn Store, username: &str, minutes: u64) -> Result<FailureCount, Charge> {
+    match s
+        .charge_login_attempt(&name(username), &throttle(), at(minutes))
         .await
         .unwrap()
+    {
+        Charge::Charged(_) => Ok(s
+            .record_login_failure(&name(username), &throttle(), at(minutes))
+            .await
+            .unwrap()),
+        refused => Err(refused),
+    }
 }
 
-fn charged(failures: u32, minutes: u64) -> Charge {
-    Charge::Charged(FailureCount {
+fn charged(failures: u32, minutes: u64) -> Result<FailureCount, Charge> {
+    Ok(FailureCount {
         consecutive_failures: failures,
         last_failure_at: at(minutes),
     })

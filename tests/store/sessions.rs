@@ -12,6 +12,7 @@ conformance!(
     rotations_store_their_audit_events_in_the_same_transaction,
     a_quiet_rotation_records_no_event_but_reuse_is_always_recorded,
     a_session_starts_with_its_login_event_and_clears_the_failure_counter,
+    access_standing_sees_logout_ended_sessions_users_and_password_changes,
 );
 
 async fn revoke_family_is_idempotent(b: Backend) {
@@ -309,4 +310,90 @@ async fn a_quiet_rotation_records_no_event_but_reuse_is_always_recorded(b: Backe
         .unwrap();
     assert!(matches!(r, Rotation::ReuseDetected { .. }));
     assert_eq!(kinds().await, ["refresh_reuse_detected", "family_revoked"]);
+}
+
+/// Issue 16: what Introspect reads about an access token in one query — its `jti` logged out,
+/// its session ended (revoke, logout of the refresh token, reuse), its user disabled, deleted,
+/// or its password changed.
+async fn access_standing_sees_logout_ended_sessions_users_and_password_changes(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(Duration::ZERO);
+    let alice = add_user(s, "alice").await;
+    let (family, first) = login(s, &alice, at(0), &p).await;
+    let standing = |family: Option<FamilyId>, jti: &'static str, now| {
+        let id = alice.id.clone();
+        async move {
+            s.access_standing(&id, jti, family.as_ref(), now)
+                .await
+                .unwrap()
+        }
+    };
+    let live = standing(Some(family.clone()), "j1", at(1)).await.unwrap();
+    assert!(!live.revoked && live.user_enabled && live.session_live);
+    assert_eq!(live.password_changed_at, None);
+    // An unknown session, or none named, is not live.
+    let other = standing(Some(FamilyId::generate()), "j1", at(1)).await;
+    assert!(!other.unwrap().session_live);
+    assert!(!standing(None, "j1", at(1)).await.unwrap().session_live);
+    // Past the family's absolute lifetime (policy: 30 days) the session has ended.
+    let ended = standing(Some(family.clone()), "j1", at(30 * 24 * 60)).await;
+    assert!(!ended.unwrap().session_live);
+
+    // A logout records the jti.
+    s.revoke_access_token("j1", at(5)).await.unwrap();
+    assert!(
+        standing(Some(family.clone()), "j1", at(1))
+            .await
+            .unwrap()
+            .revoked
+    );
+    assert!(
+        !standing(Some(family.clone()), "j2", at(1))
+            .await
+            .unwrap()
+            .revoked
+    );
+
+    // Reuse detection ends the session.
+    rotate(s, &first, at(1), &p).await;
+    outcome(s, &first, at(2), &p).await;
+    assert!(
+        !standing(Some(family), "j2", at(2))
+            .await
+            .unwrap()
+            .session_live
+    );
+
+    // Logout with only the refresh token ends it too.
+    let (family, first) = login(s, &alice, at(3), &p).await;
+    assert!(
+        standing(Some(family.clone()), "j2", at(3))
+            .await
+            .unwrap()
+            .session_live
+    );
+    s.revoke_family_of(&first, at(3)).await.unwrap();
+    assert!(
+        !standing(Some(family), "j2", at(3))
+            .await
+            .unwrap()
+            .session_live
+    );
+
+    // A password change is remembered, with its time.
+    s.change_password(
+        &alice.username,
+        "$argon2id$v=19$m=256,t=1,p=1$bmV3$bmV3",
+        at(4),
+    )
+    .await
+    .unwrap();
+    let changed = standing(None, "j2", at(4)).await.unwrap();
+    assert_eq!(changed.password_changed_at, Some(at(4)));
+
+    // Disabling, then deleting the user.
+    s.set_enabled(&alice.username, false, at(5)).await.unwrap();
+    assert!(!standing(None, "j2", at(5)).await.unwrap().user_enabled);
+    s.delete_user(&alice.username).await.unwrap();
+    assert!(standing(None, "j2", at(6)).await.is_none());
 }

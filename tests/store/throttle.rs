@@ -7,6 +7,7 @@ use super::*;
 conformance!(
     login_attempts_are_charged_under_the_policy,
     concurrent_attempts_on_one_counter_are_charged_one_by_one,
+    attempts_in_flight_are_released_and_cleared_by_a_session,
     login_failure_counters_are_cleared_and_purged,
 );
 
@@ -27,9 +28,9 @@ async fn login_attempts_are_charged_under_the_policy(b: Backend) {
     // Then a delay: an attempt inside it is refused and changes nothing.
     assert_eq!(
         charge(s, "carol", 1).await,
-        Charge::Throttled {
+        Err(Charge::Throttled {
             retry_after_secs: 1
-        }
+        })
     );
     assert_eq!(
         s.login_failures(&carol)
@@ -45,8 +46,8 @@ async fn login_attempts_are_charged_under_the_policy(b: Backend) {
     for (minute, failures) in [(71, 2), (72, 3), (73, 4)] {
         assert_eq!(charge(s, "carol", minute).await, charged(failures, minute));
     }
-    assert_eq!(charge(s, "carol", 74).await, Charge::Locked);
-    assert_eq!(charge(s, "carol", 10_000).await, Charge::Locked);
+    assert_eq!(charge(s, "carol", 74).await, Err(Charge::Locked));
+    assert_eq!(charge(s, "carol", 10_000).await, Err(Charge::Locked));
     assert_eq!(s.locked_usernames(4).await.unwrap(), ["carol"]);
     assert!(s.locked_usernames(5).await.unwrap().is_empty());
     assert_eq!(
@@ -62,7 +63,8 @@ async fn login_attempts_are_charged_under_the_policy(b: Backend) {
     assert_eq!(s.login_failures(&name("dave")).await.unwrap(), None);
 }
 
-/// Twelve attempts on `who` at once: how many got through, and the counter they left.
+/// Twelve wrong passwords on `who` at once: how many were admitted, and the failures they
+/// left once all had finished.
 async fn simultaneous_attempts(
     store: &Arc<dyn Store>,
     policy: ThrottlePolicy,
@@ -72,22 +74,37 @@ async fn simultaneous_attempts(
         .map(|_| {
             let s = Arc::clone(store);
             tokio::spawn(async move {
-                s.charge_login_attempt(&name(who), &policy, at(1))
-                    .await
-                    .unwrap()
+                let who = name(who);
+                let charge = s.charge_login_attempt(&who, &policy, at(1)).await;
+                matches!(charge.unwrap(), Charge::Charged(_))
             })
         })
         .collect();
     let mut through = 0;
     for attempt in attempts {
-        through += u32::from(matches!(attempt.await.unwrap(), Charge::Charged(_)));
+        through += u32::from(attempt.await.unwrap());
+    }
+    let failures: Vec<_> = (0..through)
+        .map(|_| {
+            let s = Arc::clone(store);
+            tokio::spawn(async move {
+                s.record_login_failure(&name(who), &policy, at(1))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for failure in failures {
+        failure.await.unwrap();
     }
     let stored = store.login_failures(&name(who)).await.unwrap();
     (through, stored.map(|c| c.consecutive_failures))
 }
 
-/// Simultaneous attempts on one name are charged one after another: exactly as many get
-/// through as the policy lets through, and none is refused for losing a race.
+/// Simultaneous attempts on one name are decided one after another: exactly as many get
+/// through as the policy lets through, none is refused for losing a race, and N parallel
+/// wrong guesses charge N failures (issue 16: attempts in flight are not failures, so they
+/// do not throttle each other; they do count towards the hard stop).
 async fn concurrent_attempts_on_one_counter_are_charged_one_by_one(b: Backend) {
     let lenient = ThrottlePolicy {
         free_failures: 100,
@@ -98,10 +115,63 @@ async fn concurrent_attempts_on_one_counter_are_charged_one_by_one(b: Backend) {
         simultaneous_attempts(&b.store, lenient, "carol").await,
         (12, Some(12))
     );
+    // The default policy (5 free failures): twelve at once all go ahead, and all count.
+    assert_eq!(
+        simultaneous_attempts(&b.store, ThrottlePolicy::default(), "erin").await,
+        (12, Some(12))
+    );
+    // Locked at 4: failures plus attempts in flight never pass it.
     assert_eq!(
         simultaneous_attempts(&b.store, throttle(), "dave").await,
-        (2, Some(2))
+        (4, Some(4))
     );
+    assert_eq!(
+        charge(b.store.as_ref(), "dave", 2).await,
+        Err(Charge::Locked)
+    );
+}
+
+/// An attempt without a verdict gives its place back; a session clears the failures but not
+/// the other attempts in flight.
+async fn attempts_in_flight_are_released_and_cleared_by_a_session(b: Backend) {
+    let s = b.store.as_ref();
+    let p = throttle();
+    for minute in [1, 1] {
+        assert!(charge(s, "alice", minute).await.is_ok());
+    }
+    // Delays apply now (2 free failures): one attempt at a time.
+    let first = s.charge_login_attempt(&name("alice"), &p, at(2)).await;
+    assert!(matches!(first.unwrap(), Charge::Charged(_)));
+    let second = s.charge_login_attempt(&name("alice"), &p, at(2)).await;
+    assert_eq!(
+        second.unwrap(),
+        Charge::Throttled {
+            retry_after_secs: 1
+        }
+    );
+    s.release_login_attempt(&name("alice"), at(2))
+        .await
+        .unwrap();
+    let third = s.charge_login_attempt(&name("alice"), &p, at(2)).await;
+    assert!(matches!(third.unwrap(), Charge::Charged(_)));
+    assert_eq!(
+        s.login_failures(&name("alice"))
+            .await
+            .unwrap()
+            .unwrap()
+            .consecutive_failures,
+        2
+    );
+    // The attempt succeeds: its session clears the failures.
+    let alice = add_user(s, "alice").await;
+    login(s, &alice, at(2), &policy(MINUTE)).await;
+    assert_eq!(s.login_failures(&name("alice")).await.unwrap(), None);
+    assert!(charge(s, "alice", 3).await.is_ok());
+    // Releasing an unknown name's attempt changes nothing.
+    s.release_login_attempt(&name("nobody"), at(3))
+        .await
+        .unwrap();
+    assert_eq!(s.login_failures(&name("nobody")).await.unwrap(), None);
 }
 
 async fn login_failure_counters_are_cleared_and_purged(b: Backend) {
@@ -111,7 +181,7 @@ async fn login_failure_counters_are_cleared_and_purged(b: Backend) {
     }
     // a2 is locked (at 3 failures, say), whatever its age.
     for minute in [2, 3] {
-        assert!(matches!(charge(s, "a2", minute).await, Charge::Charged(_)));
+        assert!(charge(s, "a2", minute).await.is_ok());
     }
     assert!(s.clear_login_failures(&name("a3")).await.unwrap());
     assert!(!s.clear_login_failures(&name("a3")).await.unwrap());

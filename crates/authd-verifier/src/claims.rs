@@ -31,6 +31,11 @@ pub struct Claims {
     /// For tokens obtained with an API key: the key's id. Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// For tokens of a password session: the session (refresh family) id, which ends with a
+    /// logout, a session revoke or reuse detection. Absent for API-key tokens (`key_id` plays
+    /// that part) and for tokens issued before authd carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 impl Claims {
@@ -76,6 +81,7 @@ mod tests {
             roles: vec!["r".into()],
             preferred_username: Some("alice".into()),
             key_id: None,
+            sid: None,
         }
     }
 

@@ -30,12 +30,17 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Offline verification cannot see a logout, an ended session or a disabled user until the
+//! token expires; [`OnlineCheck`] adds an optional online check through authd's `Introspect`
+//! (a call the caller supplies as an [`Introspect`]) with a small cache.
+//!
 //! It deliberately does not accept tokens from other issuers, RSA or HMAC algorithms, or keys
 //! named in the token itself.
 
 mod claims;
 mod jwks;
 mod layer;
+mod online;
 mod verify;
 
 pub use claims::{ACCESS_TOKEN_TYP, Claims};
@@ -48,4 +53,5 @@ pub use layer::{
     HttpRejection, Refusal, Rejection, RequireBearer, RequireBearerLayer, bearer_token,
     parse_bearer,
 };
+pub use online::{BoxError, Introspect, OnlineCheck, OnlineError};
 pub use verify::{Algorithm, LocalKey, LocalKeys, Verifier, VerifierConfig, VerifyError};

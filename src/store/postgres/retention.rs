@@ -25,7 +25,7 @@ const STATEMENTS: PurgeStatements = PurgeStatements {
          SELECT jti FROM revoked_access_tokens WHERE expires_at <= $1 \
          LIMIT $2 FOR UPDATE SKIP LOCKED)",
     login_counters: "DELETE FROM login_throttle WHERE username IN ( \
-         SELECT username FROM login_throttle WHERE last_failure_at < $1 AND failures < $3 \
+         SELECT username FROM login_throttle WHERE last_failure_at < $1 AND in_flight_at < $1 AND failures < $3 \
          LIMIT $2 FOR UPDATE SKIP LOCKED)",
     audit_events: "DELETE FROM audit_events WHERE id IN ( \
          SELECT id FROM audit_events WHERE at < $1 ORDER BY id \

@@ -7,8 +7,8 @@ use sqlx::{Postgres, Transaction};
 
 use super::{PostgresStore, within_deadline};
 use crate::domain::{
-    AuditEvent, FamilyId, NewFamily, NewToken, Origin, RefreshPolicy, Rotation, Session, Successor,
-    Timestamp, TokenHash, User, UserId, Username,
+    AccessStanding, AuditEvent, FamilyId, NewFamily, NewToken, Origin, RefreshPolicy, Rotation,
+    Session, Successor, Timestamp, TokenHash, User, UserId, Username,
 };
 use crate::store::procedures::shared_revocations;
 use crate::store::rows::{self, presented_token_sql};
@@ -136,6 +136,25 @@ impl SessionStore for PostgresStore {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn access_standing(
+        &self,
+        user: &UserId,
+        jti: &str,
+        session: Option<&FamilyId>,
+        now: Timestamp,
+    ) -> Result<Option<AccessStanding>, StoreError> {
+        within_deadline(async {
+            sql::access_standing!(user, jti, session, now)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?
+                .as_ref()
+                .map(rows::access_standing)
+                .transpose()
         })
         .await
     }

@@ -61,4 +61,18 @@ impl SigningKeyStore for PostgresStore {
         })
         .await
     }
+    async fn set_key_retirement(
+        &self,
+        kid: &str,
+        retires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        within_deadline(async {
+            sql::set_key_retirement!(kid, retires_at)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)
+                .map(|done| done.rows_affected() > 0)
+        })
+        .await
+    }
 }

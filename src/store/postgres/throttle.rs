@@ -1,24 +1,25 @@
-//! Login-failure counters on PostgreSQL. A charge locks the counter row while the policy
-//! decides, so concurrent attempts on one name, on any replica, are charged one after another.
+//! Login counters on PostgreSQL. Each step of an attempt (charge, failure, release) locks the
+//! counter row while the policy decides, so concurrent attempts on one name, on any replica,
+//! are decided one after another.
 
 use async_trait::async_trait;
 
 use super::{PostgresStore, within_deadline};
-use crate::domain::{Charge, FailureCount, ThrottlePolicy, Timestamp, Username};
+use crate::domain::{Attempts, Charge, FailureCount, ThrottlePolicy, Timestamp, Username};
 use crate::store::rows;
 use crate::store::{StoreError, ThrottleStore, sql, unavailable};
 
 impl PostgresStore {
-    /// See [`ThrottleStore::charge_login_attempt`]. The counter row is locked (`FOR UPDATE`)
-    /// while the policy decides. A missing counter is first inserted with no failures, because
-    /// a row lock cannot lock a row that does not exist; that row never outlives the
-    /// transaction uncharged.
-    async fn charge_login_attempt_once(
+    /// Reads `username`'s counter under a row lock (`FOR UPDATE`), lets `decide` choose the
+    /// result and the counter to store (`None`: leave it), and writes it. A missing counter is
+    /// first inserted empty, because a row lock cannot lock a row that does not exist; without
+    /// a write the transaction is rolled back, so that row never outlives it.
+    async fn update_attempts_once<R>(
         &self,
         username: &Username,
-        policy: &ThrottlePolicy,
         now: Timestamp,
-    ) -> Result<Charge, StoreError> {
+        decide: &(impl Fn(Option<Attempts>) -> (R, Option<Attempts>) + Sync),
+    ) -> Result<R, StoreError> {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO login_throttle (username, failures, last_failure_at) VALUES ($1, 0, $2) \
@@ -30,34 +31,25 @@ impl PostgresStore {
         .await
         .map_err(unavailable)?;
         let row = sqlx::query(
-            "SELECT failures, last_failure_at FROM login_throttle WHERE username = $1 FOR UPDATE",
+            "SELECT failures, last_failure_at, in_flight, in_flight_at FROM login_throttle \
+             WHERE username = $1 FOR UPDATE",
         )
         .bind(username.as_str())
         .fetch_one(&mut *tx)
         .await
         .map_err(unavailable)?;
-        let seen = Some(rows::failure_count(&row)?).filter(|c| c.consecutive_failures > 0);
-        let charge = policy.charge(seen, now);
-        match charge {
-            Charge::Charged(count) => {
-                sqlx::query(
-                    "UPDATE login_throttle SET failures = $2, last_failure_at = $3 \
-                     WHERE username = $1",
-                )
-                .bind(username.as_str())
-                .bind(i64::from(count.consecutive_failures))
-                .bind(count.last_failure_at.unix_millis())
+        let seen = Some(rows::attempts(&row)?).filter(|a| a.failures.is_some() || a.in_flight > 0);
+        let (result, write) = decide(seen);
+        if let Some(attempts) = write {
+            sql::store_attempts!(username, attempts)
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-                tx.commit().await.map_err(unavailable)?;
-            }
-            // Only a counter with failures can refuse, so there is nothing to keep.
-            Charge::Throttled { .. } | Charge::Locked => {
-                tx.rollback().await.map_err(unavailable)?;
-            }
+            tx.commit().await.map_err(unavailable)?;
+        } else {
+            tx.rollback().await.map_err(unavailable)?;
         }
-        Ok(charge)
+        Ok(result)
     }
 }
 
@@ -74,7 +66,8 @@ impl ThrottleStore for PostgresStore {
                 .map_err(unavailable)
         })
         .await?;
-        row.as_ref().map(rows::failure_count).transpose()
+        let count = row.as_ref().map(rows::failure_count).transpose()?;
+        Ok(count.filter(|c| c.consecutive_failures > 0))
     }
 
     async fn charge_login_attempt(
@@ -83,7 +76,34 @@ impl ThrottleStore for PostgresStore {
         policy: &ThrottlePolicy,
         now: Timestamp,
     ) -> Result<Charge, StoreError> {
-        retrying!(self.charge_login_attempt_once(username, policy, now))
+        let decide = |seen| {
+            let charge = policy.charge(seen, now);
+            (charge, charge.stored())
+        };
+        retrying!(self.update_attempts_once(username, now, &decide))
+    }
+
+    async fn record_login_failure(
+        &self,
+        username: &Username,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> Result<FailureCount, StoreError> {
+        let decide = |seen| {
+            let (failures, left) = policy.fail(seen, now);
+            (failures, Some(left))
+        };
+        retrying!(self.update_attempts_once(username, now, &decide))
+    }
+
+    async fn release_login_attempt(
+        &self,
+        username: &Username,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let decide =
+            |seen: Option<Attempts>| ((), seen.map(|_| ThrottlePolicy::release(seen, now)));
+        retrying!(self.update_attempts_once(username, now, &decide))
     }
 
     async fn locked_usernames(&self, locked_at: u32) -> Result<Vec<String>, StoreError> {

@@ -7,8 +7,8 @@ use sqlx::{Sqlite, Transaction};
 
 use super::SqliteStore;
 use crate::domain::{
-    AuditEvent, FamilyId, NewFamily, NewToken, Origin, RefreshPolicy, Rotation, Session, Successor,
-    Timestamp, TokenHash, User, UserId, Username,
+    AccessStanding, AuditEvent, FamilyId, NewFamily, NewToken, Origin, RefreshPolicy, Rotation,
+    Session, Successor, Timestamp, TokenHash, User, UserId, Username,
 };
 use crate::store::procedures::shared_revocations;
 use crate::store::rows::{self, presented_token_sql};
@@ -106,6 +106,22 @@ impl SessionStore for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(unavailable)
+    }
+
+    async fn access_standing(
+        &self,
+        user: &UserId,
+        jti: &str,
+        session: Option<&FamilyId>,
+        now: Timestamp,
+    ) -> Result<Option<AccessStanding>, StoreError> {
+        sql::access_standing!(user, jti, session, now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .as_ref()
+            .map(rows::access_standing)
+            .transpose()
     }
 
     async fn list_sessions(

@@ -48,4 +48,15 @@ impl SigningKeyStore for SqliteStore {
             .map_err(unavailable)?;
         Ok(())
     }
+    async fn set_key_retirement(
+        &self,
+        kid: &str,
+        retires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        sql::set_key_retirement!(kid, retires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)
+            .map(|done| done.rows_affected() > 0)
+    }
 }

@@ -1,12 +1,39 @@
-//! Login-failure counters on SQLite. A charge reads, decides and writes under the write lock
-//! (`BEGIN IMMEDIATE`), so concurrent attempts on one name are charged one after another.
+//! Login counters on SQLite. Each step of an attempt (charge, failure, release) reads, decides
+//! and writes under the write lock (`BEGIN IMMEDIATE`), so concurrent attempts on one name are
+//! decided one after another.
 
 use async_trait::async_trait;
 
 use super::SqliteStore;
-use crate::domain::{Charge, FailureCount, ThrottlePolicy, Timestamp, Username};
+use crate::domain::{Attempts, Charge, FailureCount, ThrottlePolicy, Timestamp, Username};
 use crate::store::rows;
 use crate::store::{StoreError, ThrottleStore, sql, unavailable};
+
+impl SqliteStore {
+    /// Reads `username`'s counter, lets `decide` choose the result and the counter to store
+    /// (`None`: leave it), and writes it, in one write transaction.
+    async fn update_attempts<R>(
+        &self,
+        username: &Username,
+        decide: impl FnOnce(Option<Attempts>) -> (R, Option<Attempts>) + Send,
+    ) -> Result<R, StoreError> {
+        let mut tx = self.begin().await?;
+        let row = sql::attempts_of!(username)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let seen = row.as_ref().map(rows::attempts).transpose()?;
+        let (result, write) = decide(seen);
+        if let Some(attempts) = write {
+            sql::store_attempts!(username, attempts)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(result)
+    }
+}
 
 #[async_trait]
 impl ThrottleStore for SqliteStore {
@@ -18,7 +45,8 @@ impl ThrottleStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        row.as_ref().map(rows::failure_count).transpose()
+        let count = row.as_ref().map(rows::failure_count).transpose()?;
+        Ok(count.filter(|c| c.consecutive_failures > 0))
     }
 
     async fn charge_login_attempt(
@@ -27,31 +55,35 @@ impl ThrottleStore for SqliteStore {
         policy: &ThrottlePolicy,
         now: Timestamp,
     ) -> Result<Charge, StoreError> {
-        // BEGIN IMMEDIATE: the read, the decision and the write happen under the write lock.
-        let mut tx = self.begin().await?;
-        let row =
-            sqlx::query("SELECT failures, last_failure_at FROM login_throttle WHERE username = ?")
-                .bind(username.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        let seen = row.as_ref().map(rows::failure_count).transpose()?;
-        let charge = policy.charge(seen, now);
-        if let Charge::Charged(count) = charge {
-            sqlx::query(
-                "INSERT INTO login_throttle (username, failures, last_failure_at) VALUES (?, ?, ?) \
-                 ON CONFLICT (username) DO UPDATE SET \
-                     failures = excluded.failures, last_failure_at = excluded.last_failure_at",
-            )
-            .bind(username.as_str())
-            .bind(i64::from(count.consecutive_failures))
-            .bind(count.last_failure_at.unix_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(charge)
+        self.update_attempts(username, |seen| {
+            let charge = policy.charge(seen, now);
+            (charge, charge.stored())
+        })
+        .await
+    }
+
+    async fn record_login_failure(
+        &self,
+        username: &Username,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> Result<FailureCount, StoreError> {
+        self.update_attempts(username, |seen| {
+            let (failures, left) = policy.fail(seen, now);
+            (failures, Some(left))
+        })
+        .await
+    }
+
+    async fn release_login_attempt(
+        &self,
+        username: &Username,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.update_attempts(username, |seen| {
+            ((), seen.map(|_| ThrottlePolicy::release(seen, now)))
+        })
+        .await
     }
 
     async fn locked_usernames(&self, locked_at: u32) -> Result<Vec<String>, StoreError> {
