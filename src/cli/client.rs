@@ -62,8 +62,9 @@ pub enum ClientCommand {
         token: String,
         #[arg(long, value_name = "URL")]
         addr: Option<String>,
-        /// The caller's own access token, sent as `authorization: Bearer …` (needed when the
-        /// server sets `introspect_role`)
+        /// The caller's own credential, an API key or access token holding the server's
+        /// `introspect_role` (default `introspector`), sent as `authorization: Bearer …`;
+        /// needed unless the server sets `introspection_open`
         #[arg(
             long,
             value_name = "TOKEN",

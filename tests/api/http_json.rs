@@ -62,8 +62,21 @@ async fn json_login_refresh_introspect_and_logout_use_proto3_json() {
     let newest = rotated["refreshToken"].as_str().unwrap().to_owned();
     assert_ne!(newest, refresh);
 
-    let (status, found) = post_json(&app, "/v1/auth/introspect", json!({"token": access})).await;
-    assert_eq!(status, 200);
+    // Introspection needs a caller credential holding `introspect_role` (issue 16).
+    let (status, _) = post_json(&app, "/v1/auth/introspect", json!({"token": access})).await;
+    assert_eq!(status, 401);
+    let found = reqwest::Client::new()
+        .post(format!("{}/v1/auth/introspect", app.http))
+        .header("content-type", "application/json")
+        .header("authorization", app.introspector_authorization().await)
+        .body(json!({"token": access}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let found: Value = serde_json::from_str(&found).unwrap();
     assert_eq!(found["active"], true);
     assert_eq!(found["username"], "alice");
     assert_eq!(found["tokenType"], "access_token");

@@ -43,8 +43,11 @@ async fn client_for(
     oauth2::EndpointSet,
     oauth2::EndpointSet,
 > {
-    app.add_user("svc", &["reader"]).await;
-    let (id, key) = app.create_api_key("svc", &["reader"], None).await;
+    // `introspector`: introspection needs a caller holding `introspect_role` (issue 16).
+    app.add_user("svc", &["reader", "introspector"]).await;
+    let (id, key) = app
+        .create_api_key("svc", &["reader", "introspector"], None)
+        .await;
     let secret = key
         .strip_prefix(&format!("authd_{id}_"))
         .unwrap()

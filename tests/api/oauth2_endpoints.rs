@@ -275,8 +275,10 @@ async fn revocation_ends_the_session_and_answers_200_for_unknown_tokens() {
 #[tokio::test]
 async fn introspection_requires_an_authenticated_caller_and_hides_inactive_tokens() {
     let app = spawn_app().await;
-    let (id, secret) = client(&app, &["reader"]).await;
-    app.add_user("alice", &["reader"]).await;
+    // The caller holds `introspect_role` (default `introspector`).
+    let (id, secret) = client(&app, &["reader", "introspector"]).await;
+    // alice may introspect too, with her own access token as the bearer below.
+    app.add_user("alice", &["reader", "introspector"]).await;
     let tokens = app.login("alice", PASSWORD).await.unwrap();
 
     // No caller: 401 with a challenge, even with no introspect_role configured.
