@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::admin::{AdminDeps, api_key_pb, next_token, page_request, session_pb, user_pb};
+use super::admin::{
+    AdminDeps, api_key_pb, next_token, page_request, session_pb, sessions_page, user_pb,
+};
 use super::{bearer, context, error, pb, token_response};
 use crate::domain::{ApiKeyListing, User};
 use crate::service::{Actor, AdminAccess, Principal, RequestContext, TokenService};
@@ -101,13 +103,7 @@ impl pb::account_service_server::AccountService for AccountApi {
             .list(user.username.as_str())
             .await
             .map_err(error::admin_status)?;
-        let page = page_request(r.page_size, r.page_token)
-            .take_after_item(sessions, |s| s.id.to_string())
-            .map_err(error::admin_status)?;
-        Ok(Response::new(pb::ListSessionsResponse {
-            next_page_token: next_token(&page),
-            sessions: page.items.iter().map(session_pb).collect(),
-        }))
+        sessions_page(sessions, r.page_size, r.page_token).map(Response::new)
     }
 
     async fn revoke_my_session(

@@ -128,6 +128,21 @@ pub(super) fn page_request(size: i32, token: String) -> PageRequest {
     PageRequest::new(usize::try_from(size).unwrap_or(0), token)
 }
 
+/// One page of `sessions` as a `ListSessionsResponse` (the admin's and the account's).
+pub(super) fn sessions_page(
+    sessions: Vec<Session>,
+    page_size: i32,
+    page_token: String,
+) -> Result<pb::ListSessionsResponse, Status> {
+    let page = page_request(page_size, page_token)
+        .take_after_item(sessions, |s| s.id.to_string())
+        .map_err(error::admin_status)?;
+    Ok(pb::ListSessionsResponse {
+        next_page_token: next_token(&page),
+        sessions: page.items.iter().map(session_pb).collect(),
+    })
+}
+
 pub(super) fn next_token<T>(page: &Page<T>) -> String {
     page.next_page_token.clone().unwrap_or_default()
 }
@@ -306,13 +321,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
             .list(&r.username)
             .await
             .map_err(error::admin_status)?;
-        let page = page_request(r.page_size, r.page_token)
-            .take_after_item(sessions, |s| s.id.to_string())
-            .map_err(error::admin_status)?;
-        Ok(Response::new(pb::ListSessionsResponse {
-            next_page_token: next_token(&page),
-            sessions: page.items.iter().map(session_pb).collect(),
-        }))
+        sessions_page(sessions, r.page_size, r.page_token).map(Response::new)
     }
 
     async fn revoke_session(
