@@ -225,6 +225,12 @@ impl Slapd {
         ldap.add(&dn, attrs).await.unwrap().success().unwrap();
     }
 
+    /// Deletes user `uid`'s entry.
+    pub async fn delete_user(&self, uid: &str) {
+        let mut ldap = self.admin().await;
+        ldap.delete(&user_dn(uid)).await.unwrap().success().unwrap();
+    }
+
     /// Takes `uid` out of the groupOfNames `group`.
     pub async fn remove_from_group(&self, uid: &str, group: &str) {
         let mut ldap = self.admin().await;
