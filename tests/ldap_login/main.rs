@@ -2,7 +2,8 @@
 //! SQLite file, logins and refreshes over gRPC, against a real OpenLDAP (`slapd`, started by
 //! each test on a free port; `tests/support/slapd.rs`). `login.rs`: logins, roles, refusals,
 //! coexistence with local users, set-password; `recheck.rs`: the directory going away and
-//! coming back, and what a refresh's recheck does. (The directory client alone, StartTLS,
+//! coming back, and what a refresh's recheck does; `serve.rs`: `authd serve` configured from
+//! the environment as the README shows. (The directory client alone, StartTLS,
 //! failover and `authd ldap test` are in `tests/ldap.rs`.) Skipped, with the reason printed,
 //! where slapd is not installed; `.ci/run` installs it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
@@ -18,6 +19,7 @@ mod slapd;
 
 mod login;
 mod recheck;
+mod serve;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
