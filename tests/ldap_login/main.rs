@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
 
 #[path = "../support/binary.rs"]
-#[allow(dead_code)]
 mod binary;
 #[allow(dead_code)] // shared with tests/api, which uses all of it
 #[path = "../api/helpers.rs"]
