@@ -134,3 +134,27 @@ async fn a_user_deleted_from_the_directory_loses_the_session_at_the_recheck() {
         "{events:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_locked_in_the_directory_loses_the_session_at_the_recheck() {
+    require_slapd!();
+    let slapd = Slapd::start(None).await;
+    let (app, clock) = spawn_with_directory(&slapd, Membership::Search).await;
+    let bob = app.login("bob", PASSWORD).await.unwrap();
+    slapd.lock_user("bob").await;
+    clock.advance(RECHECK + Duration::from_secs(1));
+    let ended = app.refresh(&bob.refresh_token).await.unwrap_err();
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    let events = app.admin().await.audit_tail(Some("bob"), 20).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind.as_str() == "family_revoked"
+            && e.detail
+                .as_deref()
+                .unwrap_or("")
+                .contains("disabled in the directory")),
+        "{events:?}"
+    );
+    // A new login is refused like a wrong password.
+    let status = app.login("bob", PASSWORD).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
