@@ -1,4 +1,4 @@
-//! The disk fills up under load. SQLite lives on an 8 MiB tmpfs the test mounts (it must run
+//! The disk fills up under load. SQLite lives on a 32 MiB tmpfs the test mounts (it must run
 //! as root, as it does here and in CI); a file filling the rest of the mount is written while
 //! the clients log in and refresh. Calls must then fail UNAVAILABLE (never a success that was
 //! not stored, never another status), the server must stay up, the database must pass
@@ -21,7 +21,7 @@ use crate::harness::{self, Clients, Database, LoadShape, Tally};
 use crate::invariants::{self, Limits};
 
 const CLIENTS: usize = 8;
-const MOUNT_SIZE: &str = "8m";
+const MOUNT_SIZE: &str = "32m";
 
 /// A tmpfs mounted for the test, unmounted on drop.
 struct Mount {
@@ -145,7 +145,7 @@ async fn disk_full_fails_unavailable_corrupts_nothing_and_recovers() {
         Mount::new()
     };
     let (db, way) = match &mount {
-        Ok(mount) => (Database::sqlite_in(Some(mount.path())), "tmpfs of 8 MiB"),
+        Ok(mount) => (Database::sqlite_in(Some(mount.path())), "tmpfs of 32 MiB"),
         Err(why) => {
             eprintln!("disk full: no tmpfs ({why}); using RLIMIT_FSIZE on the server");
             (Database::sqlite_in(None), "RLIMIT_FSIZE")
