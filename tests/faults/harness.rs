@@ -181,8 +181,11 @@ pub struct Tally {
     pub refreshes: AtomicU64,
     /// Failed calls by status code.
     pub failed: Mutex<BTreeMap<String, u64>>,
-    /// Every `exp - iat` seen, in seconds, when it was not [`ACCESS_TTL`] (must stay empty).
+    /// Every `exp - iat` seen, in seconds, when it was not the access-token lifetime (must
+    /// stay empty).
     pub bad_lifetimes: Mutex<Vec<i64>>,
+    /// The access-token lifetime the server runs with ([`ACCESS_TTL`] when `None`).
+    pub access_ttl: Option<Duration>,
 }
 
 impl Tally {
@@ -192,11 +195,6 @@ impl Tally {
 
     pub fn failed_total(&self) -> u64 {
         self.failed.lock().unwrap().values().sum()
-    }
-
-    pub fn failed_with(&self, code: Code) -> u64 {
-        let failed = self.failed.lock().unwrap();
-        failed.get(&format!("{code:?}")).copied().unwrap_or(0)
     }
 
     fn fail(&self, status: &tonic::Status) {
@@ -217,7 +215,8 @@ impl Tally {
 
     fn check_lifetime(&self, response: &TokenResponse) -> Claims {
         let claims = claims(&response.access_token);
-        if u64::try_from(claims.exp - claims.iat).ok() != Some(ACCESS_TTL.as_secs()) {
+        let ttl = self.access_ttl.unwrap_or(ACCESS_TTL);
+        if u64::try_from(claims.exp - claims.iat).ok() != Some(ttl.as_secs()) {
             self.bad_lifetimes
                 .lock()
                 .unwrap()

@@ -162,6 +162,9 @@ impl Snapshot {
 pub struct Limits {
     pub refresh_ttl: Duration,
     pub max_lifetime: Duration,
+    /// When set, a refusal may also be the session or its last token having ended by this
+    /// time (Unix ms, the latest the server's clock reached), not only a revocation.
+    pub ended_by: Option<i64>,
 }
 
 impl Default for Limits {
@@ -169,6 +172,7 @@ impl Default for Limits {
         Self {
             refresh_ttl: Duration::from_secs(14 * 24 * 3600),
             max_lifetime: Duration::from_secs(30 * 24 * 3600),
+            ended_by: None,
         }
     }
 }
@@ -390,7 +394,11 @@ pub fn violations(
                 )),
             }
         }
-        if chain.refused && family.revoked_reason.is_none() {
+        let ended = limits.ended_by.is_some_and(|by| {
+            let last = RefreshToken::parse(&chain.token).unwrap().hash();
+            family.expires_at <= by || tokens.get(&last.0[..]).is_some_and(|t| t.expires_at <= by)
+        });
+        if chain.refused && family.revoked_reason.is_none() && !ended {
             bad.push(format!(
                 "session {}: the client was refused but the family is not revoked",
                 chain.family

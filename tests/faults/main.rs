@@ -18,7 +18,10 @@ mod pg;
 #[path = "../support/proxy.rs"]
 mod proxy;
 
+mod clock;
 mod disk_full;
 mod harness;
 mod invariants;
 mod kill;
+mod pg_cut;
+mod slow_disk;
