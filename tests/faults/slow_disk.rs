@@ -1,7 +1,8 @@
 //! A slow disk: the server's writes (and so its fsyncs: SQLite commits with
 //! `synchronous=FULL`) throttled to a few operations a second by a blkio cgroup
 //! (`blkio.throttle.write_iops_device` on cgroup v1, `io.max` on v2) on the device holding the
-//! database. Under a closed loop of 128 callers (half logging in, half refreshing), the
+//! database. Under a closed loop of 128 callers (who log in on the fast disk, then mostly
+//! refresh on the slow one), the
 //! hashing queue (`authd_argon2_queue_depth`, bounded by `hash_queue_max`) and the rotations
 //! waiting for the writer (`authd_rotations_waiting`) must stay bounded, and so must the
 //! server's resident memory, while the calls that cannot be served in time fail with a
@@ -129,31 +130,23 @@ async fn sample(http: &str, pid: u32) -> Sample {
     }
 }
 
-/// Runs the load for `length`, sampling every 200 ms; returns the samples.
+/// Runs the load for `length` over four connections (as clients behind a pool would; one
+/// connection runs at most 64 calls at once), sampling every 200 ms; returns the samples.
 async fn phase(
     server: &crate::binary::Server,
-    clients: &Arc<Mutex<Clients>>,
+    shards: &[Arc<Mutex<Clients>>],
     tally: &Arc<Tally>,
+    shape: LoadShape,
     length: Duration,
     seed: u64,
 ) -> Vec<Sample> {
     let stop = Arc::new(AtomicBool::new(false));
-    // Callers share a few connections, as clients behind a pool would.
     let mut loads = Vec::new();
-    let per_channel = CALLERS / 4;
-    let all = Arc::clone(clients);
-    for channel in 0..4 {
+    for (n, shard) in shards.iter().enumerate() {
         let client = harness::connect(server).await;
-        let shard = Arc::new(Mutex::new(Clients::new(per_channel)));
-        let (tally, stop) = (Arc::clone(tally), stop.clone());
-        let all = Arc::clone(&all);
+        let (shard, tally, stop) = (Arc::clone(shard), Arc::clone(tally), stop.clone());
         loads.push(tokio::spawn(async move {
-            let shape = LoadShape { login_every: 2 };
-            harness::run_load(client, &shard, &tally, &stop, shape, seed + channel).await;
-            let mut shard = Arc::try_unwrap(shard).unwrap().into_inner().unwrap();
-            let mut all = all.lock().unwrap();
-            all.abandoned.extend(shard.current.drain(..).flatten());
-            all.abandoned.append(&mut shard.abandoned);
+            harness::run_load(client, &shard, &tally, &stop, shape, seed + n as u64).await;
         }));
     }
     let mut samples = Vec::new();
@@ -204,16 +197,34 @@ async fn slow_disk_keeps_the_hashing_and_rotation_queues_bounded() {
     } else {
         Duration::from_secs(4)
     };
-    let clients = Arc::new(Mutex::new(Clients::new(0)));
-
+    let shards: Vec<_> = (0..4)
+        .map(|_| Arc::new(Mutex::new(Clients::new(CALLERS / 4))))
+        .collect();
+    // Sessions start on the fast disk; on the slow one the callers mostly refresh.
+    let logins = LoadShape { login_every: 2 };
+    let refreshes = LoadShape { login_every: 50 };
     let fast = Arc::new(Tally::default());
-    let fast_samples = phase(&server, &clients, &fast, Duration::from_secs(2), 1).await;
+    let fast_samples = phase(&server, &shards, &fast, logins, Duration::from_secs(2), 1).await;
     throttle.add(server.pid());
     let slow = Arc::new(Tally::default());
-    let slow_samples = phase(&server, &clients, &slow, length, 2).await;
+    let slow_samples = phase(&server, &shards, &slow, refreshes, length, 2).await;
     throttle.lift();
     let after = Arc::new(Tally::default());
-    let after_samples = phase(&server, &clients, &after, Duration::from_secs(2), 3).await;
+    let after_samples = phase(
+        &server,
+        &shards,
+        &after,
+        refreshes,
+        Duration::from_secs(2),
+        3,
+    )
+    .await;
+    let mut clients = Clients::new(0);
+    for shard in &shards {
+        let mut shard = shard.lock().unwrap();
+        clients.abandoned.extend(shard.current.drain(..).flatten());
+        clients.abandoned.append(&mut shard.abandoned);
+    }
 
     for (what, samples) in [
         ("fast", &fast_samples),
@@ -245,6 +256,6 @@ async fn slow_disk_keeps_the_hashing_and_rotation_queues_bounded() {
     }
     drop(server);
     drop(throttle);
-    let verdict = invariants::check(&db, &clients.lock().unwrap(), Limits::default()).await;
+    let verdict = invariants::check(&db, &clients, Limits::default()).await;
     eprintln!("[faults] slow disk: {verdict}");
 }
