@@ -134,7 +134,8 @@ async fn clock_jumps_mint_no_token_beyond_its_limits() {
         max_lifetime: MAX_LIFETIME,
         ended_by: Some(latest_server_ms + 1000),
     };
-    let verdict = invariants::check(&db, &clients.lock().unwrap(), limits).await;
+    let clients = std::mem::take(&mut *clients.lock().unwrap());
+    let verdict = invariants::check(&db, &clients, limits).await;
     drop(server);
     harness::report(
         &format!("clock jumps x{}", jumps.len()),

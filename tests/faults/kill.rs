@@ -56,10 +56,11 @@ async fn kill_restart(db: Database, seed: u64) {
     }
     // A last restart: every client's last token still refreshes, and the database holds.
     let server = harness::start_server(db.url(), &env).await;
-    let verdict = invariants::check(&db, &clients.lock().unwrap(), Limits::default()).await;
-    let refreshed = harness::last_tokens_refresh(&server, &clients.lock().unwrap()).await;
+    let clients = std::mem::take(&mut *clients.lock().unwrap());
+    let verdict = invariants::check(&db, &clients, Limits::default()).await;
+    let refreshed = harness::last_tokens_refresh(&server, &clients).await;
     drop(server);
-    let after = invariants::check(&db, &clients.lock().unwrap(), Limits::default()).await;
+    let after = invariants::check(&db, &clients, Limits::default()).await;
     assert_eq!(after.revoked, 0, "no session was revoked: {after}");
     let mean_restart = restarts.iter().sum::<Duration>() / u32::try_from(restarts.len()).unwrap();
     let slowest = restarts.iter().max().unwrap();

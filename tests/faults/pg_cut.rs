@@ -84,10 +84,11 @@ async fn postgres_connections_cut_mid_transaction_fail_unavailable_and_recover()
         "with the database cut off every failure is UNAVAILABLE: {:?}",
         tally.failed
     );
-    let verdict = invariants::check(&db, &clients.lock().unwrap(), Limits::default()).await;
-    let refreshed = harness::last_tokens_refresh(&server, &clients.lock().unwrap()).await;
+    let clients = std::mem::take(&mut *clients.lock().unwrap());
+    let verdict = invariants::check(&db, &clients, Limits::default()).await;
+    let refreshed = harness::last_tokens_refresh(&server, &clients).await;
     drop(server);
-    let after = invariants::check(&db, &clients.lock().unwrap(), Limits::default()).await;
+    let after = invariants::check(&db, &clients, Limits::default()).await;
     assert_eq!(after.revoked, 0, "{after}");
     let slowest = recoveries.iter().map(|(_, d)| *d).max().unwrap();
     harness::report(
