@@ -1,0 +1,205 @@
+//! The console over plain HTTP: what a browser would not send (a POST without the CSRF
+//! token), the security headers, a non-administrator, and `console_enabled = false`.
+
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+
+use crate::helpers::{PASSWORD, TestApp, spawn_app, spawn_app_with};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// `name=value` of every `Set-Cookie`, joined for a `Cookie` header.
+fn cookies(headers: &HeaderMap) -> String {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .filter(|pair| !pair.ends_with('='))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The value of the first `name="csrf"` field of a page.
+fn csrf_of(page: &str) -> String {
+    let at = page.find(r#"name="csrf" value=""#).expect("a CSRF field");
+    let rest = &page[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// Signs in through the login form: the response and the cookies of the session.
+async fn sign_in(app: &TestApp, username: &str) -> (reqwest::Response, String) {
+    let http = client();
+    let form = http
+        .get(format!("{}/admin/login", app.http))
+        .send()
+        .await
+        .unwrap();
+    let login_cookie = cookies(form.headers());
+    let csrf = csrf_of(&form.text().await.unwrap());
+    let response = http
+        .post(format!("{}/admin/login", app.http))
+        .header("cookie", login_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            serde_urlencoded::to_string([
+                ("csrf", csrf.as_str()),
+                ("username", username),
+                ("password", PASSWORD),
+            ])
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let session = cookies(response.headers());
+    (response, session)
+}
+
+#[tokio::test]
+async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing() {
+    let app = spawn_app().await;
+    app.add_user("root", &["admin"]).await;
+    app.add_user("bob", &[]).await;
+    let (response, session) = sign_in(&app, "root").await;
+    assert_eq!(response.status(), 303);
+    assert!(session.contains("authd_console="), "{session}");
+    let http = client();
+    let page = http
+        .get(format!("{}/admin/users/bob", app.http))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csrf = csrf_of(&page.text().await.unwrap());
+
+    for body in [String::new(), "csrf=forged".to_owned()] {
+        let refused = http
+            .post(format!("{}/admin/users/bob/disable", app.http))
+            .header("cookie", &session)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403);
+        assert!(
+            refused
+                .text()
+                .await
+                .unwrap()
+                .contains("nothing was changed")
+        );
+    }
+    assert!(app.admin().await.get("bob").await.unwrap().enabled);
+    app.login("bob", PASSWORD).await.expect("bob still logs in");
+
+    // No session at all: sent to sign in, nothing changed.
+    let anonymous = http
+        .post(format!("{}/admin/users/bob/disable", app.http))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 303);
+    assert_eq!(anonymous.headers()[LOCATION], "/admin/login");
+    assert!(app.admin().await.get("bob").await.unwrap().enabled);
+
+    // With the token, the same POST works.
+    let done = http
+        .post(format!("{}/admin/users/bob/disable", app.http))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 303);
+    assert!(!app.admin().await.get("bob").await.unwrap().enabled);
+}
+
+#[tokio::test]
+async fn console_pages_carry_the_security_headers_and_session_cookie_attributes() {
+    let app = spawn_app().await;
+    app.add_user("root", &["admin"]).await;
+    let (status, headers, body) = app.get("/admin/login").await;
+    assert_eq!(status, 200);
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(!body.contains("<script>"), "no inline script");
+    assert!(!body.contains("style="), "no inline style");
+
+    let (_, _) = sign_in(&app, "root").await;
+    let (response, _) = sign_in(&app, "root").await;
+    for cookie in response.headers().get_all(SET_COOKIE) {
+        let cookie = cookie.to_str().unwrap();
+        assert!(cookie.contains("HttpOnly"), "{cookie}");
+        assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+        assert!(cookie.contains("Path=/admin"), "{cookie}");
+        // Plain HTTP on loopback: the one case without `Secure`.
+        assert!(!cookie.contains("Secure"), "{cookie}");
+    }
+}
+
+#[tokio::test]
+async fn a_non_admin_gets_no_console_session() {
+    let app = spawn_app().await;
+    app.add_user("dave", &["reader"]).await;
+    let (response, session) = sign_in(&app, "dave").await;
+    assert_eq!(response.status(), 403);
+    assert!(!session.contains("authd_console="), "{session}");
+    assert!(response.text().await.unwrap().contains("admin role"));
+    assert!(app.sessions().await.list("dave").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_refused_like_the_api_refuses_it() {
+    let app = spawn_app().await;
+    app.add_user("root", &["admin"]).await;
+    let http = client();
+    let form = http
+        .get(format!("{}/admin/login", app.http))
+        .send()
+        .await
+        .unwrap();
+    let login_cookie = cookies(form.headers());
+    let csrf = csrf_of(&form.text().await.unwrap());
+    let response = http
+        .post(format!("{}/admin/login", app.http))
+        .header("cookie", login_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&username=root&password=wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(cookies(response.headers()).contains("authd_console_login="));
+    assert!(!cookies(response.headers()).contains("authd_console="));
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("invalid username or password")
+    );
+}
+
+#[tokio::test]
+async fn console_enabled_false_removes_the_routes() {
+    let app = spawn_app_with(|c| c.console_enabled = false).await;
+    let (status, _, _) = app.get("/admin/login").await;
+    assert_eq!(status, 404);
+    let (status, _, _) = app.get("/healthz").await;
+    assert_eq!(status, 200);
+}
