@@ -57,8 +57,7 @@ pub async fn show(
         div.totals {
             @for (label, colour, count) in SERIES {
                 div.total {
-                    span.swatch { (swatch(colour)) }
-                    span.label { (label) }
+                    span.label { (swatch(colour)) " " (label) }
                     strong { (count(&activity.total)) }
                 }
             }
@@ -93,8 +92,8 @@ fn swatch(colour: &str) -> Markup {
 
 /// A line per series over the buckets, with a y axis from 0 to the largest count.
 fn chart(a: &Activity) -> Markup {
-    const W: f64 = 720.0;
-    const H: f64 = 240.0;
+    const W: f64 = 960.0;
+    const H: f64 = 220.0;
     const LEFT: f64 = 40.0;
     const BOTTOM: f64 = 24.0;
     const TOP: f64 = 10.0;
