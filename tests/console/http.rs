@@ -203,3 +203,52 @@ async fn console_enabled_false_removes_the_routes() {
     let (status, _, _) = app.get("/healthz").await;
     assert_eq!(status, 200);
 }
+
+/// `Cookie` header value after applying `set` (a response's cookies) over `jar`.
+fn merged(jar: &str, set: &str) -> String {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for pair in jar
+        .split("; ")
+        .chain(set.split("; "))
+        .filter(|p| !p.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap();
+        pairs.retain(|(n, _)| n != name);
+        pairs.push((name.to_owned(), value.to_owned()));
+    }
+    pairs
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_refreshed_and_an_ended_session_signs_out() {
+    let app = spawn_app_with(|c| c.access_token_ttl = std::time::Duration::from_secs(1)).await;
+    app.add_user("root", &["admin"]).await;
+    let (_, session) = sign_in(&app, "root").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let http = client();
+    let page = http
+        .get(format!("{}/admin/users", app.http))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "the session was refreshed");
+    let refreshed = merged(&session, &cookies(page.headers()));
+    assert_ne!(refreshed, session, "new tokens were set");
+    assert_eq!(app.sessions().await.list("root").await.unwrap().len(), 1);
+
+    // Ended elsewhere (the CLI here): the browser is sent to sign in.
+    app.sessions().await.revoke_all("root").await.unwrap();
+    let page = http
+        .get(format!("{}/admin/users", app.http))
+        .header("cookie", &refreshed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303);
+    assert_eq!(page.headers()[LOCATION], "/admin/login");
+}
