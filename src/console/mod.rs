@@ -44,6 +44,9 @@ use crate::http::errors::HttpRefusal;
 use crate::middleware::RequestStack;
 use crate::service::{AdminAccess, AdminError, AuthError, RequestContext, TokenService};
 
+/// The largest form accepted (the console's forms are a few short fields).
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
 /// The paths the per-source limit applies to: all of the console.
 pub const LIMITED_PATHS: &[&str] = &["/admin/"];
 
@@ -126,6 +129,7 @@ pub fn router(state: ConsoleState, trusted_proxies: Vec<IpNet>) -> Router {
         .route("/admin/static/console.css", get(stylesheet))
         .route("/admin/static/console.js", get(script))
         .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::map_response(security_headers))
         .layer(RequestStack::new(
             limiter,

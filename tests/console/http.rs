@@ -5,6 +5,7 @@ use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 
 use crate::helpers::{PASSWORD, TestApp, spawn_app, spawn_app_with};
+use crate::postgres::TestDatabase;
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -63,7 +64,20 @@ async fn sign_in(app: &TestApp, username: &str) -> (reqwest::Response, String) {
 
 #[tokio::test]
 async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing() {
-    let app = spawn_app().await;
+    csrf_less_posts_are_refused(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing_on_postgres() {
+    let Some(db) = TestDatabase::create("console csrf on postgres").await else {
+        return;
+    };
+    let url = db.url.clone();
+    csrf_less_posts_are_refused(spawn_app_with(|c| c.database_url = url).await).await;
+    drop(db);
+}
+
+async fn csrf_less_posts_are_refused(app: TestApp) {
     app.add_user("root", &["admin"]).await;
     app.add_user("bob", &[]).await;
     let (response, session) = sign_in(&app, "root").await;

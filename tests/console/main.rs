@@ -9,6 +9,8 @@
 #[path = "../api/helpers.rs"]
 #[allow(dead_code)] // this crate uses part of it
 mod helpers;
+#[path = "../support/postgres.rs"]
+mod postgres;
 
 mod browser;
 mod flows;
