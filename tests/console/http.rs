@@ -266,3 +266,53 @@ async fn an_expired_access_token_is_refreshed_and_an_ended_session_signs_out() {
     assert_eq!(page.status(), 303);
     assert_eq!(page.headers()[LOCATION], "/admin/login");
 }
+
+#[tokio::test]
+async fn retiring_a_key_warns_first_then_removes_it_from_the_jwks() {
+    let app = spawn_app().await;
+    app.add_user("root", &["admin"]).await;
+    let (_, session) = sign_in(&app, "root").await;
+    let jwks = app.get_json("/.well-known/jwks.json").await;
+    let kid = jwks["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let http = client();
+    let warning = http
+        .get(format!("{}/admin/keys/{kid}/retire", app.http))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(warning.status(), 200);
+    let page = warning.text().await.unwrap();
+    assert!(page.contains("Only for a compromised key"), "{page}");
+    let csrf = csrf_of(&page);
+    let done = http
+        .post(format!("{}/admin/keys/{kid}/retire", app.http))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 303);
+    let jwks = app.get_json("/.well-known/jwks.json").await;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(!kids.contains(&kid.as_str()), "{kid} left {kids:?}");
+    assert_eq!(kids.len(), 1, "a new key signs");
+    let events = app.admin().await.audit_tail(None, 5).await.unwrap();
+    let rotated = events
+        .iter()
+        .rev()
+        .find(|e| e.kind.as_str() == "key_rotated")
+        .unwrap();
+    let detail = rotated.detail.as_deref().unwrap();
+    assert!(detail.starts_with("by=user:root;"), "{detail}");
+    assert!(
+        detail.contains(&format!("retired={kid} reason=emergency")),
+        "{detail}"
+    );
+}
