@@ -15,6 +15,7 @@ mod api_key_login;
 mod api_keys;
 mod audit;
 mod auth;
+pub mod console_queries;
 mod context;
 mod directory;
 pub mod housekeeping;
