@@ -55,6 +55,7 @@ pub async fn run(service: Arc<TokenService>, schedule: Schedule, stop: Cancellat
                 result = service.purge_ended_sessions() => match result {
                     Ok(p) => tracing::info!(
                         refresh_tokens = p.refresh_tokens,
+                        sealed_copies = p.sealed_copies,
                         families = p.families,
                         revoked_access_tokens = p.revoked_access_tokens,
                         "purged ended sessions"
@@ -96,11 +97,30 @@ pub async fn purge_ended_sessions(
     let purge = |what| purge_all(store, what, batch);
     Ok(Purged {
         refresh_tokens: purge(Expired::TokensOfEndedFamilies { now }).await?
+            + purge(Expired::UsedTokensOfEndedFamilies { now }).await?
             + purge(Expired::IdleTokens { now }).await?,
         families: purge(Expired::EndedFamilies { now }).await?,
         revoked_access_tokens: purge(Expired::RevokedAccessTokens { now }).await?,
         ..Purged::default()
     })
+}
+
+/// Drops the sealed copies of tokens issued more than `grace` before `now` (with their links
+/// to their predecessors): the grace window in which the predecessor may be presented again
+/// has passed, so nothing can open them. A rotation drops a family's copy anyway; this takes
+/// the copies of sessions that went quiet. Returns how many.
+///
+/// # Errors
+/// When the store fails; what was dropped before stays dropped.
+pub async fn drop_expired_sealed_copies(
+    store: &dyn Store,
+    now: Timestamp,
+    grace: Duration,
+    batch: u32,
+) -> Result<u64, StoreError> {
+    let ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    let issued_before = Timestamp::from_unix_millis(now.unix_millis().saturating_sub(ms));
+    purge_all(store, Expired::SealedCopies { issued_before }, batch).await
 }
 
 /// Deletes counters the throttle has forgotten at `now` (never a locked one) and audit events

@@ -11,11 +11,16 @@ use crate::domain::Timestamp;
 /// A kind of row that no request can use any more, as of the time it carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expired {
-    /// Refresh tokens of families that ended (absolute lifetime) or were revoked.
+    /// The newest refresh tokens of families that ended (absolute lifetime) or were revoked.
     TokensOfEndedFamilies { now: Timestamp },
-    /// Unused refresh tokens past their idle timeout. Used tokens stay while their family
-    /// lives: they are what reuse detection recognises; they go with their family.
+    /// What is kept of the used tokens of families that ended or were revoked. While their
+    /// family lives they stay: they are what reuse detection recognises.
+    UsedTokensOfEndedFamilies { now: Timestamp },
+    /// Unused refresh tokens past their idle timeout.
     IdleTokens { now: Timestamp },
+    /// The sealed copies (and predecessor links) of tokens issued before `issued_before`: the
+    /// grace window of their predecessor has passed, so no retry can use them.
+    SealedCopies { issued_before: Timestamp },
     /// Families that ended or were revoked (their tokens are gone by then; any left go by
     /// cascade).
     EndedFamilies { now: Timestamp },
@@ -33,10 +38,12 @@ impl Expired {
     pub(crate) fn time(self) -> Timestamp {
         match self {
             Self::TokensOfEndedFamilies { now }
+            | Self::UsedTokensOfEndedFamilies { now }
             | Self::IdleTokens { now }
             | Self::EndedFamilies { now }
             | Self::RevokedAccessTokens { now } => now,
             Self::LoginCounters { before, .. } | Self::AuditEvents { before } => before,
+            Self::SealedCopies { issued_before } => issued_before,
         }
     }
 
@@ -87,6 +94,8 @@ pub async fn purge_all<S: RetentionStore + ?Sized>(
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
     pub refresh_tokens: u64,
+    /// Sealed copies dropped (rows kept, not deleted).
+    pub sealed_copies: u64,
     pub families: u64,
     pub revoked_access_tokens: u64,
     pub login_counters: u64,
