@@ -16,6 +16,7 @@ mod limit;
 mod report;
 mod rss;
 mod startup;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

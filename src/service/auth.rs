@@ -288,20 +288,21 @@ impl TokenService {
         Ok(purged)
     }
 
-    /// Deletes forgotten throttle counters and audit events past `retention`:
+    /// Deletes forgotten throttle counters and audit events past `retention` (one duration
+    /// for every event, or a [`crate::domain::AuditRetention`] per event class):
     /// [`super::housekeeping`].
     ///
     /// # Errors
     /// When the store fails.
     pub async fn purge_expired(
         &self,
-        retention: Duration,
+        retention: impl Into<crate::domain::AuditRetention>,
     ) -> Result<crate::store::Purged, StoreError> {
         super::housekeeping::purge_expired_records(
             self.store.as_ref(),
             self.clock.now(),
             &self.settings.throttle,
-            retention,
+            &retention.into(),
             PURGE_BATCH,
         )
         .await

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::domain::Timestamp;
+use crate::domain::{AuditKind, Timestamp};
 
 /// A kind of row that no request can use any more, as of the time it carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,8 @@ pub enum Expired {
     LoginCounters { before: Timestamp, locked_at: u32 },
     /// Audit events older than `before`.
     AuditEvents { before: Timestamp },
+    /// Audit events of one kind older than `before` (a retention per event class).
+    AuditEventsOfKind { kind: AuditKind, before: Timestamp },
 }
 
 impl Expired {
@@ -44,6 +46,15 @@ impl Expired {
             | Self::RevokedAccessTokens { now } => now,
             Self::LoginCounters { before, .. } | Self::AuditEvents { before } => before,
             Self::SealedCopies { issued_before } => issued_before,
+            Self::AuditEventsOfKind { before, .. } => before,
+        }
+    }
+
+    /// For audit events of one kind, that kind's stored name (`?3`/`$3`).
+    pub(crate) fn event_type(self) -> Option<&'static str> {
+        match self {
+            Self::AuditEventsOfKind { kind, .. } => Some(kind.as_str()),
+            _ => None,
         }
     }
 

@@ -511,10 +511,12 @@ pub(crate) struct PurgeStatements {
     pub(crate) login_counters: &'static str,
     /// Audit events past their retention, oldest first.
     pub(crate) audit_events: &'static str,
+    /// Audit events of one type (`$3`) past its retention, oldest first.
+    pub(crate) audit_events_of_kind: &'static str,
 }
 
 /// One purge batch of `$what` (an [`super::Expired`]) of at most `$limit` rows, from the
-/// backend's [`PurgeStatements`].
+/// backend's [`PurgeStatements`]. `$3` is the kind's extra parameter, if any.
 macro_rules! purge_batch {
     ($statements:expr, $what:expr, $limit:expr) => {{
         use $crate::store::Expired;
@@ -527,12 +529,17 @@ macro_rules! purge_batch {
             Expired::RevokedAccessTokens { .. } => $statements.revoked_access_tokens,
             Expired::LoginCounters { .. } => $statements.login_counters,
             Expired::AuditEvents { .. } => $statements.audit_events,
+            Expired::AuditEventsOfKind { .. } => $statements.audit_events_of_kind,
         };
         let query = sqlx::query(sql)
             .bind($what.time().unix_millis())
             .bind(i64::from($limit));
-        match $what.locked_at() {
+        let query = match $what.locked_at() {
             Some(locked_at) => query.bind(i64::from(locked_at)),
+            None => query,
+        };
+        match $what.event_type() {
+            Some(event_type) => query.bind(event_type),
             None => query,
         }
     }};

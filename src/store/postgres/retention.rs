@@ -38,6 +38,9 @@ const STATEMENTS: PurgeStatements = PurgeStatements {
     audit_events: "DELETE FROM audit_events WHERE id IN ( \
          SELECT id FROM audit_events WHERE at < $1 ORDER BY id \
          LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    audit_events_of_kind: "DELETE FROM audit_events WHERE id IN ( \
+         SELECT id FROM audit_events WHERE at < $1 AND event_type = $3 ORDER BY id \
+         LIMIT $2 FOR UPDATE SKIP LOCKED)",
 };
 
 impl PostgresStore {

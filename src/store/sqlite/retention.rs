@@ -30,6 +30,8 @@ const STATEMENTS: PurgeStatements = PurgeStatements {
          LIMIT $2)",
     audit_events: "DELETE FROM audit_events WHERE id IN ( \
          SELECT id FROM audit_events WHERE at < $1 ORDER BY id LIMIT $2)",
+    audit_events_of_kind: "DELETE FROM audit_events WHERE id IN ( \
+         SELECT id FROM audit_events WHERE at < $1 AND event_type = $3 ORDER BY id LIMIT $2)",
 };
 
 #[async_trait]
