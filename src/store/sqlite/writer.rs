@@ -281,12 +281,15 @@ fn rotate_one(
     Ok(Ok(rotation))
 }
 
+/// A presented token's stored state and its family's key (`seq`).
+type Loaded = (PresentedToken, i64);
+
 /// The stored state of the presented token, with its family's key, if it exists: the
 /// family's newest token by its whole key, or a used one by [`rows::used_key`].
 fn load_state(
     tx: &Connection,
     presented: &TokenHash,
-) -> Result<Option<Result<(PresentedToken, i64), StoreError>>, StoreError> {
+) -> Result<Option<Result<Loaded, StoreError>>, StoreError> {
     let mut statement = tx
         .prepare_cached(PRESENTED_TOKEN_SQL)
         .map_err(unavailable)?;
