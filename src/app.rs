@@ -315,7 +315,7 @@ impl Application {
             housekeeping::Schedule {
                 purge_interval: config.purge_interval,
                 maintenance_interval: config.maintenance_interval,
-                audit_retention: config.audit_retention,
+                audit_retention: config.audit_retention_policy(),
             },
             stop.clone(),
         ));

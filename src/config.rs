@@ -173,6 +173,10 @@ pub struct Config {
     /// Which routine rotations are audited: `all`, `none` or `sample:N`
     /// ([`crate::domain::AuditRefresh`]).
     pub audit_refresh: String,
+    /// Retention per event class, overriding `audit_retention` for the event types it names:
+    /// `EVENT_TYPE=DURATION, …` (e.g. `token_refreshed=7d`); empty: none
+    /// ([`crate::domain::AuditRetention`]).
+    pub audit_retention_per_event: String,
     /// How often expired counters and audit events are purged.
     #[serde(with = "duration")]
     pub maintenance_interval: Duration,
@@ -322,6 +326,7 @@ impl Default for Config {
             tls_reload_interval: Duration::from_secs(10),
             audit_retention: Duration::from_secs(90 * 24 * 3600),
             audit_refresh: "none".into(),
+            audit_retention_per_event: String::new(),
             maintenance_interval: Duration::from_secs(60),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             jwks_max_age: Duration::from_secs(5 * 60),
@@ -549,6 +554,8 @@ impl Config {
             return invalid("max_message_bytes must be between 1024 and 4194304");
         }
         crate::domain::AuditRefresh::parse(&self.audit_refresh).map_err(ConfigError::Invalid)?;
+        crate::domain::AuditRetention::parse(self.audit_retention, &self.audit_retention_per_event)
+            .map_err(ConfigError::Invalid)?;
         if self.request_timeout.is_zero()
             || self.http2_keepalive_interval.is_zero()
             || self.http2_keepalive_timeout.is_zero()
@@ -755,6 +762,13 @@ impl Config {
             audit_refresh: crate::domain::AuditRefresh::parse(&self.audit_refresh)
                 .unwrap_or(crate::domain::AuditRefresh::None),
         }
+    }
+
+    /// How long audit events are kept, per event class (`audit_retention` and
+    /// `audit_retention_per_event`, checked when the configuration loads).
+    pub fn audit_retention_policy(&self) -> crate::domain::AuditRetention {
+        crate::domain::AuditRetention::parse(self.audit_retention, &self.audit_retention_per_event)
+            .unwrap_or_else(|_| self.audit_retention.into())
     }
 }
 

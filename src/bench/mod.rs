@@ -17,6 +17,7 @@ mod report;
 mod rss;
 mod startup;
 pub mod sweep;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -9,6 +9,7 @@ use secrecy::SecretString;
 
 use crate::bench::{self, BenchConfig, Credentials, Scenario};
 use crate::config::Config;
+use crate::domain::{Clock, SystemClock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BenchScenario {
@@ -63,13 +64,18 @@ pub struct BenchArgs {
     /// The server's process id, to report its resident memory (Linux)
     #[arg(long, value_name = "PID")]
     pid: Option<u32>,
+    /// Also measure what the database keeps per refresh: its tables before the run and after
+    /// it, once ended sessions are purged (reads the server's database: run with the server's
+    /// configuration)
+    #[arg(long)]
+    storage: bool,
     /// Startup runs to time (startup only)
     #[arg(long, default_value_t = 20)]
     runs: usize,
     /// Run the scenario at each of these concurrencies in turn (e.g. 1,4,16,64,256), print a
     /// table and draw throughput and p50/p99 latency against concurrency as an SVG
     #[arg(long, value_name = "C1,C2,...", value_parser = |s: &str| bench::sweep::parse_levels(s).map(Levels),
-          conflicts_with = "concurrency")]
+          conflicts_with_all = ["concurrency", "storage"])]
     sweep: Option<Levels>,
     /// Where --sweep writes its SVG
     #[arg(
@@ -116,7 +122,8 @@ pub async fn run(
     } else {
         None
     };
-    let addr = args.addr.unwrap_or_else(|| config.grpc_addr.to_string());
+    let settings = config;
+    let addr = args.addr.unwrap_or_else(|| settings.grpc_addr.to_string());
     let config_for = |concurrency: usize| BenchConfig {
         scenario,
         addr: addr.clone(),
@@ -135,16 +142,66 @@ pub async fn run(
     if let Some(Levels(levels)) = &args.sweep {
         return sweep(levels, config_for, args.json, &args.svg).await;
     }
+    let before = if args.storage {
+        Some(super::with_store(&settings, storage_snapshot).await?)
+    } else {
+        None
+    };
     let mut report = bench::run(config_for(args.concurrency))
         .await
         .map_err(|e| e.to_string())?;
     report.login_limit = login_limit;
+    let storage = match before {
+        Some(before) => Some(storage_after(&settings, &report, before).await?),
+        None => None,
+    };
     if args.json {
-        println!("{}", report.to_json());
+        let mut json = report.to_json();
+        if let (Some(storage), Some(object)) = (&storage, json.as_object_mut()) {
+            object.insert("storage".into(), storage.to_json());
+        }
+        println!("{json}");
     } else {
         print!("{report}");
+        if let Some(storage) = &storage {
+            print!("{storage}");
+        }
     }
     Ok(())
+}
+
+async fn storage_snapshot(
+    store: std::sync::Arc<dyn crate::store::Store>,
+) -> Result<crate::store::StoreStats, String> {
+    bench::storage::snapshot(store.as_ref(), SystemClock.now())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The database after the run, purged as the retention job would, against `before`.
+async fn storage_after(
+    settings: &Config,
+    report: &bench::Report,
+    before: crate::store::StoreStats,
+) -> Result<bench::storage::StorageUse, String> {
+    let grace = settings.refresh_reuse_grace;
+    let refreshes = report
+        .operations
+        .get(&bench::Operation::Refresh)
+        .map_or(0, |op| op.requests.saturating_sub(op.errors));
+    super::with_store(settings, async |store| {
+        let purged = bench::storage::purge(store.as_ref(), SystemClock.now(), grace)
+            .await
+            .map_err(|e| e.to_string())?;
+        let after = storage_snapshot(store).await?;
+        Ok(bench::storage::StorageUse {
+            refreshes,
+            before,
+            after,
+            purged,
+        })
+    })
+    .await
 }
 
 /// `NAME-0` … `NAME-(n-1)`, each created with `password` unless it exists. Hashes two at a

@@ -7,6 +7,7 @@ mod access;
 mod api_key;
 mod audit;
 mod directory;
+pub mod audit_retention;
 mod key_schedule;
 mod password;
 mod refresh;
@@ -27,6 +28,7 @@ pub use directory::{
     DirectoryAccount, DirectorySession, DirectoryVerdict, IdentitySource, directory_user_id,
     recheck_due,
 };
+pub use audit_retention::AuditRetention;
 pub use key_schedule::{KeyPolicy, KeyState, KeyTimes, PlannedRotation, TOKEN_CLOCK_SKEW};
 pub use password::{
     MAX_PASSWORD_BYTES, Password, PasswordBlocklist, PasswordError, PasswordPolicy,

@@ -285,23 +285,34 @@ impl TokenService {
     /// When the store fails; what was deleted before stays deleted.
     pub async fn purge_ended_sessions(&self) -> Result<crate::store::Purged, StoreError> {
         let now = self.clock.now();
-        super::housekeeping::purge_ended_sessions(self.store.as_ref(), now, PURGE_BATCH).await
+        let mut purged =
+            super::housekeeping::purge_ended_sessions(self.store.as_ref(), now, PURGE_BATCH)
+                .await?;
+        purged.sealed_copies = super::housekeeping::drop_expired_sealed_copies(
+            self.store.as_ref(),
+            now,
+            self.settings.refresh.reuse_grace,
+            PURGE_BATCH,
+        )
+        .await?;
+        Ok(purged)
     }
 
-    /// Deletes forgotten throttle counters and audit events past `retention`:
+    /// Deletes forgotten throttle counters and audit events past `retention` (one duration
+    /// for every event, or a [`crate::domain::AuditRetention`] per event class):
     /// [`super::housekeeping`].
     ///
     /// # Errors
     /// When the store fails.
     pub async fn purge_expired(
         &self,
-        retention: Duration,
+        retention: impl Into<crate::domain::AuditRetention>,
     ) -> Result<crate::store::Purged, StoreError> {
         super::housekeeping::purge_expired_records(
             self.store.as_ref(),
             self.clock.now(),
             &self.settings.throttle,
-            retention,
+            &retention.into(),
             PURGE_BATCH,
         )
         .await

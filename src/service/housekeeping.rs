@@ -21,22 +21,22 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use tokio_util::sync::CancellationToken;
 
 use super::TokenService;
-use crate::domain::{ThrottlePolicy, Timestamp};
+use crate::domain::{AuditKind, AuditRetention, ThrottlePolicy, Timestamp, audit_retention};
 use crate::store::{Expired, Purged, Store, StoreError, purge_all};
 
 /// Rows deleted per statement: short statements, short locks.
 pub const PURGE_BATCH: u32 = 1000;
 
 /// When the job runs each of its purges.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Schedule {
     /// Ended refresh tokens and sessions, expired access-token revocations (the first run one
     /// interval after start).
     pub purge_interval: Duration,
     /// Rate-limit buckets, throttle counters and audit events (the first run at start).
     pub maintenance_interval: Duration,
-    /// How long audit events are kept.
-    pub audit_retention: Duration,
+    /// How long audit events are kept, per event class.
+    pub audit_retention: AuditRetention,
 }
 
 /// Runs the purges on `schedule` until `stop` is cancelled. A failed purge is logged and tried
@@ -55,6 +55,7 @@ pub async fn run(service: Arc<TokenService>, schedule: Schedule, stop: Cancellat
                 result = service.purge_ended_sessions() => match result {
                     Ok(p) => tracing::info!(
                         refresh_tokens = p.refresh_tokens,
+                        sealed_copies = p.sealed_copies,
                         families = p.families,
                         revoked_access_tokens = p.revoked_access_tokens,
                         "purged ended sessions"
@@ -66,7 +67,7 @@ pub async fn run(service: Arc<TokenService>, schedule: Schedule, stop: Cancellat
                 service.limiter().retain_recent();
                 tokio::select! {
                     () = stop.cancelled() => return,
-                    result = service.purge_expired(schedule.audit_retention) => match result {
+                    result = service.purge_expired(schedule.audit_retention.clone()) => match result {
                         Ok(p) if p.login_counters + p.audit_events > 0 => tracing::info!(
                             login_counters = p.login_counters,
                             audit_events = p.audit_events,
@@ -96,6 +97,7 @@ pub async fn purge_ended_sessions(
     let purge = |what| purge_all(store, what, batch);
     Ok(Purged {
         refresh_tokens: purge(Expired::TokensOfEndedFamilies { now }).await?
+            + purge(Expired::UsedTokensOfEndedFamilies { now }).await?
             + purge(Expired::IdleTokens { now }).await?,
         families: purge(Expired::EndedFamilies { now }).await?,
         revoked_access_tokens: purge(Expired::RevokedAccessTokens { now }).await?,
@@ -103,8 +105,28 @@ pub async fn purge_ended_sessions(
     })
 }
 
+/// Drops the sealed copies of tokens issued more than `grace` before `now` (with their links
+/// to their predecessors): the grace window in which the predecessor may be presented again
+/// has passed, so nothing can open them. A rotation drops a family's copy anyway; this takes
+/// the copies of sessions that went quiet. Returns how many.
+///
+/// # Errors
+/// When the store fails; what was dropped before stays dropped.
+pub async fn drop_expired_sealed_copies(
+    store: &dyn Store,
+    now: Timestamp,
+    grace: Duration,
+    batch: u32,
+) -> Result<u64, StoreError> {
+    let ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    let issued_before = Timestamp::from_unix_millis(now.unix_millis().saturating_sub(ms));
+    purge_all(store, Expired::SealedCopies { issued_before }, batch).await
+}
+
 /// Deletes counters the throttle has forgotten at `now` (never a locked one) and audit events
-/// older than `retention`, in batches of `batch` rows.
+/// past their class's `retention`, in batches of `batch` rows: one statement over every event
+/// when all classes are kept alike, else one per event type (each scans the events older
+/// than its own retention).
 ///
 /// # Errors
 /// When the store fails; what was deleted before stays deleted.
@@ -112,20 +134,28 @@ pub async fn purge_expired_records(
     store: &dyn Store,
     now: Timestamp,
     throttle: &ThrottlePolicy,
-    retention: Duration,
+    retention: &AuditRetention,
     batch: u32,
 ) -> Result<Purged, StoreError> {
-    let ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     let counters = Expired::LoginCounters {
         before: throttle.forget_before(now),
         locked_at: throttle.max_failures,
     };
-    let events = Expired::AuditEvents {
-        before: Timestamp::from_unix_millis(now.unix_millis().saturating_sub(ms)),
-    };
+    let login_counters = purge_all(store, counters, batch).await?;
+    let mut audit_events = 0;
+    if retention.is_uniform() {
+        let before = audit_retention::cutoff(retention.default_retention(), now);
+        audit_events += purge_all(store, Expired::AuditEvents { before }, batch).await?;
+    } else {
+        for kind in AuditKind::ALL {
+            let before = retention.cutoff(kind, now);
+            let events = Expired::AuditEventsOfKind { kind, before };
+            audit_events += purge_all(store, events, batch).await?;
+        }
+    }
     Ok(Purged {
-        login_counters: purge_all(store, counters, batch).await?,
-        audit_events: purge_all(store, events, batch).await?,
+        login_counters,
+        audit_events,
         ..Purged::default()
     })
 }

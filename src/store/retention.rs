@@ -6,16 +6,21 @@
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::domain::Timestamp;
+use crate::domain::{AuditKind, Timestamp};
 
 /// A kind of row that no request can use any more, as of the time it carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expired {
-    /// Refresh tokens of families that ended (absolute lifetime) or were revoked.
+    /// The newest refresh tokens of families that ended (absolute lifetime) or were revoked.
     TokensOfEndedFamilies { now: Timestamp },
-    /// Unused refresh tokens past their idle timeout. Used tokens stay while their family
-    /// lives: they are what reuse detection recognises; they go with their family.
+    /// What is kept of the used tokens of families that ended or were revoked. While their
+    /// family lives they stay: they are what reuse detection recognises.
+    UsedTokensOfEndedFamilies { now: Timestamp },
+    /// Unused refresh tokens past their idle timeout.
     IdleTokens { now: Timestamp },
+    /// The sealed copies (and predecessor links) of tokens issued before `issued_before`: the
+    /// grace window of their predecessor has passed, so no retry can use them.
+    SealedCopies { issued_before: Timestamp },
     /// Families that ended or were revoked (their tokens are gone by then; any left go by
     /// cascade).
     EndedFamilies { now: Timestamp },
@@ -26,6 +31,8 @@ pub enum Expired {
     LoginCounters { before: Timestamp, locked_at: u32 },
     /// Audit events older than `before`.
     AuditEvents { before: Timestamp },
+    /// Audit events of one kind older than `before` (a retention per event class).
+    AuditEventsOfKind { kind: AuditKind, before: Timestamp },
 }
 
 impl Expired {
@@ -33,10 +40,21 @@ impl Expired {
     pub(crate) fn time(self) -> Timestamp {
         match self {
             Self::TokensOfEndedFamilies { now }
+            | Self::UsedTokensOfEndedFamilies { now }
             | Self::IdleTokens { now }
             | Self::EndedFamilies { now }
             | Self::RevokedAccessTokens { now } => now,
             Self::LoginCounters { before, .. } | Self::AuditEvents { before } => before,
+            Self::SealedCopies { issued_before } => issued_before,
+            Self::AuditEventsOfKind { before, .. } => before,
+        }
+    }
+
+    /// For audit events of one kind, that kind's stored name (`?3`/`$3`).
+    pub(crate) fn event_type(self) -> Option<&'static str> {
+        match self {
+            Self::AuditEventsOfKind { kind, .. } => Some(kind.as_str()),
+            _ => None,
         }
     }
 
@@ -87,6 +105,8 @@ pub async fn purge_all<S: RetentionStore + ?Sized>(
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
     pub refresh_tokens: u64,
+    /// Sealed copies dropped (rows kept, not deleted).
+    pub sealed_copies: u64,
     pub families: u64,
     pub revoked_access_tokens: u64,
     pub login_counters: u64,

@@ -10,7 +10,7 @@ use super::{InspectedToken, StoreError, StoredApiKey, unavailable};
 use crate::domain::{
     AccessStanding, ApiKey, ApiKeyId, ApiKeyListing, ApiKeySecretHash, Attempts, AuditEvent,
     AuditKind, FailureCount, FamilyId, PresentedToken, Role, Session, SessionOrigin, StoredKey,
-    Timestamp, User, UserCredentials, UserId, Username,
+    Timestamp, TokenHash, User, UserCredentials, UserId, Username,
 };
 
 /// Reading a row's columns by name; each failure is [`StoreError::Unavailable`].
@@ -93,26 +93,54 @@ macro_rules! credentials_sql {
 }
 pub(crate) use credentials_sql;
 
-/// Selects presented refresh tokens (the columns [`presented`] reads) with their family, user
-/// and successor; `presented` is the hash a token was found by. The caller adds its `WHERE`.
+/// Selects presented refresh tokens (the columns [`presented`] reads) with their family and
+/// user; `presented` is the key a token was found by. A family's newest token is found in
+/// `refresh_tokens` by its whole key (`$head`, the caller's condition on `t.hash`); a used one
+/// in `used_refresh_tokens` by its key's first [`USED_KEY_BYTES`] (`$used`, on `o.hash`), with
+/// the family's newest token `h`: the used token was rotated when `h` was issued, and it is
+/// `h`'s immediate predecessor when `h.predecessor` is its prefix.
 macro_rules! presented_token_sql {
-    ($rest:literal) => {
+    ($head:literal, $used:literal) => {
         concat!(
-            "SELECT t.hash AS presented, t.family_id, t.issued_at, \
-                    t.expires_at AS token_expires_at, t.used_at, \
-                    s.sealed_by_predecessor AS successor_sealed, \
-                    s.hash IS NOT NULL AND s.used_at IS NULL AS successor_is_newest, \
+            "SELECT t.hash AS presented, f.id AS family_id, f.seq AS family_seq, t.issued_at, \
+                    t.expires_at AS token_expires_at, NULL AS used_at, \
+                    NULL AS successor_sealed, FALSE AS successor_is_newest, \
                     f.revoked_at, f.expires_at AS family_expires_at, \
                     u.id, u.username, u.roles, u.enabled, u.created_at \
              FROM refresh_tokens t \
-             JOIN refresh_families f ON f.id = t.family_id \
+             JOIN refresh_families f ON f.seq = t.family \
+             JOIN users u ON u.id = f.user_id ",
+            $head,
+            " UNION ALL \
+             SELECT o.hash AS presented, f.id AS family_id, f.seq AS family_seq, \
+                    COALESCE(h.issued_at, f.created_at) AS issued_at, \
+                    COALESCE(h.issued_at, f.created_at) AS token_expires_at, \
+                    COALESCE(h.issued_at, f.created_at) AS used_at, \
+                    CASE WHEN h.predecessor = o.hash THEN h.sealed_by_predecessor END \
+                        AS successor_sealed, \
+                    COALESCE(h.predecessor = o.hash, FALSE) AS successor_is_newest, \
+                    f.revoked_at, f.expires_at AS family_expires_at, \
+                    u.id, u.username, u.roles, u.enabled, u.created_at \
+             FROM used_refresh_tokens o \
+             JOIN refresh_families f ON f.seq = o.family \
              JOIN users u ON u.id = f.user_id \
-             LEFT JOIN refresh_tokens s ON s.hash = t.successor_hash ",
-            $rest
+             LEFT JOIN refresh_tokens h ON h.family = o.family ",
+            $used
         )
     };
 }
 pub(crate) use presented_token_sql;
+
+/// How much of a used token's key is kept (`used_refresh_tokens.hash`): its issue time and 64
+/// bits of its hash. Two used tokens sharing it (about 2^-64 for tokens of one millisecond)
+/// are recorded with no family, so neither is recognised: a collision can never revoke a
+/// session that does not own the token.
+pub(crate) const USED_KEY_BYTES: usize = 16;
+
+/// The part of a token's key [`USED_KEY_BYTES`] kept once it is used.
+pub(crate) fn used_key(hash: &TokenHash) -> &[u8] {
+    &hash.0[..USED_KEY_BYTES]
+}
 
 /// Selects sessions (the columns [`session`] reads) with their users; the caller adds its
 /// clauses (a literal: no dynamic SQL).
@@ -120,8 +148,10 @@ macro_rules! session_sql {
     ($rest:literal) => {
         concat!(
             "SELECT f.id AS family_id, f.created_at AS family_created_at, \
-                    (SELECT MAX(t.used_at) FROM refresh_tokens t WHERE t.family_id = f.id) \
-                        AS last_used_at, \
+                    CASE WHEN EXISTS (SELECT 1 FROM used_refresh_tokens o \
+                                      WHERE o.family = f.seq) \
+                         THEN (SELECT MAX(t.issued_at) FROM refresh_tokens t \
+                               WHERE t.family = f.seq) END AS last_used_at, \
                     f.expires_at AS family_expires_at, f.source_addr, f.user_agent, \
                     u.id, u.username, u.roles, u.enabled, u.created_at \
              FROM refresh_families f JOIN users u ON u.id = f.user_id ",
@@ -194,6 +224,12 @@ pub(crate) fn presented(row: &impl Columns) -> Result<PresentedToken, StoreError
         successor_is_newest: row.opt_flag("successor_is_newest")?.unwrap_or(false),
         sealed_successor: row.opt_bytes("successor_sealed")?,
     })
+}
+
+/// The key (`seq`) of a presented token's family (`presented_token_sql!`), which its
+/// successor and its record as a used token refer to.
+pub(crate) fn family_seq(row: &impl Columns) -> Result<i64, StoreError> {
+    row.int("family_seq")
 }
 
 /// A presented token's state with its issue time, for `Introspect`.

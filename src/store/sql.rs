@@ -9,9 +9,22 @@
 /// rotation writer through rusqlite, which binds `$1…$3` in order.)
 pub(crate) const REVOKE_FAMILY: &str = "UPDATE refresh_families \
      SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL";
-/// Drops the sealed copies of family `$1`: a revoked family's are useless.
+/// Drops the sealed copy of family `$1`'s newest token: a revoked family's is useless.
 pub(crate) const DROP_SEALED_COPIES: &str = "UPDATE refresh_tokens \
-     SET sealed_by_predecessor = NULL WHERE family_id = $1 AND sealed_by_predecessor IS NOT NULL";
+     SET sealed_by_predecessor = NULL, predecessor = NULL \
+     WHERE family = (SELECT seq FROM refresh_families WHERE id = $1) \
+       AND sealed_by_predecessor IS NOT NULL";
+
+/// Records used token `$1` (its [`super::rows::used_key`]) of family `$2` (its `seq`). Two
+/// used tokens with one prefix leave it with no family, so neither is recognised (see
+/// [`super::rows::USED_KEY_BYTES`]).
+pub(crate) const INSERT_USED_TOKEN: &str = "INSERT INTO used_refresh_tokens (hash, family) \
+     VALUES ($1, $2) ON CONFLICT (hash) DO UPDATE SET family = NULL";
+
+/// The id of the family of token `$1` (its whole key), or of used token `$2` (its prefix).
+pub(crate) const FAMILY_OF_TOKEN: &str = "SELECT id FROM refresh_families WHERE seq IN ( \
+     SELECT family FROM refresh_tokens WHERE hash = $1 \
+     UNION ALL SELECT family FROM used_refresh_tokens WHERE hash = $2)";
 
 // --- users
 
@@ -116,9 +129,9 @@ pub(crate) use revoke_families_of;
 macro_rules! drop_sealed_copies_of {
     ($id:expr) => {
         sqlx::query(
-            "UPDATE refresh_tokens SET sealed_by_predecessor = NULL \
+            "UPDATE refresh_tokens SET sealed_by_predecessor = NULL, predecessor = NULL \
              WHERE sealed_by_predecessor IS NOT NULL \
-               AND family_id IN (SELECT id FROM refresh_families WHERE user_id = $1)",
+               AND family IN (SELECT seq FROM refresh_families WHERE user_id = $1)",
         )
         .bind($id.as_str())
     };
@@ -158,8 +171,8 @@ pub(crate) use insert_family;
 macro_rules! insert_first_token {
     ($family:expr, $token:expr) => {
         sqlx::query(
-            "INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO refresh_tokens (hash, family, issued_at, expires_at) \
+             VALUES ($1, (SELECT seq FROM refresh_families WHERE id = $2), $3, $4)",
         )
         .bind(&$token.hash.0[..])
         .bind($family.as_str())
@@ -218,8 +231,8 @@ macro_rules! live_sessions_of {
     ($username:expr, $now:expr) => {
         sqlx::query($crate::store::rows::session_sql!(
             "WHERE u.username = $1 AND f.revoked_at IS NULL AND f.expires_at > $2 \
-               AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id \
-                           AND t.used_at IS NULL AND t.expires_at > $2) \
+               AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family = f.seq \
+                           AND t.expires_at > $2) \
              ORDER BY f.created_at DESC, f.id"
         ))
         .bind($username.as_str())
@@ -484,8 +497,12 @@ pub(crate) use audit_events;
 pub(crate) struct PurgeStatements {
     /// Tokens of families that ended (absolute lifetime) or were revoked.
     pub(crate) tokens_of_ended_families: &'static str,
+    /// Used tokens of families that ended or were revoked.
+    pub(crate) used_tokens_of_ended_families: &'static str,
     /// Unused tokens past their idle timeout (used ones stay while their family lives).
     pub(crate) idle_tokens: &'static str,
+    /// Sealed copies past the grace window (an update, not a delete).
+    pub(crate) sealed_copies: &'static str,
     /// Ended or revoked families (their tokens are gone by then; any left go by cascade).
     pub(crate) ended_families: &'static str,
     /// Revocations of access tokens that have expired.
@@ -494,26 +511,35 @@ pub(crate) struct PurgeStatements {
     pub(crate) login_counters: &'static str,
     /// Audit events past their retention, oldest first.
     pub(crate) audit_events: &'static str,
+    /// Audit events of one type (`$3`) past its retention, oldest first.
+    pub(crate) audit_events_of_kind: &'static str,
 }
 
 /// One purge batch of `$what` (an [`super::Expired`]) of at most `$limit` rows, from the
-/// backend's [`PurgeStatements`].
+/// backend's [`PurgeStatements`]. `$3` is the kind's extra parameter, if any.
 macro_rules! purge_batch {
     ($statements:expr, $what:expr, $limit:expr) => {{
         use $crate::store::Expired;
         let sql = match $what {
             Expired::TokensOfEndedFamilies { .. } => $statements.tokens_of_ended_families,
+            Expired::UsedTokensOfEndedFamilies { .. } => $statements.used_tokens_of_ended_families,
             Expired::IdleTokens { .. } => $statements.idle_tokens,
+            Expired::SealedCopies { .. } => $statements.sealed_copies,
             Expired::EndedFamilies { .. } => $statements.ended_families,
             Expired::RevokedAccessTokens { .. } => $statements.revoked_access_tokens,
             Expired::LoginCounters { .. } => $statements.login_counters,
             Expired::AuditEvents { .. } => $statements.audit_events,
+            Expired::AuditEventsOfKind { .. } => $statements.audit_events_of_kind,
         };
         let query = sqlx::query(sql)
             .bind($what.time().unix_millis())
             .bind(i64::from($limit));
-        match $what.locked_at() {
+        let query = match $what.locked_at() {
             Some(locked_at) => query.bind(i64::from(locked_at)),
+            None => query,
+        };
+        match $what.event_type() {
+            Some(event_type) => query.bind(event_type),
             None => query,
         }
     }};

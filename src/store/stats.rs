@@ -11,6 +11,7 @@ pub const TABLES: &[&str] = &[
     "users",
     "refresh_families",
     "refresh_tokens",
+    "used_refresh_tokens",
     "revoked_access_tokens",
     "api_keys",
     "signing_keys",

@@ -1,6 +1,9 @@
 //! Retention: what each kind of expired row is, and the batching loop.
 
-use authd::service::housekeeping::purge_ended_sessions;
+use authd::domain::{AuditEvent, AuditKind, AuditRetention};
+use authd::service::housekeeping::{
+    drop_expired_sealed_copies, purge_ended_sessions, purge_expired_records,
+};
 use authd::store::{Expired, Purged, purge_all};
 
 use super::*;
@@ -10,6 +13,8 @@ conformance!(
     purge_works_in_batches,
     expired_access_token_revocations_are_purged,
     purge_all_repeats_batches_until_one_is_short,
+    audit_events_are_kept_per_event_class,
+    sealed_copies_go_once_the_grace_window_has_passed,
 );
 
 async fn purge_deletes_only_what_cannot_be_used(b: Backend) {
@@ -118,4 +123,80 @@ async fn purge_all_repeats_batches_until_one_is_short(b: Backend) {
     assert_eq!(s.purge_batch(expired, 3).await.unwrap(), 3);
     assert_eq!(purge_all(s, expired, 2).await.unwrap(), 4);
     assert_eq!(purge_all(s, expired, 2).await.unwrap(), 0);
+}
+
+async fn audit_events_are_kept_per_event_class(b: Backend) {
+    let s = b.store.as_ref();
+    for (kind, minute) in [
+        (AuditKind::TokenRefreshed, 0),
+        (AuditKind::TokenRefreshed, 9),
+        (AuditKind::LoginFailed, 0),
+        (AuditKind::UserCreated, 0),
+        (AuditKind::UserCreated, 9),
+    ] {
+        s.insert_audit_event(&AuditEvent::new(kind, at(minute)))
+            .await
+            .unwrap();
+    }
+    // Kept 5 minutes by default; refreshes 2 minutes; failed logins a day.
+    let retention =
+        AuditRetention::parse(5 * MINUTE, "token_refreshed=2m, login_failed=1d").unwrap();
+    let purged = purge_expired_records(s, at(10), &throttle(), &retention, 1000)
+        .await
+        .unwrap();
+    assert_eq!(purged.audit_events, 2);
+    let kept: Vec<(AuditKind, Timestamp)> = s
+        .audit_events(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.time))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            (AuditKind::TokenRefreshed, at(9)),
+            (AuditKind::LoginFailed, at(0)),
+            (AuditKind::UserCreated, at(9)),
+        ]
+    );
+    // One retention for every class: the single statement over all of them.
+    let purged = purge_expired_records(s, at(10), &throttle(), &(MINUTE / 2).into(), 1000)
+        .await
+        .unwrap();
+    assert_eq!(purged.audit_events, 3);
+}
+
+async fn sealed_copies_go_once_the_grace_window_has_passed(b: Backend) {
+    let s = b.store.as_ref();
+    let p = policy(MINUTE);
+    let alice = add_user(s, "alice").await;
+    let (_, first) = login(s, &alice, at(0), &p).await;
+    let second = rotate(s, &first, at(1), &p).await;
+    // Within the window the copy is needed: nothing goes.
+    assert_eq!(
+        drop_expired_sealed_copies(s, at(2), MINUTE, 1000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(matches!(
+        outcome(s, &first, at(2), &p).await,
+        Rotation::Replayed { .. }
+    ));
+    // Past it, the copy goes, and the old token is reuse.
+    assert_eq!(
+        drop_expired_sealed_copies(s, at(3), MINUTE, 1000)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        outcome(s, &first, at(3), &p).await,
+        Rotation::ReuseDetected { .. }
+    ));
+    assert_eq!(
+        rejected(&outcome(s, &second, at(3), &p).await),
+        Some(Rejection::FamilyRevoked)
+    );
 }

@@ -12,12 +12,20 @@ use crate::store::{Expired, RetentionStore, StoreError, unavailable};
 
 const STATEMENTS: PurgeStatements = PurgeStatements {
     tokens_of_ended_families: "DELETE FROM refresh_tokens WHERE hash IN ( \
-         SELECT t.hash FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
+         SELECT t.hash FROM refresh_tokens t JOIN refresh_families f ON f.seq = t.family \
          WHERE f.expires_at <= $1 OR f.revoked_at IS NOT NULL \
          LIMIT $2 FOR UPDATE OF t SKIP LOCKED)",
+    used_tokens_of_ended_families: "DELETE FROM used_refresh_tokens WHERE hash IN ( \
+         SELECT o.hash FROM used_refresh_tokens o JOIN refresh_families f ON f.seq = o.family \
+         WHERE f.expires_at <= $1 OR f.revoked_at IS NOT NULL \
+         LIMIT $2 FOR UPDATE OF o SKIP LOCKED)",
     idle_tokens: "DELETE FROM refresh_tokens WHERE hash IN ( \
-         SELECT hash FROM refresh_tokens WHERE expires_at <= $1 AND used_at IS NULL \
+         SELECT hash FROM refresh_tokens WHERE expires_at <= $1 \
          LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    sealed_copies: "UPDATE refresh_tokens SET sealed_by_predecessor = NULL, predecessor = NULL \
+         WHERE hash IN (SELECT hash FROM refresh_tokens \
+                        WHERE sealed_by_predecessor IS NOT NULL AND issued_at < $1 \
+                        LIMIT $2 FOR UPDATE SKIP LOCKED)",
     ended_families: "DELETE FROM refresh_families WHERE id IN ( \
          SELECT id FROM refresh_families WHERE expires_at <= $1 OR revoked_at IS NOT NULL \
          LIMIT $2 FOR UPDATE SKIP LOCKED)",
@@ -29,6 +37,9 @@ const STATEMENTS: PurgeStatements = PurgeStatements {
          LIMIT $2 FOR UPDATE SKIP LOCKED)",
     audit_events: "DELETE FROM audit_events WHERE id IN ( \
          SELECT id FROM audit_events WHERE at < $1 ORDER BY id \
+         LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    audit_events_of_kind: "DELETE FROM audit_events WHERE id IN ( \
+         SELECT id FROM audit_events WHERE at < $1 AND event_type = $3 ORDER BY id \
          LIMIT $2 FOR UPDATE SKIP LOCKED)",
 };
 

@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 
 use super::audit::insert_audit;
 use super::sessions::{PRESENTED_TOKENS_SQL, revoke_family_in};
-use crate::domain::{AuditEvent, Decision, FamilyId, PresentedToken, Rejection, Rotation, decide};
+use crate::domain::{AuditEvent, Decision, PresentedToken, Rejection, Rotation, decide};
 use crate::store::rotation_queue::{Request, RotationJob, RotationQueue, RotationReply};
 use crate::store::{StoreError, rows, unavailable};
 
@@ -130,6 +130,10 @@ async fn apply_once(
     jobs: &[&RotationJob],
 ) -> Result<Vec<Option<Rotation>>, StoreError> {
     let presented: Vec<&[u8]> = jobs.iter().map(|job| &job.presented.0[..]).collect();
+    let used: Vec<&[u8]> = jobs
+        .iter()
+        .map(|job| rows::used_key(&job.presented))
+        .collect();
     // A cached generic plan suits a statement whose parameters are single values, not these,
     // whose arrays vary in length: one chosen while the tables were small keeps scanning
     // them whole when they have grown (BENCHMARKS.md). Planned for the values at hand, each
@@ -142,10 +146,12 @@ async fn apply_once(
     //    first, so changes to one family run one after the other, on whichever replica.
     sqlx::query(
         "SELECT id FROM refresh_families \
-         WHERE id IN (SELECT family_id FROM refresh_tokens WHERE hash = ANY($1)) \
+         WHERE seq IN (SELECT family FROM refresh_tokens WHERE hash = ANY($1) \
+                       UNION ALL SELECT family FROM used_refresh_tokens WHERE hash = ANY($2)) \
          ORDER BY id FOR UPDATE",
     )
     .bind(&presented)
+    .bind(&used)
     .execute(&mut *tx)
     .await
     .map_err(unavailable)?;
@@ -153,6 +159,7 @@ async fn apply_once(
     //    snapshot, so it sees everything the previous holders of the locks committed.
     let read = sqlx::query(PRESENTED_TOKENS_SQL)
         .bind(&presented)
+        .bind(&used)
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -166,14 +173,17 @@ async fn apply_once(
     let mut taken_families = HashSet::new();
     let mut outcomes = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let state = found
+        // The family's newest token by its whole key, else a used one by its prefix.
+        let row = found
             .get(&job.presented.0[..])
-            .map(rows::presented)
+            .or_else(|| found.get(rows::used_key(&job.presented)));
+        let state = row
+            .map(|row| Ok::<_, StoreError>((rows::presented(row)?, rows::family_seq(row)?)))
             .transpose()?;
         let first_for_token = taken_tokens.insert(job.presented);
         let first_for_family = state
             .as_ref()
-            .is_none_or(|state| taken_families.insert(state.family_id.clone()));
+            .is_none_or(|(state, _)| taken_families.insert(state.family_id.clone()));
         if !(first_for_token && first_for_family) {
             outcomes.push(None);
             continue;
@@ -200,7 +210,7 @@ async fn decide_one<'a>(
     tx: &mut Transaction<'static, Postgres>,
     writes: &mut Writes<'a>,
     job: &'a RotationJob,
-    state: PresentedToken,
+    (state, family_seq): (PresentedToken, i64),
 ) -> Result<Rotation, StoreError> {
     let decision = decide(&state, job.now, &job.policy);
     let PresentedToken {
@@ -218,7 +228,7 @@ async fn decide_one<'a>(
             Rotation::ReuseDetected { user, family_id }
         }
         Decision::Rotate => {
-            writes.rotate(job, &family_id);
+            writes.rotate(job, family_seq);
             Rotation::Rotated { user, family_id }
         }
     })
@@ -227,12 +237,12 @@ async fn decide_one<'a>(
 /// The writes of a batch, as the columns of its statements.
 #[derive(Default)]
 struct Writes<'a> {
-    /// Presented tokens to mark used, when, and their successors.
+    /// Presented tokens to retire: their whole keys, and the prefixes kept of them.
     used: Vec<&'a [u8]>,
-    used_at: Vec<i64>,
+    used_keys: Vec<&'a [u8]>,
+    /// The successors' rows (their families are the retired tokens' too).
     successors: Vec<&'a [u8]>,
-    /// The successors' rows.
-    families: Vec<String>,
+    families: Vec<i64>,
     issued_at: Vec<i64>,
     expires_at: Vec<i64>,
     sealed: Vec<&'a [u8]>,
@@ -240,11 +250,11 @@ struct Writes<'a> {
 }
 
 impl<'a> Writes<'a> {
-    fn rotate(&mut self, job: &'a RotationJob, family: &FamilyId) {
+    fn rotate(&mut self, job: &'a RotationJob, family: i64) {
         self.used.push(&job.presented.0);
-        self.used_at.push(job.now.unix_millis());
+        self.used_keys.push(rows::used_key(&job.presented));
         self.successors.push(&job.successor.token.hash.0);
-        self.families.push(family.as_str().to_owned());
+        self.families.push(family);
         self.issued_at
             .push(job.successor.token.issued_at.unix_millis());
         self.expires_at
@@ -254,39 +264,39 @@ impl<'a> Writes<'a> {
 
     async fn apply(&self, tx: &mut Transaction<'static, Postgres>) -> Result<(), StoreError> {
         if !self.used.is_empty() {
-            // A rotated token's own sealed copy (for a retry of its predecessor) goes: only the
-            // immediately previous token may use the grace window, and that is now this one.
-            let marked: i64 = sqlx::query_scalar(
-                "WITH marked AS ( \
-                     UPDATE refresh_tokens t \
-                     SET used_at = u.used_at, successor_hash = u.successor, \
-                         sealed_by_predecessor = NULL \
-                     FROM UNNEST($1::BYTEA[], $2::BIGINT[], $3::BYTEA[]) AS u(hash, used_at, successor) \
-                     WHERE t.hash = u.hash AND t.used_at IS NULL \
-                     RETURNING 1) \
-                 SELECT COUNT(*) FROM marked",
+            // Retire the presented tokens: their rows go (with their own sealed copies: only
+            // the immediately previous token may use the grace window, and that is now each
+            // presented one), and what reuse detection needs of them is kept, in one statement.
+            let retired = sqlx::query(
+                "WITH retired AS ( \
+                     DELETE FROM refresh_tokens WHERE hash = ANY($1) RETURNING hash, family) \
+                 INSERT INTO used_refresh_tokens (hash, family) \
+                 SELECT k.used_key, r.family \
+                 FROM retired r JOIN UNNEST($1::BYTEA[], $2::BYTEA[]) AS k(hash, used_key) \
+                     ON k.hash = r.hash \
+                 ON CONFLICT (hash) DO UPDATE SET family = NULL",
             )
             .bind(&self.used)
-            .bind(&self.used_at)
-            .bind(&self.successors)
-            .fetch_one(&mut **tx)
+            .bind(&self.used_keys)
+            .execute(&mut **tx)
             .await
             .map_err(unavailable)?;
             // The family locks make this impossible; the count keeps the guarantee even if the
             // locking were ever weakened.
-            if usize::try_from(marked).ok() != Some(self.used.len()) {
+            if usize::try_from(retired.rows_affected()).ok() != Some(self.used.len()) {
                 return Err(StoreError::Unavailable("concurrent rotation".into()));
             }
             sqlx::query(
                 "INSERT INTO refresh_tokens \
-                     (hash, family_id, issued_at, expires_at, sealed_by_predecessor) \
-                 SELECT * FROM UNNEST($1::BYTEA[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[], \
-                                      $5::BYTEA[])",
+                     (hash, family, issued_at, expires_at, predecessor, sealed_by_predecessor) \
+                 SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], \
+                                      $5::BYTEA[], $6::BYTEA[])",
             )
             .bind(&self.successors)
             .bind(&self.families)
             .bind(&self.issued_at)
             .bind(&self.expires_at)
+            .bind(&self.used_keys)
             .bind(&self.sealed)
             .execute(&mut **tx)
             .await

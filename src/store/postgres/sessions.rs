@@ -18,7 +18,8 @@ use crate::store::{
 
 /// The state of each presented refresh token (`$1`, an array of hashes), as
 /// [`crate::domain::decide`] needs it, with its family, user and successor.
-pub(super) const PRESENTED_TOKENS_SQL: &str = presented_token_sql!("WHERE t.hash = ANY($1)");
+pub(super) const PRESENTED_TOKENS_SQL: &str =
+    presented_token_sql!("WHERE t.hash = ANY($1)", "WHERE o.hash = ANY($2)");
 
 shared_revocations!(Postgres);
 
@@ -48,11 +49,13 @@ impl PostgresStore {
         // before (its successor is revoked below with the family) or waits and then sees the
         // family revoked.
         let family: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM refresh_families \
-             WHERE id = (SELECT family_id FROM refresh_tokens WHERE hash = $1) \
+            "SELECT id FROM refresh_families WHERE seq IN ( \
+                 SELECT family FROM refresh_tokens WHERE hash = $1 \
+                 UNION ALL SELECT family FROM used_refresh_tokens WHERE hash = $2) \
              FOR UPDATE",
         )
         .bind(&presented.0[..])
+        .bind(rows::used_key(presented))
         .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -99,6 +102,7 @@ impl SessionStore for PostgresStore {
         within_deadline(async {
             let row = sqlx::query(PRESENTED_TOKENS_SQL)
                 .bind([&presented.0[..]])
+                .bind([rows::used_key(presented)])
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable)?;

@@ -17,7 +17,8 @@ use crate::store::{
 };
 
 /// A presented token (`?1`, its hash) with its family and user, as the rotation rules need them.
-pub(super) const PRESENTED_TOKEN_SQL: &str = presented_token_sql!("WHERE t.hash = ?1");
+pub(super) const PRESENTED_TOKEN_SQL: &str =
+    presented_token_sql!("WHERE t.hash = $1", "WHERE o.hash = $2");
 
 shared_revocations!(Sqlite);
 
@@ -62,6 +63,7 @@ impl SessionStore for SqliteStore {
     ) -> Result<Option<InspectedToken>, StoreError> {
         let row = sqlx::query(PRESENTED_TOKEN_SQL)
             .bind(&presented.0[..])
+            .bind(rows::used_key(presented))
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
@@ -75,12 +77,12 @@ impl SessionStore for SqliteStore {
     ) -> Result<Option<FamilyId>, StoreError> {
         // BEGIN IMMEDIATE, like rotate_refresh: the two serialise on the write lock.
         let mut tx = self.begin().await?;
-        let family: Option<String> =
-            sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE hash = ?")
-                .bind(&presented.0[..])
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+        let family: Option<String> = sqlx::query_scalar(sql::FAMILY_OF_TOKEN)
+            .bind(&presented.0[..])
+            .bind(rows::used_key(presented))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         let Some(family) = family.map(FamilyId::from_stored) else {
             return Ok(None);
         };

@@ -37,7 +37,7 @@ use crate::domain::{
     decide,
 };
 use crate::store::rotation_queue::{Request, RotationJob, RotationQueue};
-use crate::store::sql::{DROP_SEALED_COPIES, REVOKE_FAMILY};
+use crate::store::sql::{DROP_SEALED_COPIES, INSERT_USED_TOKEN, REVOKE_FAMILY};
 use crate::store::{StoreError, rows, unavailable};
 
 /// Opens the writer's connection to the (migrated) database at `path`, starts its thread and
@@ -245,7 +245,7 @@ fn rotate_one(
     tx: &Connection,
     job: &RotationJob,
 ) -> Result<Result<Rotation, StoreError>, StoreError> {
-    let state = match load_state(tx, &job.presented)? {
+    let (state, family_seq) = match load_state(tx, &job.presented)? {
         Some(Ok(state)) => state,
         Some(Err(e)) => return Ok(Err(e)),
         None => return Ok(Ok(Rotation::Rejected(Rejection::Unknown))),
@@ -268,7 +268,7 @@ fn rotate_one(
             }
         }
         Decision::Rotate => {
-            rotate_token(tx, job, family_id)?;
+            rotate_token(tx, job, family_seq)?;
             Rotation::Rotated {
                 user: user.clone(),
                 family_id: family_id.clone(),
@@ -281,54 +281,58 @@ fn rotate_one(
     Ok(Ok(rotation))
 }
 
-/// The stored state of the presented token, if it exists.
+/// A presented token's stored state and its family's key (`seq`).
+type Loaded = (PresentedToken, i64);
+
+/// The stored state of the presented token, with its family's key, if it exists: the
+/// family's newest token by its whole key, or a used one by [`rows::used_key`].
 fn load_state(
     tx: &Connection,
     presented: &TokenHash,
-) -> Result<Option<Result<PresentedToken, StoreError>>, StoreError> {
+) -> Result<Option<Result<Loaded, StoreError>>, StoreError> {
     let mut statement = tx
         .prepare_cached(PRESENTED_TOKEN_SQL)
         .map_err(unavailable)?;
-    let mut found = statement.query([&presented.0[..]]).map_err(unavailable)?;
-    Ok(found.next().map_err(unavailable)?.map(rows::presented))
+    let mut found = statement
+        .query(params![&presented.0[..], rows::used_key(presented)])
+        .map_err(unavailable)?;
+    Ok(found.next().map_err(unavailable)?.map(|row| {
+        let state = rows::presented(row)?;
+        Ok((state, rows::family_seq(row)?))
+    }))
 }
 
-/// Marks the presented token used, linked to its successor, and stores the successor with its
-/// copy sealed under a key derived from the presented token. The presented token's own sealed
-/// copy (kept for a retry of its predecessor within the grace window) goes: only the
-/// immediately previous token may use the window, and that is now the presented one.
-fn rotate_token(tx: &Connection, job: &RotationJob, family: &FamilyId) -> Result<(), StoreError> {
+/// Retires the presented token (its row goes; what reuse detection needs of it is kept in
+/// `used_refresh_tokens`) and stores the successor as the family's newest token, with its
+/// copy sealed under a key derived from the presented token and the presented token's key
+/// prefix: only the immediately previous token may use the grace window, and that is now the
+/// presented one, whose own sealed copy goes with its row.
+fn rotate_token(tx: &Connection, job: &RotationJob, family: i64) -> Result<(), StoreError> {
     let next = &job.successor.token;
-    let marked = tx
-        .prepare_cached(
-            "UPDATE refresh_tokens SET used_at = ?2, successor_hash = ?3, \
-                 sealed_by_predecessor = NULL \
-             WHERE hash = ?1 AND used_at IS NULL",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                &job.presented.0[..],
-                job.now.unix_millis(),
-                &next.hash.0[..]
-            ])
-        })
+    let retired = tx
+        .prepare_cached("DELETE FROM refresh_tokens WHERE hash = ?1")
+        .and_then(|mut s| s.execute([&job.presented.0[..]]))
         .map_err(unavailable)?;
     // The write lock is held since BEGIN IMMEDIATE and the token was read unused in this
     // transaction; checking keeps the guarantee even if that ever changes.
-    if marked != 1 {
+    if retired != 1 {
         return Err(StoreError::Unavailable("concurrent rotation".into()));
     }
+    tx.prepare_cached(INSERT_USED_TOKEN)
+        .and_then(|mut s| s.execute(params![rows::used_key(&job.presented), family]))
+        .map_err(unavailable)?;
     tx.prepare_cached(
         "INSERT INTO refresh_tokens \
-             (hash, family_id, issued_at, expires_at, sealed_by_predecessor) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+             (hash, family, issued_at, expires_at, predecessor, sealed_by_predecessor) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
     .and_then(|mut s| {
         s.execute(params![
             &next.hash.0[..],
-            family.as_str(),
+            family,
             next.issued_at.unix_millis(),
             next.expires_at.unix_millis(),
+            rows::used_key(&job.presented),
             &job.successor.sealed,
         ])
     })

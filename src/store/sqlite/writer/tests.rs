@@ -309,9 +309,10 @@ async fn closing_the_store_folds_the_wal_into_the_database_and_stops_the_writer(
 async fn a_failed_write_rolls_the_whole_batch_back() {
     let (store, dir) = store_with_family().await;
     add_family(&store, 11).await;
-    // The second successor's hash is already a stored token: its insert fails, and with
-    // it the batch, so the first rotation is not applied either.
-    let jobs = [job(1, 2, Duration::ZERO), job(11, 1, Duration::ZERO)];
+    add_family(&store, 12).await;
+    // The second successor's key is already another family's newest token: its insert
+    // fails, and with it the batch, so the first rotation is not applied either.
+    let jobs = [job(1, 2, Duration::ZERO), job(11, 12, Duration::ZERO)];
     assert!(rotate_batch(&mut connection(&dir), &jobs).is_err());
     let again = rotate_batch(&mut connection(&dir), &[job(1, 2, Duration::ZERO)]).unwrap();
     assert!(
