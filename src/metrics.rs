@@ -34,6 +34,8 @@ pub const PG_ROTATION_BATCH: &str = "authd_postgres_rotation_batch_seconds";
 pub const CONNECTIONS_OPEN: &str = "authd_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "authd_connections_refused_total";
 pub const ACCEPT_ERRORS: &str = "authd_accept_errors_total";
+/// Requests whose `x-forwarded-for` was ignored: their peer is not in `trusted_proxies`.
+pub const UNTRUSTED_FORWARDED_FOR: &str = "authd_untrusted_forwarded_for_total";
 
 /// Login outcomes. `throttled` is recorded by login rate limiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +200,10 @@ fn describe() {
         ACCEPT_ERRORS,
         "failed accepts (such as EMFILE, out of file descriptors), by listener"
     );
+    describe_counter!(
+        UNTRUSTED_FORWARDED_FOR,
+        "requests whose x-forwarded-for was ignored: the peer is not in trusted_proxies"
+    );
 }
 
 /// A listener starts: its gauge is shown from the start, at zero. `listener` is one of a
@@ -221,6 +227,11 @@ pub fn connection_refused(listener: &'static str, reason: &'static str) {
 
 pub fn accept_error(listener: &'static str) {
     counter!(ACCEPT_ERRORS, "listener" => listener).increment(1);
+}
+
+/// A request carried `x-forwarded-for` from a peer not in `trusted_proxies` (ignored).
+pub fn untrusted_forwarded_for() {
+    counter!(UNTRUSTED_FORWARDED_FOR).increment(1);
 }
 
 pub fn login(outcome: LoginOutcome) {
