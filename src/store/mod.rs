@@ -152,8 +152,18 @@ pub trait Store:
     + Sync
     + 'static
 {
-    /// Checks the database answers.
+    /// Checks the database answers and the rotation writer runs.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether the rotation writer (SQLite's writer thread, PostgreSQL's batcher task) still
+    /// runs. Nothing restarts it: once it has stopped other than by [`Store::close`], no
+    /// refresh can succeed, and the process must exit so that it is restarted (issue 16).
+    fn rotation_writer_running(&self) -> bool;
+
+    /// Stops the rotation writer as a crash would leave it (stopped, the rest of the store
+    /// open), so tests can check what follows. authd never calls it.
+    #[doc(hidden)]
+    async fn stop_rotation_writer_for_tests(&self);
 
     /// Finishes the writes in progress and closes every connection; the store refuses work
     /// afterwards. `serve` calls it last, at shutdown. On SQLite the last connection to close
