@@ -10,8 +10,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
@@ -145,8 +145,7 @@ fn resolve<B>(request: &http::Request<B>, layer: &ResolveContextLayer) -> Reques
     {
         layer.untrusted_forwarding.record(peer);
     }
-    let source =
-        crate::limits::client_address(peer, &forwarded_for, &layer.trusted_proxies);
+    let source = crate::limits::client_address(peer, &forwarded_for, &layer.trusted_proxies);
     RequestContext::new(source, header("x-request-id"))
         .with_user_agent(header(http::header::USER_AGENT.as_str()))
 }

@@ -12,6 +12,7 @@ mod grpc_web;
 mod helpers;
 mod http_json;
 mod introspection;
+mod key_rewrap;
 mod keys;
 mod legacy;
 mod limits;

@@ -179,7 +179,8 @@ impl RemoteJwks {
             .and_then(max_age)
             .unwrap_or(self.default_max_age)
             .min(MAX_CACHE_AGE);
-        let too_large = || unavailable(&format!("JWKS response larger than {MAX_JWKS_BYTES} bytes"));
+        let too_large =
+            || unavailable(&format!("JWKS response larger than {MAX_JWKS_BYTES} bytes"));
         if response
             .content_length()
             .is_some_and(|n| n > MAX_JWKS_BYTES as u64)

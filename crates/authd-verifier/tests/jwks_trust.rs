@@ -112,7 +112,10 @@ async fn a_token_issued_in_the_future_is_not_valid_yet_beyond_the_leeway() {
     let mut c = claims();
     c.as_object_mut().unwrap().remove("nbf");
     c["iat"] = json!(now() + 120);
-    assert_eq!(v.verify(&token(&k, &c)).await, Err(VerifyError::NotYetValid));
+    assert_eq!(
+        v.verify(&token(&k, &c)).await,
+        Err(VerifyError::NotYetValid)
+    );
     // Within the default 30 s leeway: a replica whose clock runs a little ahead.
     c["iat"] = json!(now() + 10);
     v.verify(&token(&k, &c)).await.unwrap();
