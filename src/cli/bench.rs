@@ -20,6 +20,10 @@ pub enum BenchScenario {
     Refresh,
     /// 1 login per 50 refreshes
     Mixed,
+    /// `refresh` alone, then again beside a stream of garbage Logouts (--garbage-rate per
+    /// second, from one connection); prints both refresh rates. Run the server with
+    /// per_source_rate = 0 to measure the worst case
+    LogoutFlood,
     /// Time from process start to the first answer, on the configured database (starts
     /// `authd serve` --runs times; ignores --addr)
     Startup,
@@ -62,6 +66,9 @@ pub struct BenchArgs {
     /// Startup runs to time (startup only)
     #[arg(long, default_value_t = 20)]
     runs: usize,
+    /// Garbage Logouts per second (logout-flood only)
+    #[arg(long, value_name = "N", default_value_t = bench::logout_flood::DEFAULT_GARBAGE_RATE)]
+    garbage_rate: u32,
 }
 
 /// `server_args` are the global options (arguments and environment) to hand to a server
@@ -76,6 +83,8 @@ pub async fn run(
         BenchScenario::Login => Scenario::Login,
         BenchScenario::Refresh => Scenario::Refresh,
         BenchScenario::Mixed => Scenario::Mixed,
+        // Two refresh runs; the flood beside the second.
+        BenchScenario::LogoutFlood => Scenario::Refresh,
         BenchScenario::Startup => return startup(args, &server_args).await,
     };
     let credentials = match (&args.user, scenario.needs_user()) {
@@ -99,9 +108,10 @@ pub async fn run(
     } else {
         None
     };
-    let config = BenchConfig {
+    let addr = args.addr.unwrap_or_else(|| config.grpc_addr.to_string());
+    let bench_config = |credentials: Option<Credentials>| BenchConfig {
         scenario,
-        addr: args.addr.unwrap_or_else(|| config.grpc_addr.to_string()),
+        addr: addr.clone(),
         concurrency: args.concurrency,
         connections: args
             .connections
@@ -111,6 +121,23 @@ pub async fn run(
         credentials,
         server_pid: args.pid,
     };
+    if args.scenario == BenchScenario::LogoutFlood {
+        let again = credentials.as_ref().map(Credentials::same_users);
+        let report = bench::logout_flood::run_logout_flood(
+            bench_config(credentials),
+            bench_config(again),
+            args.garbage_rate,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if args.json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{report}");
+        }
+        return Ok(());
+    }
+    let config = bench_config(credentials);
     let mut report = bench::run(config).await.map_err(|e| e.to_string())?;
     report.login_limit = login_limit;
     if args.json {

@@ -8,6 +8,7 @@ mod admin;
 mod api_keys;
 mod audit;
 mod clock_skew;
+mod garbage_logout;
 mod grpc_web;
 mod helpers;
 mod http_json;
