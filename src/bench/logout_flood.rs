@@ -202,7 +202,7 @@ async fn flood(
 
 /// The `n`th garbage Logout: a never-issued refresh token of the real shape, or a malformed one.
 fn garbage(n: u64) -> pb::LogoutRequest {
-    let refresh_token = if n % 2 == 0 {
+    let refresh_token = if n.is_multiple_of(2) {
         RefreshToken::generate(SystemClock.now())
             .map(|t| t.expose())
             .unwrap_or_default()
