@@ -65,6 +65,8 @@ pub enum StartupError {
     Serve(#[from] tonic::transport::Error),
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the store's rotation writer stopped; exiting so the process is restarted")]
+    WriterDied,
 }
 
 /// A built, bound, not yet serving authd.
@@ -290,7 +292,8 @@ impl Application {
     /// connections, finishes the requests in flight and stops the jobs.
     ///
     /// # Errors
-    /// When a server fails.
+    /// When a server fails, or [`StartupError::WriterDied`] when the store's rotation writer
+    /// died (the health probe found it and stopped the server): exit and be restarted.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -448,7 +451,7 @@ impl Application {
             async { stop_on_error(http.await) },
         );
         stop.cancel();
-        let _ = probe.await;
+        let probe_end = probe.await;
         let _ = key_job.await;
         if let Err(e) = housekeeping.await {
             tracing::warn!(error = %e, "housekeeping ended abnormally");
@@ -459,6 +462,9 @@ impl Application {
         store.close().await;
         grpc?;
         http?;
+        if matches!(probe_end, Ok(health::ProbeEnd::WriterDied)) {
+            return Err(StartupError::WriterDied);
+        }
         tracing::info!("authd stopped");
         Ok(())
     }

@@ -29,6 +29,10 @@ pub const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// response, which takes seconds; a longer one would let a stolen token be replayed unnoticed.
 pub const MAX_REUSE_GRACE: Duration = Duration::from_secs(120);
 
+/// The largest `clock_skew`: clocks further apart than this are a fault to fix (NTP), not
+/// something to paper over by stretching every token's lifetime.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
 /// Everything authd can be configured with. See README.md for the table of keys.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +54,10 @@ pub struct Config {
     pub refresh_token_max_lifetime: Duration,
     #[serde(with = "duration")]
     pub refresh_reuse_grace: Duration,
+    /// Clock difference tolerated between replicas (and verifiers) on an access token's `exp`,
+    /// `nbf` and `iat`, in Logout and Introspect.
+    #[serde(with = "duration")]
+    pub clock_skew: Duration,
     pub password_min_length: usize,
     /// A file of common passwords, one per line, that `user add` and `user set-password`
     /// refuse (compared normalised and in any case).
@@ -284,6 +292,7 @@ impl Default for Config {
             refresh_token_ttl: Duration::from_secs(14 * 24 * 3600),
             refresh_token_max_lifetime: MAX_SESSION_LIFETIME,
             refresh_reuse_grace: Duration::from_secs(10),
+            clock_skew: Duration::from_secs(30),
             password_min_length: 15,
             password_blocklist: None,
             argon2_memory_kib: argon2.memory_kib,
@@ -506,6 +515,11 @@ impl Config {
                 "refresh_reuse_grace must be at most 2m (it only covers a client retrying after a lost response)",
             );
         }
+        if self.clock_skew > MAX_CLOCK_SKEW {
+            return invalid(
+                "clock_skew must be at most 5m (synchronise the clocks, e.g. with NTP, instead)",
+            );
+        }
         if self.password_min_length == 0 || self.password_min_length > 64 {
             return invalid("password_min_length must be between 1 and 64");
         }
@@ -680,7 +694,9 @@ impl Config {
         KeyPolicy {
             prepublish: self.key_prepublish(),
             rotation_interval: self.key_rotation_interval,
-            token_lifetime: self.access_token_ttl.saturating_add(TOKEN_CLOCK_SKEW),
+            token_lifetime: self
+                .access_token_ttl
+                .saturating_add(TOKEN_CLOCK_SKEW.max(self.clock_skew)),
         }
     }
 
@@ -746,6 +762,7 @@ impl Config {
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
             access_ttl: self.access_token_ttl,
+            clock_skew: self.clock_skew,
             refresh: RefreshPolicy {
                 idle_ttl: self.refresh_token_ttl,
                 max_lifetime: self.refresh_token_max_lifetime,

@@ -108,23 +108,24 @@ pub(crate) fn bucket_key(ip: IpAddr) -> IpAddr {
 }
 
 /// The client's address: the TCP `peer`, unless the peer is a trusted proxy and
-/// `forwarded_for` (the `x-forwarded-for` header) names one. Then the header is read from the
-/// right, skipping trusted proxies, and the first untrusted address is the client: entries
-/// further left were written by the client itself and prove nothing.
+/// `forwarded_for` (every `x-forwarded-for` header line, in the order received) names one.
+/// Then the entries are read from the right, across all lines (a proxy appends to the last
+/// line or adds a line of its own), skipping trusted proxies, and the first untrusted address
+/// is the client: entries further left were written by the client itself and prove nothing.
+/// A line that is not text should be passed as `""`: like any malformed entry, it ends what
+/// can be believed.
 pub fn client_address(
     peer: Option<IpAddr>,
-    forwarded_for: Option<&str>,
+    forwarded_for: &[&str],
     trusted: &[IpNet],
 ) -> Option<IpAddr> {
     let peer = peer?;
     if !is_trusted(peer, trusted) {
         return Some(peer);
     }
-    let Some(header) = forwarded_for else {
-        return Some(peer);
-    };
     let mut client = peer;
-    for entry in header.rsplit(',') {
+    let entries = forwarded_for.iter().rev().flat_map(|line| line.rsplit(','));
+    for entry in entries {
         let Some(ip) = parse_forwarded_entry(entry) else {
             // A malformed entry ends what can be believed.
             break;
@@ -173,7 +174,7 @@ mod tests {
     fn untrusted_peer_is_the_client_whatever_it_forwards() {
         let trusted = nets(&["10.0.0.0/8"]);
         assert_eq!(
-            client_address(Some(ip("192.0.2.7")), Some("203.0.113.9"), &trusted),
+            client_address(Some(ip("192.0.2.7")), &["203.0.113.9"], &trusted),
             Some(ip("192.0.2.7"))
         );
     }
@@ -184,22 +185,45 @@ mod tests {
         assert_eq!(
             client_address(
                 Some(ip("10.0.0.1")),
-                Some("1.1.1.1, 203.0.113.9, 10.0.0.2"),
+                &["1.1.1.1, 203.0.113.9, 10.0.0.2"],
                 &trusted
             ),
             Some(ip("203.0.113.9"))
         );
         assert_eq!(
-            client_address(Some(ip("10.0.0.1")), None, &trusted),
+            client_address(Some(ip("10.0.0.1")), &[], &trusted),
             Some(ip("10.0.0.1"))
         );
         assert_eq!(
-            client_address(Some(ip("10.0.0.1")), Some("garbage"), &trusted),
+            client_address(Some(ip("10.0.0.1")), &["garbage"], &trusted),
             Some(ip("10.0.0.1"))
         );
         assert_eq!(
-            client_address(Some(ip("10.0.0.1")), Some("[2001:db8::1]"), &trusted),
+            client_address(Some(ip("10.0.0.1")), &["[2001:db8::1]"], &trusted),
             Some(ip("2001:db8::1"))
+        );
+    }
+
+    /// Issue 16 item 4: the header may repeat; every line counts, the last one nearest.
+    #[test]
+    fn every_forwarded_for_line_is_read_right_to_left() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let peer = Some(ip("10.0.0.1"));
+        // The client's own line first, then the trusted proxy's: the proxy's hop wins.
+        assert_eq!(
+            client_address(peer, &["198.51.100.1", "203.0.113.9, 10.0.0.2"], &trusted),
+            Some(ip("203.0.113.9"))
+        );
+        // A proxy that adds a line of its own: its line is nearest, skipped as trusted,
+        // and the walk goes on into the line before.
+        assert_eq!(
+            client_address(peer, &["198.51.100.1, 203.0.113.9", "10.0.0.3"], &trusted),
+            Some(ip("203.0.113.9"))
+        );
+        // An unreadable line ends the walk where it is.
+        assert_eq!(
+            client_address(peer, &["203.0.113.9", "", "10.0.0.3"], &trusted),
+            Some(ip("10.0.0.3"))
         );
     }
 

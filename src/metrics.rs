@@ -37,6 +37,8 @@ pub const ACCEPT_ERRORS: &str = "authd_accept_errors_total";
 /// Rotations handed to the store's rotation writer and not yet answered (queued, waiting to
 /// queue, or in the batch being written).
 pub const ROTATIONS_WAITING: &str = "authd_rotations_waiting";
+/// Requests whose `x-forwarded-for` was ignored: their peer is not in `trusted_proxies`.
+pub const UNTRUSTED_FORWARDED_FOR: &str = "authd_untrusted_forwarded_for_total";
 
 /// Login outcomes. `throttled` is recorded by login rate limiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +207,10 @@ fn describe() {
         ACCEPT_ERRORS,
         "failed accepts (such as EMFILE, out of file descriptors), by listener"
     );
+    describe_counter!(
+        UNTRUSTED_FORWARDED_FOR,
+        "requests whose x-forwarded-for was ignored: the peer is not in trusted_proxies"
+    );
 }
 
 /// A listener starts: its gauge is shown from the start, at zero. `listener` is one of a
@@ -228,6 +234,11 @@ pub fn connection_refused(listener: &'static str, reason: &'static str) {
 
 pub fn accept_error(listener: &'static str) {
     counter!(ACCEPT_ERRORS, "listener" => listener).increment(1);
+}
+
+/// A request carried `x-forwarded-for` from a peer not in `trusted_proxies` (ignored).
+pub fn untrusted_forwarded_for() {
+    counter!(UNTRUSTED_FORWARDED_FOR).increment(1);
 }
 
 pub fn login(outcome: LoginOutcome) {

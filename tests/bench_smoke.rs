@@ -109,6 +109,24 @@ fn every_bench_scenario_runs_without_errors_and_prints_the_documented_json() {
         );
     }
 
+    // Refresh alone, then beside a garbage-Logout flood (issue 16): both rates, the flood's
+    // answers (Logout of an unknown token succeeds: RFC 7009), zero refresh errors.
+    let report = bench(&dir, &addr, "logout-flood", pid, &["--garbage-rate", "200"]);
+    assert_eq!(report["scenario"], "logout-flood");
+    for key in ["refresh_rps_alone", "refresh_rps_flooded"] {
+        assert!(
+            report[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key}: {report}"
+        );
+    }
+    for run in ["alone", "flooded"] {
+        assert_eq!(report[run]["errors"], 0, "{run}: {report}");
+        assert_eq!(report[run]["requests"], 200, "{run}: {report}");
+    }
+    let flood = &report["garbage_logouts"];
+    assert!(flood["sent"].as_u64().is_some_and(|n| n > 0), "{report}");
+    assert_eq!(flood["by_code"]["Ok"], flood["sent"], "{report}");
+
     // Logins spread over several users, created by the load generator where missing.
     let report = bench(&dir, &addr, "login", pid, &["--users", "3"]);
     assert_eq!(report["errors"], 0, "{report}");

@@ -10,9 +10,11 @@
 //! - `login`: every request is a password login of the given user;
 //! - `refresh`: C independent refresh chains, each started (before the clock starts) by a login
 //!   of the given user and always presenting its newest token;
-//! - `mixed`: each worker logs in, then refreshes its chain 50 times, and again.
+//! - `mixed`: each worker logs in, then refreshes its chain 50 times, and again;
+//! - `logout-flood` ([`logout_flood`]): `refresh` alone, then beside 1,000 garbage Logouts/s.
 
 mod limit;
+pub mod logout_flood;
 mod report;
 mod rss;
 mod startup;

@@ -21,6 +21,10 @@ pub enum BenchScenario {
     Refresh,
     /// 1 login per 50 refreshes
     Mixed,
+    /// `refresh` alone, then again beside a stream of garbage Logouts (--garbage-rate per
+    /// second, from one connection); prints both refresh rates. Run the server with
+    /// per_source_rate = 0 to measure the worst case
+    LogoutFlood,
     /// Time from process start to the first answer, on the configured database (starts
     /// `authd serve` --runs times; ignores --addr)
     Startup,
@@ -85,6 +89,9 @@ pub struct BenchArgs {
         default_value = "bench-sweep.svg"
     )]
     svg: std::path::PathBuf,
+    /// Garbage Logouts per second (logout-flood only)
+    #[arg(long, value_name = "N", default_value_t = bench::logout_flood::DEFAULT_GARBAGE_RATE)]
+    garbage_rate: u32,
 }
 
 /// `server_args` are the global options (arguments and environment) to hand to a server
@@ -99,6 +106,8 @@ pub async fn run(
         BenchScenario::Login => Scenario::Login,
         BenchScenario::Refresh => Scenario::Refresh,
         BenchScenario::Mixed => Scenario::Mixed,
+        // Two refresh runs; the flood beside the second.
+        BenchScenario::LogoutFlood => Scenario::Refresh,
         BenchScenario::Startup => return startup(args, &server_args).await,
     };
     let credentials = match (&args.user, scenario.needs_user()) {
@@ -141,6 +150,21 @@ pub async fn run(
     };
     if let Some(Levels(levels)) = &args.sweep {
         return sweep(levels, config_for, args.json, &args.svg).await;
+    }
+    if args.scenario == BenchScenario::LogoutFlood {
+        let report = bench::logout_flood::run_logout_flood(
+            config_for(args.concurrency),
+            config_for(args.concurrency),
+            args.garbage_rate,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if args.json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{report}");
+        }
+        return Ok(());
     }
     let before = if args.storage {
         Some(super::with_store(&settings, storage_snapshot).await?)

@@ -1,11 +1,13 @@
-//! `authd keys …`: list the signing keys, force a rotation, retire a compromised key at once.
+//! `authd keys …`: list the signing keys, force a rotation, retire a compromised key at once,
+//! re-seal every key under a new key encryption key.
 
 use std::sync::Arc;
 
 use clap::Subcommand;
 
 use crate::app::key_encryption;
-use crate::config::Config;
+use crate::config::{Config, KeyEncryptionKey};
+use crate::crypto::key_encryption::KeyEncryption;
 use crate::domain::{AuditEvent, AuditKind, Clock, SystemClock, Timestamp};
 use crate::service::{Auditor, KeyInfo, KeyManager, RotateOutcome, list_keys};
 
@@ -25,6 +27,30 @@ pub enum KeysCommand {
         #[arg(long)]
         now: bool,
     },
+    /// Rotate the key encryption key: re-seal every private signing key under the key in
+    /// PATH (32 random bytes, base64, like AUTHD_KEY_ENCRYPTION_KEY), opening them with the
+    /// current AUTHD_KEY_ENCRYPTION_KEY. All or nothing. Then restart every server with the
+    /// new key (README: rotating the key encryption key).
+    Rewrap {
+        /// File holding the new key (base64 of 32 random bytes)
+        #[arg(long, value_name = "PATH")]
+        new_key_file: std::path::PathBuf,
+    },
+}
+
+/// The key encryption key in `path` (base64 of 32 bytes, surrounding whitespace ignored).
+fn read_key_file(path: &std::path::Path) -> Result<KeyEncryption, String> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+    );
+    let bytes = KeyEncryptionKey::new(text.trim()).bytes().map_err(|_| {
+        format!(
+            "{} must hold 32 random bytes, base64-encoded (openssl rand -base64 32)",
+            path.display()
+        )
+    })?;
+    KeyEncryption::new(&bytes).map_err(|e| e.to_string())
 }
 
 pub async fn run(config: Config, command: KeysCommand) -> Result<(), String> {
@@ -62,6 +88,18 @@ pub async fn run(config: Config, command: KeysCommand) -> Result<(), String> {
                 println!(
                     "key {} retired and unpublished; new key {} signs from now",
                     done.retired, done.replacement
+                );
+            }
+            KeysCommand::Rewrap { new_key_file } => {
+                let new = read_key_file(&new_key_file)?;
+                let current = key_encryption(&config).map_err(|e| e.to_string())?;
+                let count = crate::service::rewrap_keys(store.as_ref(), current.as_ref(), &new)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "{count} signing keys are now sealed under the key in {}; set \
+                     AUTHD_KEY_ENCRYPTION_KEY to it and restart every authd",
+                    new_key_file.display()
                 );
             }
             KeysCommand::Rotate => {
@@ -133,6 +171,13 @@ pub(super) async fn run_remote(remote: &super::Remote, command: KeysCommand) -> 
         KeysCommand::Retire { .. } => {
             return Err(
                 "keys retire --now is not in the admin API yet: run it on the host, against the database"
+                    .into(),
+            );
+        }
+        KeysCommand::Rewrap { .. } => {
+            return Err(
+                "keys rewrap is not in the admin API (the key encryption key never crosses the \
+                 network): run it on the host, against the database"
                     .into(),
             );
         }

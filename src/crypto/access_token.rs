@@ -15,11 +15,17 @@ pub use authd_verifier::{ACCESS_TOKEN_TYP, Claims};
 use super::keys::{KeyRing, SigningAlgorithm, SigningKey};
 
 /// The verifier for tokens this service issued: keys from `keys` (a lookup by `kid`, which is
-/// untrusted input), `iss` and `aud` from the configuration, and no leeway — `exp` and `nbf`
-/// are compared exactly with the `now` the caller passes (`Verifier::verify_at`).
-pub fn own_verifier(issuer: &str, audience: &[String], keys: Arc<dyn LocalKeys>) -> Verifier {
+/// untrusted input), `iss` and `aud` from the configuration, and `exp`, `nbf` and `iat`
+/// compared with the `now` the caller passes (`Verifier::verify_at`) give or take `leeway`
+/// (`clock_skew`: a token minted by a replica whose clock runs slightly ahead is valid here).
+pub fn own_verifier(
+    issuer: &str,
+    audience: &[String],
+    leeway: Duration,
+    keys: Arc<dyn LocalKeys>,
+) -> Verifier {
     let mut config = VerifierConfig::new(issuer, audience.iter().cloned());
-    config.leeway = Duration::ZERO;
+    config.leeway = leeway;
     Verifier::with_local_keys(config, keys)
 }
 
@@ -74,7 +80,7 @@ mod tests {
 
     async fn check(ring: &Arc<KeyRing>, token: &str, now: i64) -> Result<Claims, VerifyError> {
         let keys: Arc<dyn LocalKeys> = ring.clone();
-        own_verifier("https://issuer", &["api".into()], keys)
+        own_verifier("https://issuer", &["api".into()], Duration::ZERO, keys)
             .verify_at(token, now)
             .await
     }

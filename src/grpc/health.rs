@@ -2,7 +2,10 @@
 //!
 //! Health reports `auth.v1.AuthService` and the whole server (`""`). A background probe asks
 //! the service whether it can work (database answers, a signing key can sign) and flips both
-//! to NOT_SERVING while it cannot, back to SERVING when it can again.
+//! to NOT_SERVING while it cannot, back to SERVING when it can again. One failure is not
+//! waited out: the store's rotation writer having died (it is never restarted), the probe
+//! reports NOT_SERVING for good and stops the server, which then exits with an error so
+//! that an orchestrator restarts the process instead of it queueing requests forever.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,17 +43,37 @@ pub async fn probe_once(service: &TokenService, reporter: &HealthReporter) -> bo
     ready
 }
 
-/// Runs the probe every [`PROBE_INTERVAL`] until `stop` is cancelled. Then it reports
-/// NOT_SERVING and unregisters both names, which ends open `Watch` streams: otherwise they
-/// would hold the graceful shutdown open forever.
+/// How the probe ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeEnd {
+    /// `stop` was cancelled.
+    Stopped,
+    /// The store's rotation writer died; the probe cancelled `stop` itself.
+    WriterDied,
+}
+
+/// Runs the probe every [`PROBE_INTERVAL`] until `stop` is cancelled, or until it finds the
+/// rotation writer dead, when it cancels `stop` itself. Then it reports NOT_SERVING and
+/// unregisters both names, which ends open `Watch` streams: otherwise they would hold the
+/// graceful shutdown open forever.
 pub async fn run_probe(
     service: Arc<TokenService>,
     mut reporter: HealthReporter,
     stop: CancellationToken,
-) {
+) -> ProbeEnd {
     let mut was_ready = true;
+    let mut end = ProbeEnd::Stopped;
     loop {
         let ready = probe_once(&service, &reporter).await;
+        if !service.rotation_writer_running() && !stop.is_cancelled() {
+            tracing::error!(
+                "the rotation writer has stopped and cannot be restarted: not serving, \
+                 shutting down so the process can be restarted"
+            );
+            end = ProbeEnd::WriterDied;
+            stop.cancel();
+            break;
+        }
         if ready != was_ready {
             if ready {
                 tracing::info!("health: serving again");
@@ -70,6 +93,7 @@ pub async fn run_probe(
             .await;
         reporter.clear_service_status(name).await;
     }
+    end
 }
 
 /// Reflection services (v1 and v1alpha) describing `auth.v1` and the health service, so

@@ -188,6 +188,13 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {
+    if !state.service.rotation_writer_running() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the rotation writer has stopped\n",
+        )
+            .into_response();
+    }
     if state.service.ping().await.is_err() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -33,6 +33,8 @@ pub struct TokenSettings {
     pub issuer: String,
     pub audience: Vec<String>,
     pub access_ttl: Duration,
+    /// Leeway on access tokens' `exp`, `nbf` and `iat` in Logout and Introspect (`clock_skew`).
+    pub clock_skew: Duration,
     pub refresh: RefreshPolicy,
     pub throttle: ThrottlePolicy,
     /// Requests per second per source, on every `auth.v1` RPC (0 disables).
@@ -328,6 +330,18 @@ impl TokenService {
     /// When the store does not answer.
     pub async fn ping(&self) -> Result<(), AuthError> {
         Ok(self.store.ping().await?)
+    }
+
+    /// Whether the store's rotation writer runs; when it has died the process must exit
+    /// ([`crate::store::Store::rotation_writer_running`]).
+    pub fn rotation_writer_running(&self) -> bool {
+        self.store.rotation_writer_running()
+    }
+
+    /// Stops the store's rotation writer as a crash would; for tests of readiness only.
+    #[doc(hidden)]
+    pub async fn stop_rotation_writer_for_tests(&self) {
+        self.store.stop_rotation_writer_for_tests().await;
     }
 
     /// Whether this process can issue tokens: the database answers and a key signs now.

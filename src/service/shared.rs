@@ -55,7 +55,12 @@ impl Context {
     ) -> Self {
         let audit = Auditor::new(Arc::clone(&store));
         let key_source: Arc<dyn LocalKeys> = keys.clone();
-        let verifier = own_verifier(&settings.issuer, &settings.audience, key_source);
+        let verifier = own_verifier(
+            &settings.issuer,
+            &settings.audience,
+            settings.clock_skew,
+            key_source,
+        );
         Self {
             store,
             hasher,

@@ -153,8 +153,18 @@ pub trait Store:
     + Sync
     + 'static
 {
-    /// Checks the database answers.
+    /// Checks the database answers and the rotation writer runs.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether the rotation writer (SQLite's writer thread, PostgreSQL's batcher task) still
+    /// runs. Nothing restarts it: once it has stopped other than by [`Store::close`], no
+    /// refresh can succeed, and the process must exit so that it is restarted (issue 16).
+    fn rotation_writer_running(&self) -> bool;
+
+    /// Stops the rotation writer as a crash would leave it (stopped, the rest of the store
+    /// open), so tests can check what follows. authd never calls it.
+    #[doc(hidden)]
+    async fn stop_rotation_writer_for_tests(&self);
 
     /// Finishes the writes in progress and closes every connection; the store refuses work
     /// afterwards. `serve` calls it last, at shutdown. On SQLite the last connection to close
@@ -353,6 +363,10 @@ pub trait ApiKeyStore: Send + Sync {
     async fn revoke_api_key(&self, id: &ApiKeyId, now: Timestamp) -> Result<bool, StoreError>;
 }
 
+/// What [`SigningKeyStore::rewrap_signing_keys`] does to each key: its new private part and
+/// whether that is sealed, or why the key cannot be rewrapped (which cancels them all).
+pub type Rewrap<'a> = dyn Fn(&StoredKey) -> Result<(Vec<u8>, bool), String> + Send + Sync + 'a;
+
 /// Signing keys, shared by every process that signs.
 #[async_trait]
 pub trait SigningKeyStore: Send + Sync {
@@ -373,6 +387,14 @@ pub trait SigningKeyStore: Send + Sync {
         kid: &str,
         retires_at: Timestamp,
     ) -> Result<bool, StoreError>;
+    /// Replaces every key's private part with what `rewrap` makes of it, all in one
+    /// transaction that holds off key inserts (another process rotating) until it ends: all or
+    /// nothing. Returns how many keys were rewrapped, or, having changed nothing, the first
+    /// refusal of `rewrap` (`authd keys rewrap`).
+    async fn rewrap_signing_keys(
+        &self,
+        rewrap: &Rewrap<'_>,
+    ) -> Result<Result<usize, String>, StoreError>;
     /// Replaces a key's private part, e.g. to encrypt a key stored in the clear.
     async fn reseal_signing_key(
         &self,

@@ -231,6 +231,41 @@ macro_rules! shared_transactions {
             tx.commit().await.map_err(crate::store::unavailable)?;
             Ok(true)
         }
+
+        /// See [`crate::store::SigningKeyStore::rewrap_signing_keys`]: read, rewrap and
+        /// write every key under the signing-key lock; a refusal drops the transaction
+        /// (rolling back) before anything is written.
+        async fn rewrap_signing_keys_once(
+            &self,
+            rewrap: &crate::store::Rewrap<'_>,
+        ) -> Result<Result<usize, String>, crate::store::StoreError> {
+            let mut tx = self.begin().await?;
+            lock_signing_keys(&mut tx).await?;
+            let rows = sqlx::query(crate::store::rows::SIGNING_KEYS_SQL)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(crate::store::unavailable)?;
+            let mut rewrapped = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let key = crate::store::rows::signing_key(row)?;
+                match rewrap(&key) {
+                    Ok(new) => rewrapped.push((key.kid, new)),
+                    Err(refusal) => return Ok(Err(refusal)),
+                }
+            }
+            for (kid, (private_key, encrypted)) in &rewrapped {
+                crate::store::sql::reseal_signing_key!(
+                    kid.as_str(),
+                    private_key.as_slice(),
+                    *encrypted
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::store::unavailable)?;
+            }
+            tx.commit().await.map_err(crate::store::unavailable)?;
+            Ok(Ok(rewrapped.len()))
+        }
     };
 }
 pub(crate) use shared_transactions;

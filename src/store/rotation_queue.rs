@@ -55,6 +55,17 @@ impl RotationQueue {
         answer.await.map_err(|_| gone())?
     }
 
+    /// Whether the writer still takes requests: false once it has stopped, closed or dead (a
+    /// panic in SQLite's thread or PostgreSQL's task drops its end of the queue).
+    pub(crate) fn is_running(&self) -> bool {
+        !self.requests.is_closed()
+    }
+
+    /// Completes once the writer has let go of its end of the queue.
+    pub(crate) async fn stopped(&self) {
+        self.requests.closed().await;
+    }
+
     /// Has the rotations queued so far applied, then stops the writer. Returns at once if it
     /// has already stopped.
     pub(crate) async fn close(&self) {

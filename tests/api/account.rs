@@ -27,7 +27,12 @@ fn channel(app: &TestApp) -> Channel {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_account_rpc_needs_an_active_token_of_an_enabled_user() {
-    let app = spawn_app_with(|c| c.access_token_ttl = Duration::from_secs(1)).await;
+    // No clock_skew leeway, so the 1 s token is expired after the 2 s sleep below.
+    let app = spawn_app_with(|c| {
+        c.access_token_ttl = Duration::from_secs(1);
+        c.clock_skew = Duration::ZERO;
+    })
+    .await;
     app.add_user("alice", &[]).await;
     app.add_user("ghost", &[]).await;
     let expired = app.login("alice", PASSWORD).await.unwrap().access_token;

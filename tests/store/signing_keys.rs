@@ -1,8 +1,69 @@
-//! Signing keys: the conditional insert and resealing.
+//! Signing keys: the conditional insert, resealing, and rewrapping them all at once.
 
 use super::*;
 
-conformance!(signing_keys_round_trip,);
+conformance!(signing_keys_round_trip, rewrapping_is_all_or_nothing,);
+
+/// Issue 16 item 9: `authd keys rewrap` replaces every key's private part in one
+/// transaction; one key that cannot be rewrapped leaves every key as it was.
+async fn rewrapping_is_all_or_nothing(b: Backend) {
+    let s = b.store.as_ref();
+    for (kid, activates) in [("a", 0), ("b", 10), ("c", 20)] {
+        let key = StoredKey {
+            kid: kid.into(),
+            algorithm: "ES256".into(),
+            private_key: kid.as_bytes().to_vec(),
+            encrypted: false,
+            created_at: at(activates),
+            activates_at: at(activates),
+            retires_at: None,
+        };
+        assert!(
+            s.insert_signing_key_if(&key, Some(at(activates)))
+                .await
+                .unwrap()
+        );
+    }
+    let before = s.signing_keys().await.unwrap();
+    // "a" would be rewrapped first, then "b" refuses: nothing is written.
+    let refused = s
+        .rewrap_signing_keys(&|k: &StoredKey| {
+            if k.kid == "b" {
+                Err("cannot open b".into())
+            } else {
+                Ok((b"sealed".to_vec(), true))
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused, Err("cannot open b".to_owned()));
+    let after = s.signing_keys().await.unwrap();
+    let parts = |keys: &[StoredKey]| {
+        keys.iter()
+            .map(|k| (k.kid.clone(), k.private_key.clone(), k.encrypted))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(parts(&after), parts(&before));
+    // All accepted: every key rewrapped, nothing else about them changed.
+    let done = s
+        .rewrap_signing_keys(&|k: &StoredKey| Ok(([k.kid.as_bytes(), b"!"].concat(), true)))
+        .await
+        .unwrap();
+    assert_eq!(done, Ok(3));
+    let after = s.signing_keys().await.unwrap();
+    assert_eq!(
+        parts(&after),
+        vec![
+            ("a".into(), b"a!".to_vec(), true),
+            ("b".into(), b"b!".to_vec(), true),
+            ("c".into(), b"c!".to_vec(), true),
+        ]
+    );
+    assert_eq!(
+        after.iter().map(|k| k.retires_at).collect::<Vec<_>>(),
+        before.iter().map(|k| k.retires_at).collect::<Vec<_>>()
+    );
+}
 
 async fn signing_keys_round_trip(b: Backend) {
     let s = b.store.as_ref();

@@ -1,9 +1,16 @@
 //! Fetching and caching the JWKS over HTTP.
 //!
-//! The cache lives for the response's `Cache-Control: max-age` (or a default). A token with a
-//! `kid` the cache does not know triggers a refetch, at most once per `min_refresh_interval`,
-//! so a flood of tokens with invented `kid`s cannot turn into a flood of fetches. Concurrent
-//! misses share one fetch. When a fetch fails, the keys already cached stay in use.
+//! The cache lives for the response's `Cache-Control: max-age` (or a default), but at least
+//! `min_refresh_interval`. A token with a `kid` the cache does not know triggers a refetch, at
+//! most once per `min_refresh_interval`, so a flood of tokens with invented `kid`s cannot turn
+//! into a flood of fetches. Concurrent misses share one fetch.
+//!
+//! Past its lifetime the cache is trusted no more: when the refetch fails, tokens are refused
+//! with [`VerifyError::KeysUnavailable`] rather than verified with keys the issuer may have
+//! withdrawn since (a retired or compromised key must stop working once the caches age out,
+//! even for a verifier that cannot reach the issuer). A failed refetch while the cache is
+//! still fresh keeps it in use. The response body is read up to [`MAX_JWKS_BYTES`] and no
+//! further.
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +19,8 @@ use tokio::sync::{Mutex, RwLock};
 
 use crate::verify::VerifyError;
 
-/// Longest accepted JWKS response; anything larger is refused.
-const MAX_JWKS_BYTES: usize = 64 * 1024;
+/// Longest accepted JWKS response; reading stops, and the fetch fails, past it.
+pub const MAX_JWKS_BYTES: usize = 64 * 1024;
 /// Upper bound on how long a fetched JWKS is trusted, whatever the server says.
 const MAX_CACHE_AGE: Duration = Duration::from_secs(24 * 3600);
 
@@ -22,6 +29,21 @@ struct Cache {
     fetched_at: Option<Instant>,
     max_age: Duration,
     last_attempt: Option<Instant>,
+}
+
+impl Cache {
+    /// Whether the keys may still be trusted without a refetch: fetched less than their
+    /// lifetime ago (`max_age`, at least `floor`).
+    fn is_fresh(&self, floor: Duration) -> bool {
+        self.fetched_at
+            .is_some_and(|t| t.elapsed() < self.max_age.max(floor))
+    }
+}
+
+fn expired() -> VerifyError {
+    VerifyError::KeysUnavailable(
+        "the cached JWKS is older than its max-age and could not be refreshed".into(),
+    )
 }
 
 /// A JWKS fetched from a URL and cached.
@@ -77,9 +99,7 @@ impl RemoteJwks {
         let started = Instant::now();
         {
             let cache = self.cache.read().await;
-            let fresh = cache
-                .fetched_at
-                .is_some_and(|t| t.elapsed() < cache.max_age);
+            let fresh = cache.is_fresh(self.min_refresh_interval);
             if let Some(jwk) = cache.keys.find(kid).filter(|_| fresh) {
                 return Ok(jwk.clone());
             }
@@ -87,17 +107,22 @@ impl RemoteJwks {
                 .last_attempt
                 .is_none_or(|t| t.elapsed() >= self.min_refresh_interval);
             if !may_fetch {
-                return cache
-                    .keys
-                    .find(kid)
-                    .cloned()
-                    .ok_or_else(|| VerifyError::UnknownKey(kid.to_owned()));
+                return if fresh {
+                    Err(VerifyError::UnknownKey(kid.to_owned()))
+                } else {
+                    Err(expired())
+                };
             }
         }
         self.refresh(started).await?;
-        self.cache
-            .read()
-            .await
+        let cache = self.cache.read().await;
+        // Fetched during this call (by it or by a concurrent one), or still fresh.
+        let usable = cache.fetched_at.is_some_and(|t| t >= started)
+            || cache.is_fresh(self.min_refresh_interval);
+        if !usable {
+            return Err(expired());
+        }
+        cache
             .keys
             .find(kid)
             .cloned()
@@ -128,7 +153,8 @@ impl RemoteJwks {
                 Ok(())
             }
             Err(e) if cache.fetched_at.is_some() => {
-                tracing::warn!(url = %self.url, error = %e, "JWKS refresh failed; keeping cached keys");
+                // The caller decides whether the old keys are still fresh enough to use.
+                tracing::warn!(url = %self.url, error = %e, "JWKS refresh failed");
                 Ok(())
             }
             Err(e) => Err(e),
@@ -137,7 +163,7 @@ impl RemoteJwks {
 
     async fn fetch(&self) -> Result<(JwkSet, Duration), VerifyError> {
         let unavailable = |e: &dyn std::fmt::Display| VerifyError::KeysUnavailable(e.to_string());
-        let response = self
+        let mut response = self
             .client
             .get(&self.url)
             .send()
@@ -153,9 +179,21 @@ impl RemoteJwks {
             .and_then(max_age)
             .unwrap_or(self.default_max_age)
             .min(MAX_CACHE_AGE);
-        let body = response.bytes().await.map_err(|e| unavailable(&e))?;
-        if body.len() > MAX_JWKS_BYTES {
-            return Err(unavailable(&"JWKS response too large"));
+        let too_large =
+            || unavailable(&format!("JWKS response larger than {MAX_JWKS_BYTES} bytes"));
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        // Chunk by chunk, so a huge or endless body is cut off at the limit, not read whole.
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| unavailable(&e))? {
+            if body.len().saturating_add(chunk.len()) > MAX_JWKS_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
         let keys: JwkSet = serde_json::from_slice(&body).map_err(|e| unavailable(&e))?;
         Ok((keys, max_age))

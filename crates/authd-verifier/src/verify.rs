@@ -5,7 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, KeyAlgorithm};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, Jwk, JwkSet, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
 use jsonwebtoken::{DecodingKey, Validation};
 
 use crate::claims::{ACCESS_TOKEN_TYP, Claims};
@@ -56,7 +58,19 @@ impl Algorithm {
             Some(KeyAlgorithm::EdDSA) => self == Self::EdDSA,
             Some(_) => false,
         };
-        family && declared
+        // RFC 7517 §4.2/§4.3: a key published for another use (`enc`) or other operations is
+        // not one to verify signatures with. Absent means unrestricted.
+        let for_signatures = jwk
+            .common
+            .public_key_use
+            .as_ref()
+            .is_none_or(|u| *u == PublicKeyUse::Signature);
+        let may_verify = jwk
+            .common
+            .key_operations
+            .as_ref()
+            .is_none_or(|ops| ops.contains(&KeyOperations::Verify));
+        family && declared && for_signatures && may_verify
     }
 }
 
@@ -69,7 +83,7 @@ pub struct VerifierConfig {
     pub audiences: Vec<String>,
     /// Pinned algorithms (default: ES256 and EdDSA).
     pub algorithms: Vec<Algorithm>,
-    /// Clock skew tolerated on `exp` and `nbf` (default 30 s).
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` (default 30 s; authd's `clock_skew`).
     pub leeway: Duration,
     /// Least time between two JWKS fetches triggered by an unknown `kid` (default 10 s).
     pub min_refresh_interval: Duration,
@@ -119,7 +133,7 @@ pub enum VerifyError {
     BadSignature,
     #[error("token has expired")]
     Expired,
-    #[error("token is not valid yet (nbf in the future)")]
+    #[error("token is not valid yet (nbf or iat in the future)")]
     NotYetValid,
     #[error("issuer is not {0:?}")]
     WrongIssuer(String),
@@ -310,9 +324,12 @@ impl Verifier {
         if now.saturating_sub(leeway) >= claims.exp {
             return Err(VerifyError::Expired);
         }
+        // A token issued in the future (`iat`, like `nbf`) is not valid yet: beyond the leeway
+        // it was not minted by a clock this one roughly agrees with.
         if claims
             .nbf
             .is_some_and(|nbf| now.saturating_add(leeway) < nbf)
+            || now.saturating_add(leeway) < claims.iat
         {
             return Err(VerifyError::NotYetValid);
         }
@@ -336,7 +353,8 @@ impl Verifier {
     }
 }
 
-/// The key of a JWK, if it is one for `alg` (its family, and its declared `alg` if any).
+/// The key of a JWK, if it is one for `alg` (its family, and its declared `alg`, `use` and
+/// `key_ops` if any).
 fn decoding_key(alg: Algorithm, kid: &str, jwk: &Jwk) -> Result<DecodingKey, VerifyError> {
     if !alg.matches_key(jwk) {
         return Err(VerifyError::KeyMismatch(kid.to_owned()));

@@ -174,7 +174,21 @@ impl Store for PostgresStore {
         self.pool.close().await;
     }
 
+    fn rotation_writer_running(&self) -> bool {
+        self.rotations.is_running()
+    }
+
+    async fn stop_rotation_writer_for_tests(&self) {
+        self.rotations.close().await;
+        self.rotations.stopped().await;
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
+        if !self.rotations.is_running() {
+            return Err(StoreError::Unavailable(
+                "the rotation batcher has stopped".into(),
+            ));
+        }
         within_deadline(async {
             sqlx::query("SELECT 1")
                 .execute(&self.pool)

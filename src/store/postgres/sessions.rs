@@ -44,6 +44,16 @@ impl PostgresStore {
         presented: &TokenHash,
         now: Timestamp,
     ) -> Result<Option<FamilyId>, StoreError> {
+        // Read first (issue 16): a token that exists nowhere costs one indexed read, not a
+        // transaction. A token a client holds was committed before it got it: never missed.
+        let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM refresh_tokens WHERE hash = $1")
+            .bind(&presented.0[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        if known.is_none() {
+            return Ok(None);
+        }
         let mut tx = self.begin().await?;
         // The same family lock as a rotation batch: a rotation of this family either committed
         // before (its successor is revoked below with the family) or waits and then sees the

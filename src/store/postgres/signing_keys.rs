@@ -46,6 +46,13 @@ impl SigningKeyStore for PostgresStore {
         retrying!(self.insert_signing_key_if_once(key, unless_activation_after))
     }
 
+    async fn rewrap_signing_keys(
+        &self,
+        rewrap: &crate::store::Rewrap<'_>,
+    ) -> Result<Result<usize, String>, StoreError> {
+        retrying!(self.rewrap_signing_keys_once(rewrap))
+    }
+
     async fn reseal_signing_key(
         &self,
         kid: &str,

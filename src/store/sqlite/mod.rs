@@ -151,7 +151,21 @@ impl Store for SqliteStore {
         self.pool.close().await;
     }
 
+    fn rotation_writer_running(&self) -> bool {
+        self.rotations.is_running()
+    }
+
+    async fn stop_rotation_writer_for_tests(&self) {
+        self.rotations.close().await;
+        self.rotations.stopped().await;
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
+        if !self.rotations.is_running() {
+            return Err(StoreError::Unavailable(
+                "the rotation writer has stopped".into(),
+            ));
+        }
         // Touch every table, so a database that answers but lost its schema is not "up".
         sqlx::query(
             "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM users LIMIT 1)), \

@@ -75,6 +75,12 @@ impl SessionStore for SqliteStore {
         presented: &TokenHash,
         now: Timestamp,
     ) -> Result<Option<FamilyId>, StoreError> {
+        // Read first (issue 16): a token that exists nowhere, as a stranger's garbage does,
+        // must not take the write lock the rotation writer needs. A token found here was
+        // issued by a committed transaction, so this read cannot miss one a client holds.
+        if !token_exists(&self.pool, presented).await? {
+            return Ok(None);
+        }
         // BEGIN IMMEDIATE, like rotate_refresh: the two serialise on the write lock.
         let mut tx = self.begin().await?;
         let family: Option<String> = sqlx::query_scalar(sql::FAMILY_OF_TOKEN)
@@ -156,4 +162,14 @@ impl SessionStore for SqliteStore {
     ) -> Result<(User, u64), StoreError> {
         self.revoke_sessions_of_once(username, now).await
     }
+}
+
+/// Whether a refresh token with hash `presented` is stored (any state), read without a lock.
+async fn token_exists(pool: &sqlx::SqlitePool, presented: &TokenHash) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM refresh_tokens WHERE hash = ?")
+        .bind(&presented.0[..])
+        .fetch_optional(pool)
+        .await
+        .map_err(unavailable)?;
+    Ok(found.is_some())
 }

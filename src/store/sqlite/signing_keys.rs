@@ -36,6 +36,13 @@ impl SigningKeyStore for SqliteStore {
             .await
     }
 
+    async fn rewrap_signing_keys(
+        &self,
+        rewrap: &crate::store::Rewrap<'_>,
+    ) -> Result<Result<usize, String>, StoreError> {
+        self.rewrap_signing_keys_once(rewrap).await
+    }
+
     async fn reseal_signing_key(
         &self,
         kid: &str,
