@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 
-use crate::bench::{self, BenchConfig, Credentials, Scenario};
+use crate::bench::{self, BenchConfig, Credentials, Protocol, Scenario};
 use crate::config::Config;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -25,12 +25,30 @@ pub enum BenchScenario {
     Startup,
 }
 
+/// What `--protocol` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchProtocol {
+    /// gRPC (HTTP/2) to --addr
+    Grpc,
+    /// The HTTP/JSON routes (HTTP/1.1) to --http-addr; noop is GET /healthz
+    Http,
+    /// gRPC, then HTTP, with the same settings; prints both and HTTP's requests/s over gRPC's
+    Both,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     scenario: BenchScenario,
     /// Server address (default: the configured grpc_addr)
     #[arg(long, value_name = "HOST:PORT")]
     addr: Option<String>,
+    /// Over gRPC, the HTTP/JSON routes, or both one after the other (noop, login, refresh,
+    /// mixed)
+    #[arg(long, value_enum, default_value = "grpc")]
+    protocol: BenchProtocol,
+    /// The server's HTTP port, for --protocol http|both (default: the configured http_addr)
+    #[arg(long, value_name = "HOST:PORT")]
+    http_addr: Option<String>,
     /// Requests in flight at once
     #[arg(long, short = 'c', default_value_t = 64)]
     concurrency: usize,
@@ -99,24 +117,61 @@ pub async fn run(
     } else {
         None
     };
-    let config = BenchConfig {
-        scenario,
-        addr: args.addr.unwrap_or_else(|| config.grpc_addr.to_string()),
-        concurrency: args.concurrency,
-        connections: args
-            .connections
-            .unwrap_or_else(|| args.concurrency.div_ceil(8).max(1)),
-        duration: args.duration,
-        requests: args.requests,
-        credentials,
-        server_pid: args.pid,
+    let protocols: &[Protocol] = match args.protocol {
+        BenchProtocol::Grpc => &[Protocol::Grpc],
+        BenchProtocol::Http => &[Protocol::Http],
+        BenchProtocol::Both => &[Protocol::Grpc, Protocol::Http],
     };
-    let mut report = bench::run(config).await.map_err(|e| e.to_string())?;
-    report.login_limit = login_limit;
-    if args.json {
-        println!("{}", report.to_json());
-    } else {
-        print!("{report}");
+    let credentials = credentials.map(std::sync::Arc::new);
+    let mut rps = Vec::new();
+    for &protocol in protocols {
+        let bench_config = BenchConfig {
+            scenario,
+            protocol,
+            addr: match protocol {
+                Protocol::Grpc => args
+                    .addr
+                    .clone()
+                    .unwrap_or_else(|| config.grpc_addr.to_string()),
+                Protocol::Http => args
+                    .http_addr
+                    .clone()
+                    .unwrap_or_else(|| config.http_addr.to_string()),
+            },
+            concurrency: args.concurrency,
+            connections: args
+                .connections
+                .unwrap_or_else(|| args.concurrency.div_ceil(8).max(1)),
+            duration: args.duration,
+            requests: args.requests,
+            credentials: credentials.as_deref().map(Credentials::again),
+            server_pid: args.pid,
+        };
+        let mut report = bench::run(bench_config).await.map_err(|e| e.to_string())?;
+        report.login_limit = login_limit;
+        if args.json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{report}");
+        }
+        rps.push(report.total.rps);
+    }
+    // Both: the ratio the target is stated in (HTTP/JSON ≥ 0.8 × gRPC).
+    if let [grpc, http] = rps[..]
+        && grpc > 0.0
+    {
+        let ratio = http / grpc;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({ "scenario": scenario.as_str(), "http_over_grpc": (ratio * 1000.0).round() / 1000.0 })
+            );
+        } else {
+            println!(
+                "{}: HTTP/JSON requests/s over gRPC's: {ratio:.3}",
+                scenario.as_str()
+            );
+        }
     }
     Ok(())
 }
