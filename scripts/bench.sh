@@ -30,6 +30,7 @@ export AUTHD_DATABASE_URL="${BENCH_DATABASE_URL:-sqlite://$dir/authd.db}"
 # The load comes from one address and logs one user in from many workers at once: the
 # per-source limit and the per-username throttle would measure themselves, not authd.
 export AUTHD_HTTP_ADDR=127.0.0.1:0
+export AUTHD_MANAGEMENT_ADDR=127.0.0.1:0
 export AUTHD_PER_SOURCE_RATE=0
 export AUTHD_THROTTLE_FREE_FAILURES=1000000
 
