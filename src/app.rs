@@ -379,7 +379,7 @@ impl Application {
             .map_or_else(|| "off".to_owned(), |(_, addr)| addr.to_string());
         match &self.tls {
             Some(_) => tracing::info!(grpc_addr = %self.grpc_addr, http_addr = %self.http_addr,
-                management_addr, mtls = config.tls_client_ca.is_some(),
+                %management_addr, mtls = config.tls_client_ca.is_some(),
                 "authd serving (TLS on every listener)"),
             None => {
                 if !self.grpc_addr.ip().is_loopback() {
@@ -388,7 +388,7 @@ impl Application {
                          cross the network in the clear; set tls_cert and tls_key");
                 }
                 tracing::info!(grpc_addr = %self.grpc_addr, http_addr = %self.http_addr,
-                    management_addr, "authd serving");
+                    %management_addr, "authd serving");
             }
         }
         let grpc_listener = self.grpc_listener;
