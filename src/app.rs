@@ -3,10 +3,10 @@
 //!
 //! One process serves gRPC (`grpc_addr`, over TLS when configured), the public HTTP port
 //! (`http_addr`: the JSON and OAuth 2.0 API, JWKS, discovery, health) and, unless switched
-//! off, the management listener (`management_addr`: metrics and health), and runs background jobs: the key job
-//! (reload keys from the database every minute, rotate when due), the health probe,
-//! housekeeping (ended sessions, throttle counters, audit events, per-source buckets), plus the
-//! TLS watcher. One shutdown future stops all of them; in-flight requests finish first.
+//! off, the management listener (`management_addr`: metrics and health), and runs background
+//! jobs: the key job (reload keys from the database every minute, rotate when due), the
+//! health probe, housekeeping (ended sessions, throttle counters, audit events, per-source
+//! buckets), plus the TLS watcher. One shutdown future stops all of them; in-flight requests finish first.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), authd::app::StartupError> {
@@ -81,7 +81,7 @@ pub struct Application {
     account: crate::grpc::account::AccountApi,
     http_state: HttpState,
     store: Arc<dyn Store>,
-    /// TLS for the gRPC port (ALPN h2), when configured.
+    /// TLS for the gRPC port (ALPN h2, and http/1.1 for gRPC-Web), when configured.
     tls: Option<Arc<ReloadingTls>>,
     /// TLS for the HTTP side port and the management listener (ALPN http/1.1): the same
     /// files, loaded separately.
