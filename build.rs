@@ -35,6 +35,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // annotations, which no Rust code reads.
     let mut own = fds.clone();
     own.file.retain(|f| f.package() == "auth.v1");
+    // Every RPC path of the auth.v1 services, from the descriptors: the metrics' method
+    // labels (a bounded set that grows with the contract, never with client input).
+    let rpc_paths: Vec<String> = own
+        .file
+        .iter()
+        .flat_map(|f| {
+            f.service.iter().flat_map(move |s| {
+                s.method
+                    .iter()
+                    .map(move |m| format!("/{}.{}/{}", f.package(), s.name(), m.name()))
+            })
+        })
+        .collect();
+    std::fs::write(
+        out_dir.join("rpc_paths.rs"),
+        format!("pub const RPC_PATHS: &[&str] = &{rpc_paths:?};\n"),
+    )?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

@@ -65,6 +65,7 @@ fn claims() -> Claims {
         preferred_username: Some("alice".into()),
         key_id: None,
         sid: Some("0192f7c4-0000-7000-8000-000000000001".into()),
+        client_id: Some("authd".into()),
     }
 }
 

@@ -31,6 +31,7 @@ export AUTHD_DATABASE_URL="${BENCH_DATABASE_URL:-sqlite://$dir/authd.db}"
 # The load comes from one address and logs one user in from many workers at once: the
 # per-source limit and the per-username throttle would measure themselves, not authd.
 export AUTHD_HTTP_ADDR=127.0.0.1:0
+export AUTHD_MANAGEMENT_ADDR=127.0.0.1:0
 export AUTHD_PER_SOURCE_RATE=0
 export AUTHD_THROTTLE_FREE_FAILURES=1000000
 
@@ -45,6 +46,7 @@ start_server() {
     server=$!
     for _ in $(seq 1 300); do
         addr=$(sed -n 's/.*grpc_addr=\([0-9.:]*\).*/\1/p' "$dir/serve.log" | head -1)
+        http_addr=$(sed -n 's/.*http_addr=\([0-9.:]*\).*/\1/p' "$dir/serve.log" | head -1)
         [ -n "$addr" ] && return 0
         sleep 0.05
     done
@@ -72,6 +74,9 @@ load() { # scenario concurrency duration [extra args...]
 
 load noop "$CONCURRENCY" "$DURATION"
 load refresh "$CONCURRENCY" "$DURATION"
+# The same refresh chains over gRPC and then over the HTTP/JSON routes, and HTTP's share of
+# gRPC's requests/s (issue 17's target: at least 0.8).
+load refresh "$CONCURRENCY" "$DURATION" --protocol both --http-addr "$http_addr"
 # Logins spread over 1,000 distinct users (bench-0 … bench-999, created on first use), so the
 # per-username throttle's counter is not one hot row contended by every worker.
 load mixed "$CONCURRENCY" "$DURATION" --users 1000

@@ -1,11 +1,12 @@
 //! Startup as a library: build everything (binding both ports first), then serve until a
 //! shutdown future completes.
 //!
-//! One process serves gRPC (`grpc_addr`, over TLS when configured) and the HTTP side port
-//! (`http_addr`: JWKS, discovery, health, metrics), and runs background jobs: the key job
-//! (reload keys from the database every minute, rotate when due), the health probe,
-//! housekeeping (ended sessions, throttle counters, audit events, per-source buckets), plus the
-//! TLS watcher. One shutdown future stops all of them; in-flight requests finish first.
+//! One process serves gRPC (`grpc_addr`, over TLS when configured), the public HTTP port
+//! (`http_addr`: the JSON and OAuth 2.0 API, JWKS, discovery, health) and, unless switched
+//! off, the management listener (`management_addr`: metrics and health), and runs background
+//! jobs: the key job (reload keys from the database every minute, rotate when due), the
+//! health probe, housekeeping (ended sessions, throttle counters, audit events, per-source
+//! buckets), plus the TLS watcher. One shutdown future stops all of them; in-flight requests finish first.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), authd::app::StartupError> {
@@ -75,6 +76,8 @@ pub struct Application {
     grpc_addr: SocketAddr,
     http_listener: Listener,
     http_addr: SocketAddr,
+    /// The management listener (metrics, health), unless `management_addr = off`.
+    management: Option<(Listener, SocketAddr)>,
     service: Arc<TokenService>,
     admin: crate::grpc::admin::AdminApi,
     account: crate::grpc::account::AccountApi,
@@ -82,9 +85,10 @@ pub struct Application {
     console: Option<crate::console::ConsoleState>,
     http_state: HttpState,
     store: Arc<dyn Store>,
-    /// TLS for the gRPC port (ALPN h2), when configured.
+    /// TLS for the gRPC port (ALPN h2, and http/1.1 for gRPC-Web), when configured.
     tls: Option<Arc<ReloadingTls>>,
-    /// TLS for the HTTP side port (ALPN http/1.1): the same files, loaded separately.
+    /// TLS for the HTTP side port and the management listener (ALPN http/1.1): the same
+    /// files, loaded separately.
     http_tls: Option<Arc<ReloadingTls>>,
     config: Config,
 }
@@ -105,7 +109,11 @@ async fn bind(
 /// Logs the outcome, and warns when the limit stays low or the caps do not fit in it.
 fn connection_limits(config: &Config) -> ConnectionLimits {
     let file_limit = capacity::raise_file_limit();
-    let reserved = capacity::reserved_descriptors(config.database_max_connections);
+    // The management listener's few connections come out of the reserve too.
+    let management = config
+        .management_addr
+        .map_or(0, |_| crate::http::management::MAX_CONNECTIONS as u64);
+    let reserved = capacity::reserved_descriptors(config.database_max_connections) + management;
     let max_connections = config.max_connections.unwrap_or_else(|| {
         // Unknown limit (not a Unix system): assume the common 1,024.
         let soft = file_limit.map_or(1024, |l| l.soft);
@@ -225,7 +233,10 @@ impl Application {
         let (admin, account, console) = admin_apis(&config, &service, &store, hasher, keys, clock)?;
         let tls = config
             .tls()
-            .map(|files| ReloadingTls::load(files, vec![b"h2".to_vec()]).map(Arc::new))
+            // HTTP/1.1 too: gRPC-Web clients (browsers) speak it.
+            .map(|files| {
+                ReloadingTls::load(files, vec![b"h2".to_vec(), b"http/1.1".to_vec()]).map(Arc::new)
+            })
             .transpose()?;
         let http_tls = config
             .tls()
@@ -237,7 +248,16 @@ impl Application {
         let mut grpc_limits = http_limits.clone();
         grpc_limits.timeouts.idle = Some(config.idle_connection_timeout);
         let (grpc_listener, grpc_addr) = bind(config.grpc_addr, "grpc", grpc_limits).await?;
+        let management_limits = ConnectionLimits {
+            max_connections: crate::http::management::MAX_CONNECTIONS,
+            max_per_source: crate::http::management::MAX_CONNECTIONS,
+            ..http_limits.clone()
+        };
         let (http_listener, http_addr) = bind(config.http_addr, "http", http_limits).await?;
+        let management = match config.management_addr {
+            Some(addr) => Some(bind(addr, "management", management_limits).await?),
+            None => None,
+        };
         let http_state = HttpState::new(
             Arc::clone(&service),
             metrics,
@@ -255,6 +275,7 @@ impl Application {
             grpc_addr,
             http_listener,
             http_addr,
+            management,
             service,
             admin,
             account,
@@ -275,6 +296,11 @@ impl Application {
     /// The address the HTTP side port is bound to.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The address the management listener is bound to; `None` when it is off.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The token service, e.g. for tests that inspect keys.
@@ -359,9 +385,14 @@ impl Application {
             .add_service(health_server)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
+        let management_addr = self
+            .management
+            .as_ref()
+            .map_or_else(|| "off".to_owned(), |(_, addr)| addr.to_string());
         match &self.tls {
             Some(_) => tracing::info!(grpc_addr = %self.grpc_addr, http_addr = %self.http_addr,
-                mtls = config.tls_client_ca.is_some(), "authd serving (TLS on both ports)"),
+                %management_addr, mtls = config.tls_client_ca.is_some(),
+                "authd serving (TLS on every listener)"),
             None => {
                 if !self.grpc_addr.ip().is_loopback() {
                     tracing::warn!(grpc_addr = %self.grpc_addr,
@@ -369,7 +400,7 @@ impl Application {
                          cross the network in the clear; set tls_cert and tls_key");
                 }
                 tracing::info!(grpc_addr = %self.grpc_addr, http_addr = %self.http_addr,
-                    "authd serving");
+                    %management_addr, "authd serving");
             }
         }
         let grpc_listener = self.grpc_listener;
@@ -397,11 +428,10 @@ impl Application {
             }
             .map_err(StartupError::from)
         };
-        let http_listener = self.http_listener;
         let http_tls = self.http_tls;
         // The API routes' layer stack reads the peer from axum's connect info, which
         // `serve_http` adds to every request of a connection.
-        let http_router = router(self.http_state);
+        let http_router = router(self.http_state.clone());
         let http_router = match self.console {
             Some(console) => http_router.merge(crate::console::router(
                 console,
@@ -409,25 +439,28 @@ impl Application {
             )),
             None => http_router,
         };
-        let http_stop = stop.clone();
-        let header_read_timeout = config.header_read_timeout;
-        let http = async move {
-            match http_tls {
-                Some(tls) => {
-                    let incoming = crate::tls::incoming(
-                        http_listener,
-                        tls,
-                        handshake_timeout,
-                        http_stop.clone(),
-                    );
-                    serve_http(incoming, http_router, header_read_timeout, http_stop).await;
-                }
-                None => {
-                    let incoming = http_listener.incoming(http_stop.clone());
-                    serve_http(incoming, http_router, header_read_timeout, http_stop).await;
-                }
+        let http = serve_listener(
+            self.http_listener,
+            http_tls.clone(),
+            http_router,
+            config.header_read_timeout,
+            handshake_timeout,
+            stop.clone(),
+        );
+        let management = self.management.map(|(listener, _)| {
+            serve_listener(
+                listener,
+                http_tls,
+                crate::http::management::router(self.http_state),
+                config.header_read_timeout,
+                handshake_timeout,
+                stop.clone(),
+            )
+        });
+        let management = async move {
+            if let Some(serving) = management {
+                serving.await;
             }
-            Ok(())
         };
         let trigger = async {
             shutdown.await;
@@ -440,7 +473,7 @@ impl Application {
             }
             r
         };
-        let ((), grpc, http) = tokio::join!(
+        let ((), grpc, (), ()) = tokio::join!(
             async {
                 tokio::select! {
                     () = trigger => {}
@@ -448,7 +481,8 @@ impl Application {
                 }
             },
             async { stop_on_error(grpc.await) },
-            async { stop_on_error(http.await) },
+            http,
+            management,
         );
         stop.cancel();
         let probe_end = probe.await;
@@ -461,12 +495,33 @@ impl Application {
         }
         store.close().await;
         grpc?;
-        http?;
         if matches!(probe_end, Ok(health::ProbeEnd::WriterDied)) {
             return Err(StartupError::WriterDied);
         }
         tracing::info!("authd stopped");
         Ok(())
+    }
+}
+
+/// Serves `router` on `listener` (the HTTP port or the management listener), over TLS when
+/// `tls` is given, until `stop`.
+async fn serve_listener(
+    listener: Listener,
+    tls: Option<Arc<ReloadingTls>>,
+    router: axum::Router,
+    header_read_timeout: Duration,
+    handshake_timeout: Duration,
+    stop: CancellationToken,
+) {
+    match tls {
+        Some(tls) => {
+            let incoming = crate::tls::incoming(listener, tls, handshake_timeout, stop.clone());
+            serve_http(incoming, router, header_read_timeout, stop).await;
+        }
+        None => {
+            let incoming = listener.incoming(stop.clone());
+            serve_http(incoming, router, header_read_timeout, stop).await;
+        }
     }
 }
 

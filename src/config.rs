@@ -32,6 +32,8 @@ pub const MAX_REUSE_GRACE: Duration = Duration::from_secs(120);
 /// The largest `clock_skew`: clocks further apart than this are a fault to fix (NTP), not
 /// something to paper over by stretching every token's lifetime.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+/// The default `default_client_id`: authd's own first-party login.
+pub const DEFAULT_CLIENT_ID: &str = "authd";
 
 /// Everything authd can be configured with. See README.md for the table of keys.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +43,14 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     /// The HTTP side port: JWKS, discovery, health and metrics.
     pub http_addr: SocketAddr,
+    /// The management listener: `/metrics` and health, for operators and scrapers, never
+    /// public. `off` (or empty) disables it. See [`crate::http::management`].
+    #[serde(with = "optional_addr")]
+    pub management_addr: Option<SocketAddr>,
+    /// `client_id` of access tokens of password sessions (logins and refreshes), which no OAuth
+    /// client requested; tokens bought with an API key carry the key's id instead (RFC 9068
+    /// §2.2 requires the claim).
+    pub default_client_id: String,
     pub issuer: String,
     #[serde(with = "list")]
     pub audience: Vec<String>,
@@ -338,6 +348,8 @@ impl Default for Config {
             audit_retention_per_event: String::new(),
             maintenance_interval: Duration::from_secs(60),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            management_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+            default_client_id: DEFAULT_CLIENT_ID.into(),
             jwks_max_age: Duration::from_secs(5 * 60),
             key_prepublish: None,
             key_rotation_interval: Duration::from_secs(30 * 24 * 3600),
@@ -402,6 +414,9 @@ pub struct Overrides {
     pub grpc_addr: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_addr: Option<SocketAddr>,
+    /// `HOST:PORT` or `off`, as `management_addr` is written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub management_addr: Option<String>,
 }
 
 impl std::fmt::Debug for Overrides {
@@ -413,6 +428,7 @@ impl std::fmt::Debug for Overrides {
             )
             .field("grpc_addr", &self.grpc_addr)
             .field("http_addr", &self.http_addr)
+            .field("management_addr", &self.management_addr)
             .finish()
     }
 }
@@ -557,6 +573,12 @@ impl Config {
         }
         if Role::parse(&self.admin_role).is_err() {
             return invalid("admin_role must be a valid role name");
+        }
+        if self.default_client_id.trim().is_empty()
+            || self.default_client_id.len() > 128
+            || self.default_client_id.chars().any(char::is_control)
+        {
+            return invalid("default_client_id must be 1 to 128 characters, no control characters");
         }
         if !self.admin_client_subjects.is_empty() && self.tls_client_ca.is_none() {
             return invalid("admin_client_subjects needs tls_client_ca (mTLS)");
@@ -778,6 +800,7 @@ impl Config {
             },
             audit_refresh: crate::domain::AuditRefresh::parse(&self.audit_refresh)
                 .unwrap_or(crate::domain::AuditRefresh::None),
+            default_client_id: self.default_client_id.clone(),
         }
     }
 
@@ -841,6 +864,31 @@ mod net_list {
                     })
             })
             .collect()
+    }
+}
+
+/// An address that can be switched off: `HOST:PORT`, or `off` (also `""`) for `None`, which
+/// is how it is serialised too (so the key stays known to the environment layer).
+mod optional_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(a: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match a {
+            Some(a) => s.collect_str(a),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.trim() {
+            "" | "off" => Ok(None),
+            addr => addr.parse().map(Some).map_err(|_| {
+                de::Error::custom(format!("invalid address {text:?}; use HOST:PORT or off"))
+            }),
+        }
     }
 }
 
@@ -945,8 +993,7 @@ mod tests {
             jail.set_env("AUTHD_PURGE_INTERVAL", "90s");
             let overrides = Overrides {
                 database_url: Some("sqlite://flag.db".into()),
-                grpc_addr: None,
-                http_addr: None,
+                ..Overrides::default()
             };
             let c = Config::load(None, &overrides).map_err(|e| e.to_string())?;
             assert_eq!(c.issuer, "https://file");
@@ -958,6 +1005,39 @@ mod tests {
             assert_eq!(c.purge_interval, Duration::from_secs(90));
             Ok(())
         });
+    }
+
+    #[test]
+    fn management_addr_defaults_to_loopback_9090_and_can_be_switched_off() {
+        assert_eq!(
+            Config::default().management_addr,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9090)))
+        );
+        assert_eq!(Config::default().default_client_id, "authd");
+        for (value, expected) in [
+            ("off", None),
+            ("", None),
+            ("0.0.0.0:9100", Some(SocketAddr::from(([0, 0, 0, 0], 9100)))),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env("AUTHD_MANAGEMENT_ADDR", value);
+                let c = Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+                assert_eq!(c.management_addr, expected, "{value:?}");
+                Ok(())
+            });
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AUTHD_MANAGEMENT_ADDR", "127.0.0.1:9090");
+            let overrides = Overrides {
+                management_addr: Some("off".into()),
+                ..Overrides::default()
+            };
+            let c = Config::load(None, &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(c.management_addr, None, "the flag wins");
+            Ok(())
+        });
+        let e = load_error("AUTHD_MANAGEMENT_ADDR", "nowhere");
+        assert!(e.contains("HOST:PORT or off"), "{e}");
     }
 
     #[test]

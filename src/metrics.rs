@@ -1,5 +1,5 @@
-//! Prometheus metrics: the recorder (installed once per process, rendered on the HTTP side
-//! port's `/metrics`, no listener of its own) with its upkeep thread, the names of every metric
+//! Prometheus metrics: the recorder (installed once per process, rendered on the management
+//! listener's `/metrics`, no listener of its own) with its upkeep thread, the names of every metric
 //! authd records, and the helpers that record them (gRPC requests are counted per method and
 //! status code by the request layer stack, `middleware::observe`).
 //!
@@ -136,11 +136,14 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(GRPC_REQUESTS, "gRPC requests by method and status code");
+    describe_counter!(
+        GRPC_REQUESTS,
+        "API requests (gRPC, gRPC-Web, HTTP/JSON, OAuth 2.0) by method or route and status code"
+    );
     describe_histogram!(
         GRPC_DURATION,
         metrics::Unit::Seconds,
-        "gRPC request latency"
+        "API request latency, by method or route and status code"
     );
     describe_counter!(LOGINS, "login attempts by outcome");
     describe_counter!(REFRESHES, "refresh attempts by outcome");
@@ -214,7 +217,7 @@ fn describe() {
 }
 
 /// A listener starts: its gauge is shown from the start, at zero. `listener` is one of a
-/// fixed set (`grpc`, `http`).
+/// fixed set (`grpc`, `http`, `management`).
 pub fn connections_listener(listener: &'static str) {
     gauge!(CONNECTIONS_OPEN, "listener" => listener).increment(0.0);
 }
@@ -302,13 +305,10 @@ pub fn signing_keys(age: Option<Duration>, published: usize) {
     gauge!(SIGNING_KEYS_PUBLISHED).set(published as f64);
 }
 
-/// The methods counted by name; anything else is counted as `other`, so clients cannot
-/// create series at will.
-const KNOWN_METHODS: &[&str] = &[
-    "/auth.v1.AuthService/Token",
-    "/auth.v1.AuthService/RefreshToken",
-    "/auth.v1.AuthService/Logout",
-    "/auth.v1.AuthService/Introspect",
+/// The methods of services outside `auth.v1` counted by name. Every `auth.v1` RPC (from the
+/// descriptors, `RPC_PATHS`) and every HTTP API route ([`crate::http::API_ROUTES`]) is too;
+/// anything else is counted as `other`, so clients cannot create series at will.
+const OTHER_METHODS: &[&str] = &[
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
@@ -317,24 +317,54 @@ const KNOWN_METHODS: &[&str] = &[
 
 /// The method of a request path, from the fixed set (else `other`): safe as a label and in logs.
 pub fn method_label(path: &str) -> &'static str {
-    KNOWN_METHODS
+    crate::grpc::pb::RPC_PATHS
         .iter()
+        .chain(OTHER_METHODS)
+        .chain(crate::http::API_ROUTES)
         .find(|m| **m == path)
         .copied()
         .unwrap_or("other")
 }
 
-/// The gRPC status code of a response, by name.
+/// The gRPC status code of a response, by name: what the HTTP routes marked it with (the
+/// `tonic::Code` their error rendering puts in the response's extensions), else its
+/// `grpc-status`, else what its HTTP status means (gRPC's HTTP-to-code mapping).
 pub fn code_label<B>(response: &http::Response<B>) -> &'static str {
     // Errors from unary handlers are "trailers-only" responses: the status is in the headers.
     // A response without `grpc-status` in its headers carries it in trailers, which for our
     // unary handlers means success.
+    let grpc_status = || {
+        response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok())
+            .map(tonic::Code::from_i32)
+    };
     let code = response
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i32>().ok())
-        .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+        .extensions()
+        .get::<tonic::Code>()
+        .copied()
+        .or_else(grpc_status)
+        .unwrap_or_else(|| code_of_http_status(response.status()));
+    code_name(code)
+}
+
+/// The code of a response that names none (a refusal before any handler, such as an unknown
+/// method on a route): gRPC's mapping of HTTP statuses, with success as `OK`.
+fn code_of_http_status(status: http::StatusCode) -> tonic::Code {
+    match status.as_u16() {
+        200..=299 => tonic::Code::Ok,
+        400 => tonic::Code::Internal,
+        401 => tonic::Code::Unauthenticated,
+        403 => tonic::Code::PermissionDenied,
+        404 => tonic::Code::Unimplemented,
+        429 | 502..=504 => tonic::Code::Unavailable,
+        _ => tonic::Code::Unknown,
+    }
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
     match code {
         tonic::Code::Ok => "OK",
         tonic::Code::Cancelled => "CANCELLED",

@@ -126,6 +126,20 @@ fn every_bench_scenario_runs_without_errors_and_prints_the_documented_json() {
     let flood = &report["garbage_logouts"];
     assert!(flood["sent"].as_u64().is_some_and(|n| n > 0), "{report}");
     assert_eq!(flood["by_code"]["Ok"], flood["sent"], "{report}");
+    // The same scenarios over the HTTP/JSON routes (issue 17).
+    let http_addr = server.http_addr.clone();
+    for scenario in ["noop", "login", "refresh", "mixed"] {
+        let report = bench(
+            &dir,
+            &addr,
+            scenario,
+            pid,
+            &["--protocol", "http", "--http-addr", &http_addr],
+        );
+        assert_eq!(report["protocol"], "http", "{report}");
+        assert_eq!(report["errors"], 0, "{scenario} over HTTP: {report}");
+        assert_eq!(report["requests"], 200, "{scenario} over HTTP: {report}");
+    }
 
     // Logins spread over several users, created by the load generator where missing.
     let report = bench(&dir, &addr, "login", pid, &["--users", "3"]);

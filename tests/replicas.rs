@@ -185,7 +185,7 @@ async fn concurrent_refreshes_across_replicas_have_exactly_one_winner() {
     }
     // Each replica applied its rotations in batches, and says so.
     for replica in &r {
-        let metrics = reqwest::get(format!("http://{}/metrics", replica.server.http_addr))
+        let metrics = reqwest::get(format!("http://{}/metrics", replica.server.management_addr))
             .await
             .unwrap()
             .text()

@@ -1,4 +1,5 @@
-//! The load generator behind `authd bench`: drives a running server over gRPC and measures it.
+//! The load generator behind `authd bench`: drives a running server over gRPC, or over the
+//! HTTP/JSON routes of its public HTTP port ([`Protocol`]), and measures it.
 //!
 //! It owns the workers, the request budget (a count and a deadline, whichever ends first), the
 //! per-operation HDR histograms and the optional sampling of the server's RSS. It measures only
@@ -6,13 +7,15 @@
 //! the server's internals. Printing is left to the CLI ([`Report::to_json`], `Display`).
 //!
 //! Scenarios:
-//! - `noop`: `grpc.health.v1.Health/Check`, the transport ceiling of the same server;
+//! - `noop`: `grpc.health.v1.Health/Check` (HTTP: `GET /healthz`), the transport ceiling of
+//!   the same server;
 //! - `login`: every request is a password login of the given user;
 //! - `refresh`: C independent refresh chains, each started (before the clock starts) by a login
 //!   of the given user and always presenting its newest token;
 //! - `mixed`: each worker logs in, then refreshes its chain 50 times, and again;
 //! - `logout-flood` ([`logout_flood`]): `refresh` alone, then beside 1,000 garbage Logouts/s.
 
+mod http;
 mod limit;
 pub mod logout_flood;
 mod report;
@@ -36,6 +39,7 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::grpc::AuthServiceClient;
 use crate::grpc::pb::{self, token_request::Credential};
 
+pub use http::HttpApi;
 pub use limit::{LoginLimit, measure_login_limit};
 pub use report::{OpStats, Report};
 pub use rss::{RssSample, Sampled, read_rss};
@@ -69,6 +73,24 @@ impl Scenario {
     /// Whether the scenario logs in, and so needs a user and password.
     pub fn needs_user(self) -> bool {
         !matches!(self, Self::Noop)
+    }
+}
+
+/// How the generator talks to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// gRPC over HTTP/2, the generated client.
+    Grpc,
+    /// The JSON routes over HTTP/1.1.
+    Http,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::Http => "http",
+        }
     }
 }
 
@@ -137,11 +159,14 @@ impl std::fmt::Debug for Credentials {
 #[derive(Debug)]
 pub struct BenchConfig {
     pub scenario: Scenario,
-    /// `HOST:PORT` or a URL (`http://HOST:PORT`).
+    pub protocol: Protocol,
+    /// `HOST:PORT` or a URL (`http://HOST:PORT`): the gRPC port, or the HTTP port for
+    /// [`Protocol::Http`].
     pub addr: String,
     /// Requests in flight at once (one worker each).
     pub concurrency: usize,
-    /// HTTP/2 connections the workers share, round-robin.
+    /// HTTP/2 connections the workers share, round-robin (gRPC; over HTTP/1.1 each request
+    /// in flight has its own).
     pub connections: usize,
     /// Stop sending after this long.
     pub duration: Duration,
@@ -206,11 +231,20 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     if config.scenario.needs_user() && config.credentials.is_none() {
         return Err(BenchError::MissingUser(config.scenario.as_str()));
     }
-    let connections = config.connections.min(config.concurrency);
-    let mut channels = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        channels.push(connect(&config.addr).await?);
-    }
+    let (connections, transports) = match config.protocol {
+        Protocol::Grpc => {
+            let connections = config.connections.min(config.concurrency);
+            let mut channels = Vec::with_capacity(connections);
+            for _ in 0..connections {
+                channels.push(Transport::grpc(connect(&config.addr).await?));
+            }
+            (connections, channels)
+        }
+        Protocol::Http => {
+            let api = HttpApi::new(url_for(&config.addr), config.concurrency);
+            (config.concurrency, vec![Transport::Http(api)])
+        }
+    };
     let credentials = config.credentials.map(Arc::new);
 
     // Setup, outside the measurement: refresh chains start from a login each. One login at a
@@ -221,7 +255,7 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     for i in 0..config.concurrency {
         let mut worker = Worker::new(
             config.scenario,
-            channels[i % connections].clone(),
+            transports[i % transports.len()].clone(),
             credentials.clone(),
         );
         let one_login_at_a_time = Arc::clone(&one_login_at_a_time);
@@ -277,7 +311,7 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         Some(pid) => read_rss(pid).await,
         None => None,
     };
-    Ok(Report::new(
+    let mut report = Report::new(
         config.scenario,
         config.concurrency,
         connections,
@@ -289,7 +323,9 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
             timeline: sampled.timeline,
             after: rss_after,
         },
-    ))
+    );
+    report.protocol = config.protocol;
+    Ok(report)
 }
 
 /// The shared stop condition: a deadline, and optionally a request count.
@@ -362,11 +398,31 @@ impl Tally {
     }
 }
 
+/// What a worker sends its requests over.
+#[derive(Clone)]
+enum Transport {
+    /// A shared HTTP/2 connection.
+    Grpc {
+        auth: AuthServiceClient<Channel>,
+        health: HealthClient<Channel>,
+    },
+    /// The shared pool of HTTP/1.1 connections.
+    Http(HttpApi),
+}
+
+impl Transport {
+    fn grpc(channel: Channel) -> Self {
+        Self::Grpc {
+            auth: AuthServiceClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+        }
+    }
+}
+
 /// One request in flight at a time, over a shared connection.
 struct Worker {
     scenario: Scenario,
-    auth: AuthServiceClient<Channel>,
-    health: HealthClient<Channel>,
+    transport: Transport,
     credentials: Option<Arc<Credentials>>,
     /// The newest refresh token of this worker's chain.
     chain: Option<String>,
@@ -374,11 +430,14 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(scenario: Scenario, channel: Channel, credentials: Option<Arc<Credentials>>) -> Self {
+    fn new(
+        scenario: Scenario,
+        transport: Transport,
+        credentials: Option<Arc<Credentials>>,
+    ) -> Self {
         Self {
             scenario,
-            auth: AuthServiceClient::new(channel.clone()),
-            health: HealthClient::new(channel),
+            transport,
             credentials,
             chain: None,
             refreshes_since_login: 0,
@@ -420,12 +479,15 @@ impl Worker {
     }
 
     async fn health_check(&mut self) -> Result<(), tonic::Status> {
-        self.health
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .map(drop)
+        match &mut self.transport {
+            Transport::Grpc { health, .. } => health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .map(drop),
+            Transport::Http(api) => api.health().await,
+        }
     }
 
     /// Logs in; returns the new chain's refresh token.
@@ -434,23 +496,35 @@ impl Worker {
             .credentials
             .as_ref()
             .ok_or_else(|| tonic::Status::failed_precondition("no user given"))?;
-        let request = pb::TokenRequest {
-            credential: Some(Credential::PasswordCredential(pb::PasswordCredential {
-                username: credentials.next_username().to_owned(),
-                password: credentials.password.expose_secret().to_owned(),
-            })),
-        };
-        Ok(self.auth.token(request).await?.into_inner().refresh_token)
+        let username = credentials.next_username();
+        let password = credentials.password.expose_secret();
+        match &mut self.transport {
+            Transport::Grpc { auth, .. } => {
+                let request = pb::TokenRequest {
+                    credential: Some(Credential::PasswordCredential(pb::PasswordCredential {
+                        username: username.to_owned(),
+                        password: password.to_owned(),
+                    })),
+                };
+                Ok(auth.token(request).await?.into_inner().refresh_token)
+            }
+            Transport::Http(api) => api.login(username, password).await,
+        }
     }
 
     async fn refresh(&mut self) -> Result<(), tonic::Status> {
         let refresh_token = self.chain.take().unwrap_or_default();
-        let response = self
-            .auth
-            .refresh_token(pb::RefreshTokenRequest { refresh_token })
-            .await?;
+        let successor = match &mut self.transport {
+            Transport::Grpc { auth, .. } => {
+                auth.refresh_token(pb::RefreshTokenRequest { refresh_token })
+                    .await?
+                    .into_inner()
+                    .refresh_token
+            }
+            Transport::Http(api) => api.refresh(refresh_token).await?,
+        };
         // On error the chain stays broken (taken); the next operation logs in again.
-        self.chain = Some(response.into_inner().refresh_token);
+        self.chain = Some(successor);
         self.refreshes_since_login += 1;
         Ok(())
     }

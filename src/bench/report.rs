@@ -8,7 +8,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
-use super::{LoginLimit, Operation, RssSample, Scenario, Tally};
+use super::{LoginLimit, Operation, Protocol, RssSample, Scenario, Tally};
 
 /// Latency and outcome figures of one operation (or of all operations together).
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +80,8 @@ pub struct ServerMemory {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub scenario: Scenario,
+    /// What the requests were sent over.
+    pub protocol: Protocol,
     pub concurrency: usize,
     pub connections: usize,
     pub elapsed: Duration,
@@ -123,6 +125,7 @@ impl Report {
         let total = OpStats::new(&combined, errors_by_code.values().sum(), elapsed);
         Self {
             scenario,
+            protocol: Protocol::Grpc,
             concurrency,
             connections,
             elapsed,
@@ -154,6 +157,7 @@ impl Report {
     pub fn to_json(&self) -> Value {
         let mut object = json!({
             "scenario": self.scenario.as_str(),
+            "protocol": self.protocol.as_str(),
             "concurrency": self.concurrency,
             "connections": self.connections,
             "elapsed_s": round(self.elapsed.as_secs_f64()),
@@ -236,9 +240,10 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{}: {} requests in {:.2} s = {:.1} requests/s, {} errors \
+            "{} over {}: {} requests in {:.2} s = {:.1} requests/s, {} errors \
              (concurrency {}, {} connections)",
             self.scenario.as_str(),
+            self.protocol.as_str(),
             self.total.requests,
             self.elapsed.as_secs_f64(),
             self.total.rps,

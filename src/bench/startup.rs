@@ -93,6 +93,7 @@ pub async fn measure_startup(
             Command::new(exe)
                 .arg("serve")
                 .args(["--grpc-addr", &addr, "--http-addr", "127.0.0.1:0"])
+                .args(["--management-addr", "off"])
                 .args(&setup.args)
                 .envs(setup.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())

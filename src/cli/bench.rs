@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 
-use crate::bench::{self, BenchConfig, Credentials, Scenario};
+use crate::bench::{self, BenchConfig, Credentials, Protocol, Scenario};
 use crate::config::Config;
 use crate::domain::{Clock, SystemClock};
 
@@ -34,12 +34,30 @@ pub enum BenchScenario {
 #[derive(Debug, Clone)]
 struct Levels(Vec<usize>);
 
+/// What `--protocol` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchProtocol {
+    /// gRPC (HTTP/2) to --addr
+    Grpc,
+    /// The HTTP/JSON routes (HTTP/1.1) to --http-addr; noop is GET /healthz
+    Http,
+    /// gRPC, then HTTP, with the same settings; prints both and HTTP's requests/s over gRPC's
+    Both,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     scenario: BenchScenario,
     /// Server address (default: the configured grpc_addr)
     #[arg(long, value_name = "HOST:PORT")]
     addr: Option<String>,
+    /// Over gRPC, the HTTP/JSON routes, or both one after the other (noop, login, refresh,
+    /// mixed)
+    #[arg(long, value_enum, default_value = "grpc")]
+    protocol: BenchProtocol,
+    /// The server's HTTP port, for --protocol http|both (default: the configured http_addr)
+    #[arg(long, value_name = "HOST:PORT")]
+    http_addr: Option<String>,
     /// Requests in flight at once
     #[arg(long, short = 'c', default_value_t = 64)]
     concurrency: usize,
@@ -132,10 +150,24 @@ pub async fn run(
         None
     };
     let settings = config;
-    let addr = args.addr.unwrap_or_else(|| settings.grpc_addr.to_string());
-    let config_for = |concurrency: usize| BenchConfig {
+    let protocols: &[Protocol] = match args.protocol {
+        BenchProtocol::Grpc => &[Protocol::Grpc],
+        BenchProtocol::Http => &[Protocol::Http],
+        BenchProtocol::Both => &[Protocol::Grpc, Protocol::Http],
+    };
+    let config_for = |protocol: Protocol, concurrency: usize| BenchConfig {
         scenario,
-        addr: addr.clone(),
+        protocol,
+        addr: match protocol {
+            Protocol::Grpc => args
+                .addr
+                .clone()
+                .unwrap_or_else(|| settings.grpc_addr.to_string()),
+            Protocol::Http => args
+                .http_addr
+                .clone()
+                .unwrap_or_else(|| settings.http_addr.to_string()),
+        },
         concurrency,
         connections: args
             .connections
@@ -149,12 +181,15 @@ pub async fn run(
         server_pid: args.pid,
     };
     if let Some(Levels(levels)) = &args.sweep {
-        return sweep(levels, config_for, args.json, &args.svg).await;
+        let [protocol] = protocols else {
+            return Err("--sweep draws one protocol: give --protocol grpc or http".into());
+        };
+        return sweep(levels, |c| config_for(*protocol, c), args.json, &args.svg).await;
     }
     if args.scenario == BenchScenario::LogoutFlood {
         let report = bench::logout_flood::run_logout_flood(
-            config_for(args.concurrency),
-            config_for(args.concurrency),
+            config_for(Protocol::Grpc, args.concurrency),
+            config_for(Protocol::Grpc, args.concurrency),
             args.garbage_rate,
         )
         .await
@@ -166,29 +201,53 @@ pub async fn run(
         }
         return Ok(());
     }
-    let before = if args.storage {
-        Some(super::with_store(&settings, storage_snapshot).await?)
-    } else {
-        None
-    };
-    let mut report = bench::run(config_for(args.concurrency))
-        .await
-        .map_err(|e| e.to_string())?;
-    report.login_limit = login_limit;
-    let storage = match before {
-        Some(before) => Some(storage_after(&settings, &report, before).await?),
-        None => None,
-    };
-    if args.json {
-        let mut json = report.to_json();
-        if let (Some(storage), Some(object)) = (&storage, json.as_object_mut()) {
-            object.insert("storage".into(), storage.to_json());
+    if args.storage && protocols.len() > 1 {
+        return Err("--storage measures one run: give --protocol grpc or http".into());
+    }
+    let mut rps = Vec::new();
+    for &protocol in protocols {
+        let before = if args.storage {
+            Some(super::with_store(&settings, storage_snapshot).await?)
+        } else {
+            None
+        };
+        let mut report = bench::run(config_for(protocol, args.concurrency))
+            .await
+            .map_err(|e| e.to_string())?;
+        report.login_limit = login_limit;
+        let storage = match before {
+            Some(before) => Some(storage_after(&settings, &report, before).await?),
+            None => None,
+        };
+        if args.json {
+            let mut json = report.to_json();
+            if let (Some(storage), Some(object)) = (&storage, json.as_object_mut()) {
+                object.insert("storage".into(), storage.to_json());
+            }
+            println!("{json}");
+        } else {
+            print!("{report}");
+            if let Some(storage) = &storage {
+                print!("{storage}");
+            }
         }
-        println!("{json}");
-    } else {
-        print!("{report}");
-        if let Some(storage) = &storage {
-            print!("{storage}");
+        rps.push(report.total.rps);
+    }
+    // Both: the ratio the target is stated in (HTTP/JSON ≥ 0.8 × gRPC).
+    if let [grpc, http] = rps[..]
+        && grpc > 0.0
+    {
+        let ratio = http / grpc;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({ "scenario": scenario.as_str(), "http_over_grpc": (ratio * 1000.0).round() / 1000.0 })
+            );
+        } else {
+            println!(
+                "{}: HTTP/JSON requests/s over gRPC's: {ratio:.3}",
+                scenario.as_str()
+            );
         }
     }
     Ok(())

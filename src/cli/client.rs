@@ -197,10 +197,14 @@ pub async fn run(config: Config, args: ClientArgs) -> Result<(), String> {
                     ("jti", i.jti),
                     ("key_id", i.key_id),
                     ("session_id", i.session_id),
+                    ("client_id", i.client_id),
                 ] {
                     if !value.is_empty() {
                         answer[name] = value.into();
                     }
+                }
+                if i.nbf != 0 {
+                    answer["nbf"] = i.nbf.into();
                 }
                 answer
             } else {

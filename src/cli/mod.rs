@@ -72,9 +72,13 @@ enum Command {
         /// gRPC listen address (overrides AUTHD_GRPC_ADDR)
         #[arg(long, value_name = "HOST:PORT")]
         grpc_addr: Option<std::net::SocketAddr>,
-        /// HTTP side port: JWKS, discovery, health, metrics (overrides AUTHD_HTTP_ADDR)
+        /// Public HTTP port: JSON and OAuth 2.0 API, JWKS, discovery, health (overrides
+        /// AUTHD_HTTP_ADDR)
         #[arg(long, value_name = "HOST:PORT")]
         http_addr: Option<std::net::SocketAddr>,
+        /// Management listener: metrics and health, or `off` (overrides AUTHD_MANAGEMENT_ADDR)
+        #[arg(long, value_name = "HOST:PORT|off")]
+        management_addr: Option<String>,
     },
     /// Apply pending database migrations and exit
     Migrate,
@@ -129,17 +133,19 @@ pub fn run(mut cli: Cli) -> ExitCode {
         server,
         ca_file: cli.ca_file.clone(),
     });
-    let (grpc_addr, http_addr) = match &cli.command {
+    let (grpc_addr, http_addr, management_addr) = match &cli.command {
         Command::Serve {
             grpc_addr,
             http_addr,
-        } => (*grpc_addr, *http_addr),
-        _ => (None, None),
+            management_addr,
+        } => (*grpc_addr, *http_addr, management_addr.clone()),
+        _ => (None, None, None),
     };
     let overrides = Overrides {
         database_url: cli.database_url.clone(),
         grpc_addr,
         http_addr,
+        management_addr,
     };
     // `bench startup` starts servers that must read the same configuration. The database URL
     // goes in their environment, not on their command line, which every user of the machine

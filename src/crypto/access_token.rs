@@ -75,6 +75,7 @@ mod tests {
             preferred_username: Some("alice".into()),
             key_id: None,
             sid: Some("s1".into()),
+            client_id: Some("authd".into()),
         }
     }
 

@@ -124,35 +124,43 @@ pub struct OAuthError {
     pub error: &'static str,
     pub description: String,
     pub retry_after: Option<u64>,
+    /// The gRPC code of the same error (what the request metrics count it as).
+    pub code: Code,
 }
 
 impl OAuthError {
     /// A malformed request (`invalid_request`, 400).
     pub fn invalid_request(description: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+        Self::new(Code::InvalidArgument, "invalid_request", description)
     }
 
     /// Client authentication failed (`invalid_client`, 401; the response names the Basic
     /// scheme in `WWW-Authenticate`).
     pub fn invalid_client(description: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
+        Self::new(Code::Unauthenticated, "invalid_client", description)
     }
 
     /// A grant type this server does not offer (or has not enabled).
     pub fn unsupported_grant_type() -> Self {
         Self::new(
-            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
             "unsupported_grant_type",
             "unsupported grant_type",
         )
     }
 
-    fn new(status: StatusCode, error: &'static str, description: &str) -> Self {
+    /// `invalid_client` is 401, the others 400.
+    fn new(code: Code, error: &'static str, description: &str) -> Self {
         Self {
-            status,
+            status: if code == Code::Unauthenticated {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::BAD_REQUEST
+            },
             error,
             description: description.to_owned(),
             retry_after: None,
+            code,
         }
     }
 }
@@ -179,5 +187,6 @@ pub fn oauth_error(e: AuthError, presented: OAuthCredential) -> OAuthError {
         error,
         description: status.message().to_owned(),
         retry_after: retry_after(&status),
+        code: status.code(),
     }
 }

@@ -28,6 +28,9 @@ pub mod pb {
     // The proto3 JSON mapping (serde) of the same messages, for the HTTP/JSON API.
     include!(concat!(env!("OUT_DIR"), "/auth.v1.serde.rs"));
 
+    // `RPC_PATHS`: every `/auth.v1.Service/Method`, written by build.rs from the descriptors.
+    include!(concat!(env!("OUT_DIR"), "/rpc_paths.rs"));
+
     /// The encoded file descriptor set, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/auth_descriptor.bin"));
@@ -238,14 +241,21 @@ pub(crate) fn introspection(found: Introspection) -> pb::IntrospectResponse {
             jti: claims.jti,
             iss: claims.iss,
             aud: claims.aud,
+            // Tokens issued before `client_id` was carried: an API key's is still its key.
+            client_id: claims
+                .client_id
+                .or_else(|| claims.key_id.clone())
+                .unwrap_or_default(),
             key_id: claims.key_id.unwrap_or_default(),
             session_id: claims.sid.unwrap_or_default(),
+            nbf: claims.nbf.unwrap_or_default(),
         },
         Introspection::Refresh {
             user,
             session,
             issued_at,
             expires_at,
+            client_id,
         } => pb::IntrospectResponse {
             active: true,
             token_type: "refresh_token".into(),
@@ -255,6 +265,7 @@ pub(crate) fn introspection(found: Introspection) -> pb::IntrospectResponse {
             iat: issued_at.unix_seconds(),
             roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
             session_id: session.to_string(),
+            client_id,
             ..pb::IntrospectResponse::default()
         },
     }

@@ -39,6 +39,8 @@ pub fn with_status(http: StatusCode, status: &Status) -> Response {
         body.to_string(),
     )
         .into_response();
+    // For the request metrics: counted under the status's code, as on gRPC.
+    response.extensions_mut().insert(status.code());
     if let Some(secs) = retry_after(status) {
         response
             .headers_mut()
@@ -54,6 +56,7 @@ pub fn oauth_response(e: &OAuthError) -> Response {
         "error_description": e.description,
     });
     let mut response = (e.status, no_store_json(), body.to_string()).into_response();
+    response.extensions_mut().insert(e.code);
     let headers = response.headers_mut();
     if e.status == StatusCode::UNAUTHORIZED {
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));

@@ -10,8 +10,10 @@
 //! - `GET /.well-known/openid-configuration`, `GET /.well-known/oauth-authorization-server` —
 //!   discovery metadata (RFC 8414): the issuer, the JWKS, the OAuth 2.0 endpoints and the
 //!   grants enabled, and nothing authd does not do;
-//! - `GET /healthz` (the process answers), `GET /readyz` (database and signing key);
-//! - `GET /metrics` — Prometheus text.
+//! - `GET /healthz` (the process answers), `GET /readyz` (database and signing key).
+//!
+//! `GET /metrics` is not here: it is on the management listener ([`management`]), which
+//! serves health too and is never meant to be public.
 //!
 //! The API routes pass the same layer stack as every gRPC call ([`crate::middleware`]:
 //! request context, metrics and log, per-source limit), with [`errors::HttpRefusal`] answering
@@ -20,6 +22,7 @@
 pub mod cors;
 pub mod errors;
 pub mod json;
+pub mod management;
 pub mod oauth2;
 
 use std::sync::Arc;
@@ -60,6 +63,17 @@ pub struct ApiSettings {
     /// Origins allowed cross-origin (`cors_allowed_origins`).
     pub cors_allowed_origins: Vec<String>,
 }
+
+/// Every API route, as the request metrics label it (`crate::metrics::method_label`).
+pub const API_ROUTES: &[&str] = &[
+    "/v1/auth/token",
+    "/v1/auth/refresh",
+    "/v1/auth/logout",
+    "/v1/auth/introspect",
+    "/oauth2/token",
+    "/oauth2/revoke",
+    "/oauth2/introspect",
+];
 
 /// The paths the per-source limit applies to on this port: every API route (keys, discovery
 /// and health stay free).
@@ -130,7 +144,6 @@ pub fn router(state: HttpState) -> Router {
         .route("/.well-known/oauth-authorization-server", get(discovery))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .with_state(state)
         .merge(api)
 }
@@ -183,11 +196,11 @@ async fn discovery(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
-async fn healthz() -> &'static str {
+pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(state): State<HttpState>) -> Response {
+pub(crate) async fn readyz(State(state): State<HttpState>) -> Response {
     if !state.service.rotation_writer_running() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -211,26 +224,4 @@ async fn readyz(State(state): State<HttpState>) -> Response {
             .into_response();
     }
     (StatusCode::OK, "ready\n").into_response()
-}
-
-async fn metrics(State(state): State<HttpState>) -> Response {
-    let Some(handle) = &state.metrics else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "metrics recorder not installed\n",
-        )
-            .into_response();
-    };
-    let keys = state.service.key_manager();
-    let now = state.service.clock().now();
-    crate::metrics::signing_keys(
-        keys.signing_key_age(),
-        keys.ring().published(now, keys.policy()).len(),
-    );
-    handle.run_upkeep();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    )
-        .into_response()
 }

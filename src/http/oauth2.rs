@@ -288,12 +288,15 @@ async fn introspect(State(api): State<OAuthApi>, request: Request) -> Response {
             ("username", found.username),
             ("iss", found.iss),
             ("jti", found.jti),
-            ("client_id", found.key_id),
+            ("client_id", found.client_id),
         ];
         for (name, value) in optional {
             if !value.is_empty() {
                 body[name] = value.into();
             }
+        }
+        if found.nbf != 0 {
+            body["nbf"] = found.nbf.into();
         }
         if !found.aud.is_empty() {
             body["aud"] = found.aud.into();

@@ -45,6 +45,9 @@ pub struct TokenSettings {
     pub introspect_role: Option<Role>,
     /// Which routine rotations are audited.
     pub audit_refresh: crate::domain::AuditRefresh,
+    /// `client_id` of the access tokens of password sessions (an API key's tokens carry the
+    /// key's id).
+    pub default_client_id: String,
 }
 
 /// A fresh pair of tokens. Its `Debug` shows neither (issue 16).

@@ -34,6 +34,8 @@ pub enum Introspection {
         issued_at: Timestamp,
         /// The earlier of its idle timeout and its session's absolute end.
         expires_at: Timestamp,
+        /// The client its session's tokens are issued to (`default_client_id`).
+        client_id: String,
     },
 }
 
@@ -74,6 +76,7 @@ impl Introspector {
                 session: state.family_id,
                 issued_at: found.issued_at,
                 expires_at: state.expires_at.min(state.family_expires_at),
+                client_id: self.shared.settings().default_client_id.clone(),
             });
         }
         let Ok(claims) = self.shared.verify_access_token(token, now).await else {

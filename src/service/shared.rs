@@ -145,6 +145,11 @@ impl Context {
                 TokenBinding::Session(id) => Some(id.as_str().to_owned()),
                 TokenBinding::ApiKey(_) => None,
             },
+            // RFC 9068 §2.2: the API key is the client; a session is authd's own login.
+            client_id: Some(match bound_to {
+                TokenBinding::ApiKey(id) => id.to_string(),
+                TokenBinding::Session(_) => self.settings.default_client_id.clone(),
+            }),
         };
         Ok(key.sign(ACCESS_TOKEN_TYP, &claims)?)
     }

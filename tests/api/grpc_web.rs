@@ -1,6 +1,6 @@
 //! gRPC-Web for browsers and CORS (issue 17): `Token` and `RefreshToken` as gRPC-Web frames
-//! over HTTP/1.1 on the gRPC port, and pre-flight answered only for configured origins, on
-//! both ports.
+//! over HTTP/1.1 on the gRPC port (plain, and over TLS, where ALPN offers http/1.1 besides h2),
+//! and pre-flight answered only for configured origins, on both ports.
 
 use authd::grpc::pb::{
     PasswordCredential, RefreshTokenRequest, TokenRequest, TokenResponse, token_request,
@@ -13,18 +13,29 @@ const ORIGIN: &str = "https://app.example";
 
 /// One gRPC-Web call: a data frame out; the data frame and the trailer frame back.
 async fn grpc_web<M: Message>(app: &TestApp, method: &str, message: &M) -> (Vec<u8>, String) {
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    grpc_web_to(
+        &client,
+        &format!("http://{}", app.grpc_addr),
+        method,
+        message,
+    )
+    .await
+}
+
+/// [`grpc_web`] with `client` to `base` (`http://…` or `https://…`).
+async fn grpc_web_to<M: Message>(
+    client: &reqwest::Client,
+    base: &str,
+    method: &str,
+    message: &M,
+) -> (Vec<u8>, String) {
     let encoded = message.encode_to_vec();
     let mut body = vec![0u8];
     body.extend_from_slice(&u32::try_from(encoded.len()).unwrap().to_be_bytes());
     body.extend_from_slice(&encoded);
-    let response = reqwest::Client::builder()
-        .http1_only()
-        .build()
-        .unwrap()
-        .post(format!(
-            "http://{}/auth.v1.AuthService/{method}",
-            app.grpc_addr
-        ))
+    let response = client
+        .post(format!("{base}/auth.v1.AuthService/{method}"))
         .header("content-type", "application/grpc-web+proto")
         .header("x-grpc-web", "1")
         .header("origin", ORIGIN)
@@ -97,6 +108,54 @@ async fn token_and_refresh_token_speak_grpc_web_over_http1() {
     // Errors travel in the trailers, with the same status as gRPC (reuse: UNAUTHENTICATED).
     let (_, trailers) = grpc_web(&app, "RefreshToken", &request).await;
     assert!(trailers.contains("grpc-status:16"), "{trailers}");
+}
+
+/// Browsers speak gRPC-Web over HTTP/1.1 too when the port is TLS: the gRPC port's ALPN must
+/// offer `http/1.1` besides `h2`, or the handshake of a client offering only `http/1.1` fails.
+#[tokio::test]
+async fn grpc_web_works_over_tls_with_http1_alpn() {
+    let files = tempfile::tempdir().unwrap();
+    let ca = crate::tls::TestCa::new("authd test ca");
+    let server = ca.server();
+    let cert = crate::tls::write(files.path(), "cert.pem", &server.cert);
+    let key = crate::tls::write(files.path(), "key.pem", &server.key);
+    let app = spawn_app_with(|c| {
+        c.tls_cert = Some(cert);
+        c.tls_key = Some(key);
+        c.cors_allowed_origins = vec![ORIGIN.into()];
+    })
+    .await;
+    app.add_user("alice", &[]).await;
+    // Offers only http/1.1 in ALPN, as an HTTP/1.1-only client does.
+    let client = reqwest::Client::builder()
+        .http1_only()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", app.grpc_addr.port());
+    let request = TokenRequest {
+        credential: Some(token_request::Credential::PasswordCredential(
+            PasswordCredential {
+                username: "alice".into(),
+                password: PASSWORD.into(),
+            },
+        )),
+    };
+    let (message, trailers) = grpc_web_to(&client, &base, "Token", &request).await;
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    let tokens = TokenResponse::decode(&message[..]).unwrap();
+    app.verify(&tokens.access_token);
+    let request = RefreshTokenRequest {
+        refresh_token: tokens.refresh_token,
+    };
+    let (message, trailers) = grpc_web_to(&client, &base, "RefreshToken", &request).await;
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    assert!(
+        !TokenResponse::decode(&message[..])
+            .unwrap()
+            .access_token
+            .is_empty()
+    );
 }
 
 async fn preflight(url: &str, origin: &str) -> reqwest::Response {

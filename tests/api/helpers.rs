@@ -32,6 +32,8 @@ pub struct TestApp {
     pub service: Arc<TokenService>,
     /// Base URL of the HTTP side port, e.g. `http://127.0.0.1:41234`.
     pub http: String,
+    /// Base URL of the management listener (metrics, health), when it is on.
+    pub management: Option<String>,
     pub grpc_addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
@@ -47,6 +49,8 @@ pub fn test_config(dir: &TempDir) -> Config {
         database_url: format!("sqlite://{}", dir.path().join("authd.db").display()),
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
+        // Tests run many servers at once: never the fixed default port.
+        management_addr: Some("127.0.0.1:0".parse().unwrap()),
         argon2_memory_kib: 256,
         argon2_iterations: 1,
         argon2_parallelism: 1,
@@ -83,6 +87,7 @@ pub async fn spawn_on_with_clock(
         .expect("server builds");
     let addr = app.grpc_addr();
     let http = format!("http://{}", app.http_addr());
+    let management = app.management_addr().map(|a| format!("http://{a}"));
     let service = app.service();
     let tls = app.tls();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -106,6 +111,7 @@ pub async fn spawn_on_with_clock(
         client,
         service,
         http,
+        management,
         grpc_addr: addr,
         stop: Some(stop),
         server: Some(server),
@@ -296,6 +302,18 @@ impl TestApp {
     /// GET on the HTTP side port: status, headers and body.
     pub async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
         let response = reqwest::get(format!("{}{path}", self.http)).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.unwrap())
+    }
+
+    /// `GET path` on the management listener (which must be on).
+    pub async fn get_management(&self, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+        let base = self
+            .management
+            .as_ref()
+            .expect("the management listener is on");
+        let response = reqwest::get(format!("{base}{path}")).await.unwrap();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         (status, headers, response.text().await.unwrap())

@@ -343,6 +343,51 @@ async fn introspection_requires_an_authenticated_caller_and_hides_inactive_token
     }
 }
 
+/// RFC 7662 names `client_id` and `nbf`; a client-credentials token's client is its API key
+/// (RFC 9068), a password session's is `default_client_id`.
+#[tokio::test]
+async fn introspection_reports_client_id_and_nbf() {
+    let app = spawn_app().await;
+    let (id, secret) = client(&app, &["introspector"]).await;
+    let (status, _, issued) = form(
+        &app,
+        "/oauth2/token",
+        &[("grant_type", "client_credentials")],
+        Some(basic(&id, &secret)),
+    )
+    .await;
+    assert_eq!(status, 200, "{issued}");
+    let access = issued["access_token"].as_str().unwrap().to_owned();
+    let (_, claims) = app.verify(&access);
+    assert_eq!(claims.client_id.as_deref(), Some(id.as_str()));
+
+    app.add_user("alice", &[]).await;
+    let session = app.login("alice", PASSWORD).await.unwrap();
+    for (token, client_id) in [(&access, id.as_str()), (&session.access_token, "authd")] {
+        let (status, _, body) = form(
+            &app,
+            "/oauth2/introspect",
+            &[("token", token)],
+            Some(basic(&id, &secret)),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["client_id"], client_id, "{body}");
+        let nbf = body["nbf"].as_i64().unwrap();
+        assert!(nbf > 0 && nbf <= body["iat"].as_i64().unwrap(), "{body}");
+    }
+    // A refresh token: its session's client, no nbf.
+    let (_, _, body) = form(
+        &app,
+        "/oauth2/introspect",
+        &[("token", &session.refresh_token)],
+        Some(basic(&id, &secret)),
+    )
+    .await;
+    assert_eq!(body["client_id"], "authd", "{body}");
+    assert!(body.get("nbf").is_none(), "{body}");
+}
+
 #[tokio::test]
 async fn introspection_role_applies_to_oauth_callers_as_on_grpc() {
     let app = spawn_app_with(|c| c.introspect_role = "auditor".into()).await;

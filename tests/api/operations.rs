@@ -247,11 +247,11 @@ async fn metrics_upkeep_runs_without_a_scrape() {
 async fn logout_and_introspect_are_counted_by_name() {
     let app = spawn_app().await;
     app.add_user("alice", &[]).await;
-    let (_, _, before) = app.get("/metrics").await;
+    let (_, _, before) = app.get_management("/metrics").await;
     let tokens = app.login("alice", PASSWORD).await.unwrap();
     app.introspect(&tokens.access_token).await.unwrap();
     app.logout(&tokens.refresh_token, "").await.unwrap();
-    let (_, _, after) = app.get("/metrics").await;
+    let (_, _, after) = app.get_management("/metrics").await;
     let grew = |prefix: &str| sample(&after, prefix) - sample(&before, prefix);
     for method in ["Logout", "Introspect"] {
         let series = format!(
@@ -267,7 +267,7 @@ async fn metrics_counters_move_with_logins_and_refreshes() {
     app.add_user("alice", &[]).await;
     // Metrics are process-wide and other tests run in parallel: compare before and after,
     // counters only grow.
-    let (status, headers, before) = app.get("/metrics").await;
+    let (status, headers, before) = app.get_management("/metrics").await;
     assert_eq!(status, 200);
     assert!(
         headers["content-type"]
@@ -282,7 +282,7 @@ async fn metrics_counters_move_with_logins_and_refreshes() {
         .unwrap_err();
     app.refresh(&tokens.refresh_token).await.unwrap();
 
-    let (_, _, after) = app.get("/metrics").await;
+    let (_, _, after) = app.get_management("/metrics").await;
     let grew = |prefix: &str| sample(&after, prefix) - sample(&before, prefix);
     assert!(
         grew(r#"authd_logins_total{outcome="success"}"#) >= 1.0,

@@ -259,3 +259,35 @@ async fn http_side_port_is_served_over_tls_too() {
             .is_err()
     );
 }
+
+/// TLS and mTLS settings apply to every listener: the management listener too.
+#[tokio::test]
+async fn management_listener_is_served_over_tls_and_mtls_too() {
+    let files = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("authd test ca");
+    let clients = TestCa::new("authd client ca");
+    let app = spawn_tls(
+        files.path(),
+        &ca.server(),
+        Some(&clients.pem()),
+        Duration::from_secs(60),
+    )
+    .await;
+    let base = app.management.clone().unwrap();
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    let url = format!("https://localhost:{port}/metrics");
+    let trusting = || {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+    };
+    // Without a client certificate from the client CA: no answer.
+    assert!(trusting().build().unwrap().get(&url).send().await.is_err());
+    let id = clients.issue("prometheus", ExtendedKeyUsagePurpose::ClientAuth);
+    let identity =
+        reqwest::Identity::from_pem(format!("{}{}", id.cert, id.key).as_bytes()).unwrap();
+    let scraper = trusting().identity(identity).build().unwrap();
+    let metrics = scraper.get(&url).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    // Plain HTTP to the TLS listener gets no answer.
+    assert!(reqwest::get(format!("{base}/metrics")).await.is_err());
+}

@@ -8,7 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// `authd` with nothing in its environment but `database_url`, argon2 parameters cheap enough
-/// for tests, and the HTTP side port on a free port.
+/// for tests, and the HTTP port and the management listener on free ports (several servers
+/// run at once; the management default, 9090, would collide).
 pub fn authd(database_url: &str) -> Command {
     test_env(Command::new(env!("CARGO_BIN_EXE_authd")), database_url)
 }
@@ -28,7 +29,8 @@ fn test_env(mut cmd: Command, database_url: &str) -> Command {
         .env("AUTHD_DATABASE_URL", database_url)
         .env("AUTHD_ARGON2_MEMORY_KIB", "256")
         .env("AUTHD_ARGON2_ITERATIONS", "1")
-        .env("AUTHD_HTTP_ADDR", "127.0.0.1:0");
+        .env("AUTHD_HTTP_ADDR", "127.0.0.1:0")
+        .env("AUTHD_MANAGEMENT_ADDR", "127.0.0.1:0");
     cmd
 }
 
@@ -54,8 +56,10 @@ pub struct Server {
     child: Child,
     /// The gRPC address it logged (`127.0.0.1:PORT`).
     pub addr: String,
-    /// The HTTP address it logged (JWKS, health, metrics).
+    /// The HTTP address it logged (API, JWKS, health).
     pub http_addr: String,
+    /// The management address it logged (metrics, health), or `off`.
+    pub management_addr: String,
 }
 
 impl Server {
@@ -73,6 +77,7 @@ impl Server {
             child,
             addr: String::new(),
             http_addr: String::new(),
+            management_addr: String::new(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         // `AUTHD_TEST_SERVER_LOG=1` echoes the server's log, for debugging a test.
@@ -88,11 +93,15 @@ impl Server {
                     Some(rest.split_whitespace().next().unwrap_or("").to_owned())
                 };
                 if let Some(grpc) = logged("grpc_addr=") {
-                    let _ = tx.send((grpc, logged("http_addr=").unwrap_or_default()));
+                    let _ = tx.send((
+                        grpc,
+                        logged("http_addr=").unwrap_or_default(),
+                        logged("management_addr=").unwrap_or_default(),
+                    ));
                 }
             }
         });
-        (server.addr, server.http_addr) = rx
+        (server.addr, server.http_addr, server.management_addr) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("serve logs its address");
         server

@@ -36,6 +36,11 @@ pub struct Claims {
     /// that part) and for tokens issued before authd carried it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// The OAuth 2.0 client the token was issued to (RFC 9068 §2.2): for API-key tokens the
+    /// key's id, for session tokens the server's `default_client_id`. Absent in tokens issued
+    /// before authd carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 impl Claims {
@@ -82,6 +87,7 @@ mod tests {
             preferred_username: Some("alice".into()),
             key_id: None,
             sid: None,
+            client_id: None,
         }
     }
 

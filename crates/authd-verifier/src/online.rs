@@ -182,6 +182,7 @@ mod tests {
             preferred_username: None,
             key_id: None,
             sid: Some("session".into()),
+            client_id: None,
         }
     }
 
