@@ -74,8 +74,11 @@ pub struct Application {
     http_listener: Listener,
     http_addr: SocketAddr,
     service: Arc<TokenService>,
-    admin: crate::grpc::admin::AdminApi,
-    account: crate::grpc::account::AccountApi,
+    /// Shared with the HTTP port's JSON routes.
+    admin: Arc<crate::grpc::admin::AdminApi>,
+    account: Arc<crate::grpc::account::AccountApi>,
+    /// The one shutdown signal (also ends `FollowAudit` streams, which hold their handler).
+    stop: CancellationToken,
     http_state: HttpState,
     store: Arc<dyn Store>,
     /// TLS for the gRPC port (ALPN h2), when configured.
@@ -212,7 +215,15 @@ impl Application {
             Arc::clone(&clock),
             config.token_settings(),
         ));
-        let (admin, account) = admin_apis(&config, &service, &store, hasher, keys, clock)?;
+        let stop = CancellationToken::new();
+        let (admin, account) = admin_apis(
+            &config,
+            &service,
+            &store,
+            (hasher, keys, clock),
+            stop.clone(),
+        )?;
+        let (admin, account) = (Arc::new(admin), Arc::new(account));
         let tls = config
             .tls()
             .map(|files| ReloadingTls::load(files, vec![b"h2".to_vec()]).map(Arc::new))
@@ -239,7 +250,12 @@ impl Application {
             max_body_bytes: config.max_message_bytes,
             trusted_proxies: config.trusted_proxies.clone(),
             cors_allowed_origins: config.cors_allowed_origins.clone(),
-        });
+        })
+        .admin_api(crate::http::admin_json::AdminJsonApi::new(
+            Arc::clone(&admin),
+            Arc::clone(&account),
+            config.max_message_bytes,
+        ));
         Ok(Self {
             grpc_listener,
             grpc_addr,
@@ -248,6 +264,7 @@ impl Application {
             service,
             admin,
             account,
+            stop,
             http_state,
             store,
             tls,
@@ -287,7 +304,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let config = self.config;
-        let stop = CancellationToken::new();
+        let stop = self.stop.clone();
         // The jobs stop on the same signal as the servers, even when a server fails.
         let _stop_jobs = stop.clone().drop_guard();
 
@@ -518,9 +535,8 @@ fn admin_apis(
     config: &Config,
     service: &Arc<TokenService>,
     store: &Arc<dyn Store>,
-    hasher: Arc<PasswordHasher>,
-    keys: Arc<KeyManager>,
-    clock: Arc<dyn Clock>,
+    (hasher, keys, clock): (Arc<PasswordHasher>, Arc<KeyManager>, Arc<dyn Clock>),
+    stop: CancellationToken,
 ) -> Result<
     (
         crate::grpc::admin::AdminApi,
@@ -541,6 +557,7 @@ fn admin_apis(
         password_policy: config.password_policy()?,
         keys,
         locked_at: config.throttle_max_failures,
+        stop,
     };
     let access = Arc::new(access);
     let account = crate::grpc::account::AccountApi::new(

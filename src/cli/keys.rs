@@ -6,8 +6,8 @@ use clap::Subcommand;
 
 use crate::app::key_encryption;
 use crate::config::Config;
-use crate::domain::{AuditEvent, AuditKind, Clock, SystemClock, Timestamp};
-use crate::service::{Auditor, KeyInfo, KeyManager, RotateOutcome, list_keys};
+use crate::domain::{Clock, SystemClock, Timestamp};
+use crate::service::{Actor, EmergencyRetirement, KeyInfo, KeyManager, RotateOutcome, list_keys};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -53,16 +53,11 @@ pub async fn run(config: Config, command: KeysCommand) -> Result<(), String> {
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-                let done = manager.retire_now(&kid).await.map_err(|e| e.to_string())?;
-                let event = AuditEvent::new(AuditKind::KeyRotated, clock.now()).detail(format!(
-                    "kid={} retired={} reason=emergency",
-                    done.replacement, done.retired
-                ));
-                Auditor::new(store).record(event).await;
-                println!(
-                    "key {} retired and unpublished; new key {} signs from now",
-                    done.retired, done.replacement
-                );
+                let done = manager
+                    .retire_as(&kid, &Actor::cli())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                print_retirement(&done);
             }
             KeysCommand::Rotate => {
                 let manager = KeyManager::start(
@@ -104,6 +99,13 @@ fn print_keys(keys: &[KeyInfo]) {
     }
 }
 
+fn print_retirement(done: &EmergencyRetirement) {
+    println!(
+        "key {} retired and unpublished; new key {} signs from now",
+        done.retired, done.replacement
+    );
+}
+
 fn print_rotation(outcome: &RotateOutcome, algorithm: &str) {
     match outcome {
         RotateOutcome::Scheduled { kid, activates_at } => {
@@ -130,11 +132,22 @@ pub(super) async fn run_remote(remote: &super::Remote, command: KeysCommand) -> 
     };
     match command {
         KeysCommand::List => print_keys(&list().await?),
-        KeysCommand::Retire { .. } => {
-            return Err(
-                "keys retire --now is not in the admin API yet: run it on the host, against the database"
-                    .into(),
-            );
+        KeysCommand::Retire { kid, now } => {
+            if !now {
+                return Err(
+                    "keys retire needs --now (scheduled retirement is `keys rotate`)".into(),
+                );
+            }
+            let answer = api
+                .call(
+                    |mut c, r| async move { c.retire_signing_key(r).await },
+                    pb::RetireSigningKeyRequest { kid },
+                )
+                .await?;
+            print_retirement(&EmergencyRetirement {
+                retired: answer.retired,
+                replacement: answer.replacement,
+            });
         }
         KeysCommand::Rotate => {
             let answer = api

@@ -318,3 +318,19 @@ pub(crate) fn access_standing(row: &impl Columns) -> Result<AccessStanding, Stor
         session_live: row.flag("session_live")?,
     })
 }
+
+/// An audit event with its id (`id` and the columns [`audit_event`] reads).
+pub(crate) fn audit_record(row: &impl Columns) -> Result<super::AuditRecord, StoreError> {
+    Ok(super::AuditRecord {
+        id: row.int("id")?,
+        event: audit_event(row)?,
+    })
+}
+
+/// A user with whether it is locked (the columns [`user`] reads and `locked`).
+pub(crate) fn user_row(row: &impl Columns) -> Result<super::UserRow, StoreError> {
+    Ok(super::UserRow {
+        user: user(row)?,
+        locked: row.flag("locked")?,
+    })
+}
