@@ -39,11 +39,7 @@ pub async fn run(config: Config, command: KeysCommand) -> Result<(), String> {
                 print_keys(&keys);
             }
             KeysCommand::Retire { kid, now } => {
-                if !now {
-                    return Err(
-                        "keys retire needs --now (scheduled retirement is `keys rotate`)".into(),
-                    );
-                }
+                require_now(now)?;
                 let manager = KeyManager::start(
                     Arc::clone(&store),
                     Arc::clone(&clock),
@@ -99,6 +95,15 @@ fn print_keys(keys: &[KeyInfo]) {
     }
 }
 
+/// Retirement has only the emergency form here; the scheduled one is a rotation.
+fn require_now(now: bool) -> Result<(), String> {
+    if now {
+        Ok(())
+    } else {
+        Err("keys retire needs --now (scheduled retirement is `keys rotate`)".into())
+    }
+}
+
 fn print_retirement(done: &EmergencyRetirement) {
     println!(
         "key {} retired and unpublished; new key {} signs from now",
@@ -133,11 +138,7 @@ pub(super) async fn run_remote(remote: &super::Remote, command: KeysCommand) -> 
     match command {
         KeysCommand::List => print_keys(&list().await?),
         KeysCommand::Retire { kid, now } => {
-            if !now {
-                return Err(
-                    "keys retire needs --now (scheduled retirement is `keys rotate`)".into(),
-                );
-            }
+            require_now(now)?;
             let answer = api
                 .call(
                     |mut c, r| async move { c.retire_signing_key(r).await },

@@ -8,7 +8,7 @@ use authd::grpc::pb;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::admin::{call_raw, methods_of, with_bearer};
+use crate::admin_authz::{call_raw, methods_of, with_bearer};
 use crate::helpers::{PASSWORD, TestApp, spawn_app, spawn_app_with};
 
 fn account_client(app: &TestApp) -> AccountServiceClient<Channel> {

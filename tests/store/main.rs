@@ -82,6 +82,7 @@ macro_rules! conformance {
 
 mod api_keys;
 mod audit;
+mod listing;
 mod migrations;
 mod postgres;
 mod retention;
