@@ -50,7 +50,7 @@ async fn lists_every_live_session(app: TestApp) {
                 &token,
             ))
             .await
-            .unwrap()
+            .unwrap_or_else(|e| panic!("the page after {page_token:?}: {e:?}"))
             .into_inner();
         assert!(page.sessions.len() <= 4);
         for s in page.sessions {
