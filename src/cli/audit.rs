@@ -67,18 +67,24 @@ pub(super) async fn run_remote(
     if !follow {
         return Ok(());
     }
-    let request = pb::FollowAuditRequest {
-        username: user.unwrap_or_default(),
-        event_type: event_type.unwrap_or_default(),
-        after_id: last,
-    };
-    let mut events = api
-        .call(|mut c, r| async move { c.follow_audit(r).await }, request)
-        .await?;
-    while let Some(event) = events.message().await.map_err(super::remote::explain)? {
-        println!("{}", audit_json(&super::remote::audit_event(event)?));
+    // A stream ends when its connection does (the server's connection age, a restart
+    // behind a load balancer): resume after the last event printed, until a call fails.
+    let mut last = last;
+    loop {
+        let request = pb::FollowAuditRequest {
+            username: user.clone().unwrap_or_default(),
+            event_type: event_type.clone().unwrap_or_default(),
+            after_id: last,
+        };
+        let mut events = api
+            .call(|mut c, r| async move { c.follow_audit(r).await }, request)
+            .await?;
+        while let Ok(Some(event)) = events.message().await {
+            last = event.id;
+            println!("{}", audit_json(&super::remote::audit_event(event)?));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
-    Err("the server ended the audit stream (it is shutting down)".into())
 }
 
 pub async fn run(config: Config, command: AuditCommand) -> Result<(), String> {
