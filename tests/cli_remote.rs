@@ -288,44 +288,50 @@ fn audit_follow_session_list_of_everyone_and_key_retirement_work_over_the_networ
     assert_eq!(everyone, env.direct_ok(&["session", "list"]));
     assert!(everyone.contains(" root "), "{everyone}");
 
-    // Follow new user_created events while a user is added on the host.
-    let mut follow = env
-        .remote(&[
-            "audit",
-            "tail",
-            "--type",
-            "user_created",
-            "--limit",
-            "1",
-            "--follow",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = std::io::BufReader::new(follow.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in stdout.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
+    // Follow new user_created events, over the network and on the database directly, while a
+    // user is added on the host.
+    let args = [
+        "audit",
+        "tail",
+        "--type",
+        "user_created",
+        "--limit",
+        "1",
+        "--follow",
+    ];
+    let followers = [env.remote(&args), direct(&env.dir, &args)].map(|mut cmd| {
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        // The tail part: the newest user_created event (bob's, from Env::new).
+        let first = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        assert!(first.contains("\"bob\""), "{first}");
+        (child, rx)
     });
-    // The tail part: the newest user_created event (bob's, from Env::new).
-    let first = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
-    assert!(first.contains("\"bob\""), "{first}");
     let out = binary::run_with_stdin(
         direct(&env.dir, &["user", "add", "dora", "--password-stdin"]),
         &format!("{PASSWORD}\n"),
     );
     assert!(out.status.success(), "{out:?}");
-    let followed = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
-    assert!(
-        followed.contains("user_created") && followed.contains("\"dora\""),
-        "{followed}"
-    );
-    let _ = follow.kill();
-    let _ = follow.wait();
+    for (mut child, rx) in followers {
+        let followed = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        assert!(
+            followed.contains("user_created") && followed.contains("\"dora\""),
+            "{followed}"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 
     // The emergency retirement, remotely: the key that signed root's token goes at once, so
     // root's cached token stops working too.
@@ -345,6 +351,8 @@ fn audit_follow_session_list_of_everyone_and_key_retirement_work_over_the_networ
         retired.starts_with(&format!("key {kid} retired and unpublished; new key ")),
         "{retired}"
     );
+    let refused = env.fails(env.remote(&["user", "list"]));
+    assert!(refused.contains("not authenticated"), "{refused}");
     let audit = env.direct_ok(&["audit", "tail", "--type", "key_rotated", "--limit", "5"]);
     assert!(
         audit
