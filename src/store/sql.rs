@@ -528,20 +528,25 @@ pub(crate) fn role_pattern(role: &crate::domain::Role) -> String {
     format!("% {} %", role.as_str().replace('_', "\\_"))
 }
 
-/// One page of users by a [`super::UserQuery`] `$q`, in username order, with `locked`.
+/// One page of users by a [`super::UserQuery`] `$q`, in username order, with `locked`. The
+/// user columns are `rows::user_sql!`'s, so a column added there comes along.
 macro_rules! users_page {
     ($q:expr) => {
-        sqlx::query(
-            "SELECT u.id, u.username, u.roles, u.enabled, u.created_at, \
-                    COALESCE(t.failures >= $1, FALSE) AS locked \
-             FROM users u LEFT JOIN login_throttle t ON t.username = u.username \
-             WHERE (CAST($2 AS TEXT) IS NULL OR u.username > $2) \
-               AND (CAST($3 AS TEXT) IS NULL OR substr(u.username, 1, length($3)) = $3) \
-               AND (CAST($4 AS TEXT) IS NULL OR (' ' || u.roles || ' ') LIKE $4 ESCAPE '\\') \
-               AND (NOT CAST($5 AS BOOLEAN) OR NOT u.enabled) \
-               AND (NOT CAST($6 AS BOOLEAN) OR COALESCE(t.failures >= $1, FALSE)) \
-             ORDER BY u.username LIMIT $7",
-        )
+        sqlx::query(concat!(
+            "SELECT p.*, EXISTS (SELECT 1 FROM login_throttle t \
+                                 WHERE t.username = p.username AND t.failures >= $1) AS locked \
+             FROM (",
+            $crate::store::rows::user_sql!(
+                "WHERE (CAST($2 AS TEXT) IS NULL OR username > $2) \
+                   AND (CAST($3 AS TEXT) IS NULL OR substr(username, 1, length($3)) = $3) \
+                   AND (CAST($4 AS TEXT) IS NULL OR (' ' || roles || ' ') LIKE $4 ESCAPE '\\') \
+                   AND (NOT CAST($5 AS BOOLEAN) OR NOT enabled) \
+                   AND (NOT CAST($6 AS BOOLEAN) OR EXISTS (SELECT 1 FROM login_throttle t \
+                        WHERE t.username = users.username AND t.failures >= $1)) \
+                 ORDER BY username LIMIT $7"
+            ),
+            ") p ORDER BY p.username"
+        ))
         .bind(i64::from($q.locked_at))
         .bind($q.after.as_deref())
         .bind($q.name_prefix.as_deref())
