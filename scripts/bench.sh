@@ -4,6 +4,7 @@
 #
 #   scripts/bench.sh                 # 10 s per scenario, concurrency 64
 #   DURATION=30s scripts/bench.sh    # longer runs
+#   SWEEP=1,8,64 scripts/bench.sh    # the concurrencies of the sweeps (benchmarks/sweep-*.svg)
 #   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/authd_bench scripts/bench.sh
 #                                    # on PostgreSQL: an empty database, which the run fills
 #
@@ -77,6 +78,17 @@ load mixed "$CONCURRENCY" "$DURATION" --users 1000
 load login "$LOGIN_CONCURRENCY" "$DURATION" --users 1000
 # Memory under a flood: 1,000 logins of 1,000 users in flight at once (one request each).
 load login 1000 120s --requests 1000 --users 1000
+
+# Throughput and latency against concurrency, one run per level, drawn as SVG into
+# benchmarks/ (next to BENCHMARKS.md, which shows them).
+SWEEP=${SWEEP:-1,4,16,64,256}
+SWEEP_DURATION=${SWEEP_DURATION:-5s}
+mkdir -p benchmarks
+for scenario in noop refresh; do
+    printf '%s\n' "$PASSWORD" | "$authd" bench "$scenario" --addr "$addr" --sweep "$SWEEP" \
+        --duration "$SWEEP_DURATION" --pid "$server" --user bench --password-stdin --json \
+        --svg "benchmarks/sweep-$scenario.svg"
+done
 
 stop_server
 # Time from process start to the first answer, on the now existing database.

@@ -208,13 +208,19 @@ impl Application {
             config.hash_queue(),
         )?);
         let keys = Arc::new(keys);
-        let service = Arc::new(TokenService::new(
-            Arc::clone(&store),
-            Arc::clone(&hasher),
-            Arc::clone(&keys),
-            Arc::clone(&clock),
-            config.token_settings(),
-        ));
+        let service = Arc::new(
+            TokenService::new(
+                Arc::clone(&store),
+                Arc::clone(&hasher),
+                Arc::clone(&keys),
+                Arc::clone(&clock),
+                config.token_settings(),
+            )
+            .with_identity_sources(
+                crate::service::IdentitySources::new(&config.identity_sources, &config.ldap)
+                    .map_err(ConfigError::Invalid)?,
+            ),
+        );
         let stop = CancellationToken::new();
         let (admin, account) = admin_apis(
             &config,

@@ -34,6 +34,9 @@ pub const PG_ROTATION_BATCH: &str = "authd_postgres_rotation_batch_seconds";
 pub const CONNECTIONS_OPEN: &str = "authd_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "authd_connections_refused_total";
 pub const ACCEPT_ERRORS: &str = "authd_accept_errors_total";
+/// Rotations handed to the store's rotation writer and not yet answered (queued, waiting to
+/// queue, or in the batch being written).
+pub const ROTATIONS_WAITING: &str = "authd_rotations_waiting";
 
 /// Login outcomes. `throttled` is recorded by login rate limiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +149,10 @@ fn describe() {
     describe_counter!(FAMILIES_REVOKED, "refresh families revoked, by reason");
     describe_gauge!(ARGON2_QUEUE_DEPTH, "password hashes waiting for a permit");
     describe_gauge!(ARGON2_IN_FLIGHT, "password hashes running");
+    describe_gauge!(
+        ROTATIONS_WAITING,
+        "rotations handed to the rotation writer and not yet answered"
+    );
     describe_histogram!(
         ARGON2_WAIT,
         metrics::Unit::Seconds,
@@ -244,6 +251,11 @@ pub fn database_error() {
 
 pub fn argon2_queued(delta: f64) {
     gauge!(ARGON2_QUEUE_DEPTH).increment(delta);
+}
+
+/// A rotation was handed to the rotation writer (`1.0`) or answered or abandoned (`-1.0`).
+pub fn rotations_waiting(delta: f64) {
+    gauge!(ROTATIONS_WAITING).increment(delta);
 }
 
 pub fn argon2_started(waited: Duration) {

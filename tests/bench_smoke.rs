@@ -145,3 +145,59 @@ fn bench_without_a_user_for_a_login_scenario_is_one_line_error() {
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn a_sweep_runs_each_level_in_turn_and_draws_throughput_and_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_stdin(
+        authd(&dir, &["user", "add", "alice", "--password-stdin"]),
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(out.status.success());
+    let server = Server::start(authd(&dir, &["serve", "--grpc-addr", "127.0.0.1:0"]));
+    let svg = dir.path().join("sweep.svg");
+    let args = [
+        "bench",
+        "refresh",
+        "--addr",
+        &server.addr,
+        "--sweep",
+        "1,2,4",
+        "--requests",
+        "60",
+        "--user",
+        "alice",
+        "--password-stdin",
+        "--json",
+        "--svg",
+        svg.to_str().unwrap(),
+    ];
+    let out = run_with_stdin(authd(&dir, &args), &format!("{PASSWORD}\n"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sweep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sweep["scenario"], "sweep");
+    assert_eq!(sweep["of"], "refresh");
+    let points = sweep["points"].as_array().unwrap();
+    let levels: Vec<_> = points.iter().map(|p| p["concurrency"].clone()).collect();
+    assert_eq!(levels, [1, 2, 4]);
+    for point in points {
+        assert_eq!(point["requests"], 60, "{point}");
+        assert_eq!(point["errors"], 0, "{point}");
+    }
+    let drawing = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawing.starts_with("<svg"), "{drawing}");
+    for text in ["refresh: throughput", "refresh: latency", "p50", "p99"] {
+        assert!(drawing.contains(text), "{text} drawn");
+    }
+
+    // A level that is not a concurrency is refused before anything runs.
+    let out = authd(&dir, &["bench", "noop", "--sweep", "4,0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"0\" is not a concurrency"));
+}

@@ -16,6 +16,7 @@ mod limit;
 mod report;
 mod rss;
 mod startup;
+pub mod sweep;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -25,6 +25,10 @@ pub enum BenchScenario {
     Startup,
 }
 
+/// `--sweep`'s concurrencies (a newtype: clap reads a bare `Vec` as a repeated flag).
+#[derive(Debug, Clone)]
+struct Levels(Vec<usize>);
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     scenario: BenchScenario,
@@ -62,6 +66,19 @@ pub struct BenchArgs {
     /// Startup runs to time (startup only)
     #[arg(long, default_value_t = 20)]
     runs: usize,
+    /// Run the scenario at each of these concurrencies in turn (e.g. 1,4,16,64,256), print a
+    /// table and draw throughput and p50/p99 latency against concurrency as an SVG
+    #[arg(long, value_name = "C1,C2,...", value_parser = |s: &str| bench::sweep::parse_levels(s).map(Levels),
+          conflicts_with = "concurrency")]
+    sweep: Option<Levels>,
+    /// Where --sweep writes its SVG
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "sweep",
+        default_value = "bench-sweep.svg"
+    )]
+    svg: std::path::PathBuf,
 }
 
 /// `server_args` are the global options (arguments and environment) to hand to a server
@@ -85,7 +102,7 @@ pub async fn run(
                 None => vec![username.clone()],
                 Some(n) => create_users(&config, username, n, &password).await?,
             };
-            Some(Credentials::new(usernames, SecretString::from(password)))
+            Some((usernames, SecretString::from(password)))
         }
         _ => None,
     };
@@ -99,19 +116,28 @@ pub async fn run(
     } else {
         None
     };
-    let config = BenchConfig {
+    let addr = args.addr.unwrap_or_else(|| config.grpc_addr.to_string());
+    let config_for = |concurrency: usize| BenchConfig {
         scenario,
-        addr: args.addr.unwrap_or_else(|| config.grpc_addr.to_string()),
-        concurrency: args.concurrency,
+        addr: addr.clone(),
+        concurrency,
         connections: args
             .connections
-            .unwrap_or_else(|| args.concurrency.div_ceil(8).max(1)),
+            .unwrap_or_else(|| concurrency.div_ceil(8).max(1)),
         duration: args.duration,
         requests: args.requests,
-        credentials,
+        // Each run takes its users in turn from the first.
+        credentials: credentials
+            .as_ref()
+            .map(|(usernames, password)| Credentials::new(usernames.clone(), password.clone())),
         server_pid: args.pid,
     };
-    let mut report = bench::run(config).await.map_err(|e| e.to_string())?;
+    if let Some(Levels(levels)) = &args.sweep {
+        return sweep(levels, config_for, args.json, &args.svg).await;
+    }
+    let mut report = bench::run(config_for(args.concurrency))
+        .await
+        .map_err(|e| e.to_string())?;
     report.login_limit = login_limit;
     if args.json {
         println!("{}", report.to_json());
@@ -171,6 +197,27 @@ async fn create_users_in(
         );
     }
     Ok(usernames)
+}
+
+/// `--sweep`: one run per level, then the table (or JSON) and the SVG at `svg`.
+async fn sweep(
+    levels: &[usize],
+    config_for: impl FnMut(usize) -> BenchConfig,
+    json: bool,
+    svg: &std::path::Path,
+) -> Result<(), String> {
+    let reports = bench::sweep::run(levels, config_for)
+        .await
+        .map_err(|e| e.to_string())?;
+    if json {
+        println!("{}", bench::sweep::to_json(&reports));
+    } else {
+        print!("{}", bench::sweep::table(&reports));
+    }
+    let drawing = bench::sweep::svg(&reports)?;
+    std::fs::write(svg, drawing).map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
+    eprintln!("wrote {}", svg.display());
+    Ok(())
 }
 
 async fn startup(args: BenchArgs, server_args: &bench::ServerSetup) -> Result<(), String> {

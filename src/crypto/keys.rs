@@ -309,7 +309,18 @@ impl KeyRing {
 
     /// The key that signs at `now`: of those active, the most recently activated (ties broken
     /// by `kid`, so every process picks the same one).
+    ///
+    /// A clock showing a time before some key's creation has been stepped back (NTP, a resumed
+    /// VM): keys are created at the clock's time. The signer is then chosen as at the latest
+    /// creation time, which the clock had already reached: the key that signed before the step
+    /// goes on signing. Chosen at `now` instead, a step back behind the only key's activation
+    /// left no signer (every login and refresh UNAVAILABLE until the clock caught up), and one
+    /// behind a compromised key's retirement made that key sign again (issue 23's clock-jump
+    /// scenario). Never later than a time already reached, so no key signs before its
+    /// pre-publication has run.
     pub fn signing_key(&self, now: Timestamp) -> Option<&SigningKey> {
+        let reached = self.keys.iter().map(|k| k.created_at).max();
+        let now = reached.map_or(now, |r| now.max(r));
         self.keys.iter().filter(|k| k.signs_at(now)).max_by(|a, b| {
             a.activates_at
                 .cmp(&b.activates_at)
@@ -378,6 +389,34 @@ mod tests {
         let ring = KeyRing::from_stored(&[old.clone(), future.clone()], None).unwrap();
         assert_eq!(ring.signing_key(t(999)).unwrap().kid, old.kid);
         assert_eq!(ring.signing_key(t(1000)).unwrap().kid, future.kid);
+    }
+
+    #[test]
+    fn a_clock_stepped_back_keeps_the_signer_it_had() {
+        let t = Timestamp::from_unix_millis;
+        // The only key, made at 1,000 and active at once.
+        let only = SigningKey::generate(SigningAlgorithm::ES256, t(1000)).unwrap();
+        let ring = KeyRing::from_stored(std::slice::from_ref(&only), None).unwrap();
+        assert_eq!(ring.signing_key(t(820)).unwrap().kid, only.kid);
+
+        // A compromised key retired at 5,000 and its successor, made then, active at once.
+        let mut compromised = SigningKey::generate(SigningAlgorithm::ES256, t(0)).unwrap();
+        compromised.retires_at = Some(t(5000));
+        let successor = SigningKey::generate(SigningAlgorithm::ES256, t(5000)).unwrap();
+        let ring = KeyRing::from_stored(&[compromised.clone(), successor.clone()], None).unwrap();
+        assert_eq!(ring.signing_key(t(4000)).unwrap().kid, successor.kid);
+
+        // A successor made at 2,000, pre-published until 9,000: a step back from 3,000 to
+        // 1,500 keeps the old key, and never hands over before 9,000.
+        let old = SigningKey::generate(SigningAlgorithm::ES256, t(0)).unwrap();
+        let mut next = SigningKey::generate(SigningAlgorithm::EdDSA, t(2000)).unwrap();
+        next.activates_at = t(9000);
+        let mut old_retiring = old.clone();
+        old_retiring.retires_at = Some(t(9000));
+        let ring = KeyRing::from_stored(&[old_retiring, next.clone()], None).unwrap();
+        assert_eq!(ring.signing_key(t(1500)).unwrap().kid, old.kid);
+        assert_eq!(ring.signing_key(t(8999)).unwrap().kid, old.kid);
+        assert_eq!(ring.signing_key(t(9000)).unwrap().kid, next.kid);
     }
 
     #[test]

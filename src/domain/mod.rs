@@ -6,6 +6,7 @@
 mod access;
 mod api_key;
 mod audit;
+mod directory;
 mod key_schedule;
 mod password;
 mod refresh;
@@ -22,6 +23,10 @@ pub use api_key::{
     RoleNotHeld, check_api_key, roles_for_new_key,
 };
 pub use audit::{AuditEvent, AuditKind, AuditRefresh, Origin};
+pub use directory::{
+    DirectoryAccount, DirectorySession, DirectoryVerdict, IdentitySource, directory_user_id,
+    recheck_due,
+};
 pub use key_schedule::{KeyPolicy, KeyState, KeyTimes, PlannedRotation, TOKEN_CLOCK_SKEW};
 pub use password::{
     MAX_PASSWORD_BYTES, Password, PasswordBlocklist, PasswordError, PasswordPolicy,

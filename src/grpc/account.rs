@@ -74,6 +74,12 @@ impl pb::account_service_server::AccountService for AccountApi {
     ) -> Reply<pb::TokenResponse> {
         let (user, actor, ctx, r) = self.caller(request).await?;
         let name = user.username.as_str();
+        // A directory user's password is the directory's: refused before anything is checked.
+        self.deps
+            .users(actor.clone())
+            .password_settable(&user.username)
+            .await
+            .map_err(error::admin_status)?;
         // The current password is checked as a login is: throttled and audited. The session
         // it starts ends with the others below.
         self.tokens

@@ -55,6 +55,7 @@ pub fn admin_status(e: AdminError) -> Status {
         | AdminError::InvalidPageToken
         | AdminError::InvalidQuery(_) => Status::invalid_argument(e.to_string()),
         AdminError::DuplicateUser(_) => Status::already_exists(e.to_string()),
+        AdminError::DirectoryUser(_) => Status::failed_precondition(e.to_string()),
         AdminError::UnknownUser(_)
         | AdminError::UnknownApiKey(_)
         | AdminError::UnknownSession(_) => Status::not_found(e.to_string()),

@@ -172,6 +172,16 @@ impl TokenService {
         }
     }
 
+    /// The same service checking passwords with `sources` (issue 19): the login asks them in
+    /// order, and a refresh rechecks a directory user's session against the directory.
+    #[must_use]
+    pub fn with_identity_sources(mut self, sources: super::IdentitySources) -> Self {
+        let directory = sources.directory().cloned();
+        self.login = PasswordLogin::new(Arc::clone(&self.shared)).with_sources(sources);
+        self.refresher = Refresher::new(Arc::clone(&self.shared)).with_directory(directory);
+        self
+    }
+
     /// See [`PasswordLogin::login`].
     ///
     /// # Errors

@@ -4,6 +4,12 @@
 //! A login is throttled per normalised username ([`crate::domain::ThrottlePolicy`]) before any
 //! password is checked, identically for existing and unknown names; every outcome is an audit
 //! event. (Per-source rate limiting happens before, in the request layer stack.)
+//!
+//! The password is checked by the configured identity sources in order (`identity_sources`,
+//! [`IdentitySources`]): `local` (argon2 against the stored hash, a dummy hash for an unknown
+//! name) and `ldap` ([`super::directory::DirectorySource`]). A name a source does not know is
+//! passed to the next; the first source that knows the user decides. Throttling, the failure
+//! count and the one refusal are the same whichever source answered.
 
 use std::sync::Arc;
 
@@ -11,18 +17,20 @@ use tracing::{info, warn};
 
 use super::RequestContext;
 use super::auth::{AuthError, IssuedTokens};
+use super::directory::IdentitySources;
 use super::shared::Context;
 use crate::crypto::password::{HashTicket, Verification};
 use crate::crypto::refresh_token::RefreshToken;
 use crate::domain::{
-    AuditEvent, AuditKind, Charge, FamilyId, NewFamily, Password, PasswordError, SessionOrigin,
-    User, Username,
+    AuditEvent, AuditKind, Charge, FamilyId, IdentitySource, NewFamily, Password, PasswordError,
+    SessionOrigin, User, Username,
 };
 use crate::metrics::LoginOutcome;
 
 /// The outcome of checking a password, before throttling bookkeeping.
-enum PasswordCheck {
-    Accepted(User),
+pub(super) enum PasswordCheck {
+    /// Accepted by this source.
+    Accepted(User, IdentitySource),
     /// Refused; the user when one exists, and the reason for the audit trail.
     Refused(Option<User>, &'static str),
 }
@@ -31,11 +39,22 @@ enum PasswordCheck {
 #[derive(Debug)]
 pub struct PasswordLogin {
     shared: Arc<Context>,
+    sources: IdentitySources,
 }
 
 impl PasswordLogin {
     pub fn new(shared: Arc<Context>) -> Self {
-        Self { shared }
+        Self {
+            shared,
+            sources: IdentitySources::default(),
+        }
+    }
+
+    /// The same login over `sources` (in their order).
+    #[must_use]
+    pub fn with_sources(mut self, sources: IdentitySources) -> Self {
+        self.sources = sources;
+        self
     }
 
     /// Exchanges a username and password for a new token pair, starting a new refresh family.
@@ -50,7 +69,8 @@ impl PasswordLogin {
     /// - [`AuthError::InvalidCredentials`] for an unknown user, a wrong password or a disabled
     ///   user alike, after the same amount of hashing work;
     /// - [`AuthError::Overloaded`] when the hashing queue is full;
-    /// - [`AuthError::Unavailable`] when storage or hashing fails.
+    /// - [`AuthError::Unavailable`] when storage or hashing fails, or the directory (when it
+    ///   is asked) does not answer within `ldap.timeout`.
     pub async fn login(
         &self,
         username: &str,
@@ -108,6 +128,7 @@ impl PasswordLogin {
         if username.is_empty() {
             return Err(AuthError::InvalidArgument("username is required"));
         }
+        let raw_password = password;
         let password = match Password::presented(password) {
             Ok(p) => p,
             Err(PasswordError::Empty) => {
@@ -123,7 +144,12 @@ impl PasswordLogin {
         let username = Username::parse(username).map_err(|_| AuthError::InvalidCredentials)?;
         // A place in the hashing queue first: under a flood, what the queue cannot take is
         // refused before any database work for it (the throttle's charge).
-        let ticket = self.shared.hasher().admit()?;
+        // (Only when the local source may hash: a directory-only login needs no place.)
+        let ticket = if self.sources.uses_local() {
+            Some(self.shared.hasher().admit()?)
+        } else {
+            None
+        };
         let now = self.shared.now();
         let event = |kind| {
             AuditEvent::new(kind, now)
@@ -155,7 +181,9 @@ impl PasswordLogin {
                 return Err(AuthError::Locked);
             }
         };
-        let checked = self.check_password(ticket, &username, password).await;
+        let checked = self
+            .check_sources(ticket, &username, password, raw_password)
+            .await;
         let checked = match checked {
             Ok(checked) => checked,
             Err(e) => {
@@ -168,8 +196,11 @@ impl PasswordLogin {
             }
         };
         match checked {
-            PasswordCheck::Accepted(user) => {
-                let succeeded = event(AuditKind::LoginSucceeded).user(&user);
+            PasswordCheck::Accepted(user, source) => {
+                let mut succeeded = event(AuditKind::LoginSucceeded).user(&user);
+                if source != IdentitySource::Local {
+                    succeeded = succeeded.detail(format!("source={}", source.as_str()));
+                }
                 Ok((user, succeeded))
             }
             PasswordCheck::Refused(user, reason) => {
@@ -205,6 +236,42 @@ impl PasswordLogin {
         AuthError::Throttled { retry_after_secs }
     }
 
+    /// Asks each identity source in order until one knows the user (or none is left).
+    async fn check_sources(
+        &self,
+        mut ticket: Option<HashTicket<'_>>,
+        username: &Username,
+        password: Password,
+        raw_password: &str,
+    ) -> Result<PasswordCheck, AuthError> {
+        let mut password = Some(password);
+        let mut refused = PasswordCheck::Refused(None, "unknown user");
+        for source in self.sources.order() {
+            let checked = match source {
+                IdentitySource::Local => {
+                    let (Some(ticket), Some(password)) = (ticket.take(), password.take()) else {
+                        continue;
+                    };
+                    self.check_password(ticket, username, password).await?
+                }
+                IdentitySource::Ldap => {
+                    let Some(directory) = self.sources.directory() else {
+                        continue;
+                    };
+                    directory
+                        .check_password(&self.shared, username, raw_password)
+                        .await?
+                }
+            };
+            match checked {
+                // Not this source's user: the next one may know them.
+                PasswordCheck::Refused(None, _) => refused = checked,
+                known => return Ok(known),
+            }
+        }
+        Ok(refused)
+    }
+
     async fn check_password(
         &self,
         ticket: HashTicket<'_>,
@@ -229,7 +296,7 @@ impl PasswordLogin {
         }
         match verification {
             Verification::Mismatch => Ok(PasswordCheck::Refused(Some(user), "wrong password")),
-            Verification::Match => Ok(PasswordCheck::Accepted(user)),
+            Verification::Match => Ok(PasswordCheck::Accepted(user, IdentitySource::Local)),
             Verification::MatchRehashed(new_hash) => {
                 let old_hash = stored_hash.unwrap_or_default();
                 // A failed upgrade is retried at the next login; it must not fail this one.
@@ -244,7 +311,7 @@ impl PasswordLogin {
                     }
                     Err(e) => warn!(user_id = %user.id, error = %e, "password hash upgrade failed"),
                 }
-                Ok(PasswordCheck::Accepted(user))
+                Ok(PasswordCheck::Accepted(user, IdentitySource::Local))
             }
         }
     }

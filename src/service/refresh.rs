@@ -1,5 +1,7 @@
 //! Refresh: a refresh token buys a fresh pair, rotating it (see [`crate::domain::decide`]);
-//! the store decides and applies the rotation in one transaction.
+//! the store decides and applies the rotation in one transaction. A directory user's session
+//! is first rechecked against the directory when that is due
+//! ([`super::directory::DirectorySource::recheck`]), a step of its own before the rotation.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::RequestContext;
 use super::auth::{AuthError, IssuedTokens};
+use super::directory::DirectorySource;
 use super::shared::Context;
 use crate::crypto::refresh_token::RefreshToken;
 use crate::domain::{Origin, Rotation, Successor};
@@ -18,6 +21,8 @@ pub struct Refresher {
     shared: Arc<Context>,
     /// Rotations so far in this process, for `audit_refresh = sample:N`.
     rotations: AtomicU64,
+    /// When `ldap` is an identity source: its sessions' recheck.
+    directory: Option<Arc<DirectorySource>>,
 }
 
 impl Refresher {
@@ -25,7 +30,15 @@ impl Refresher {
         Self {
             shared,
             rotations: AtomicU64::new(0),
+            directory: None,
         }
+    }
+
+    /// The same, rechecking directory users' sessions against `directory`.
+    #[must_use]
+    pub fn with_directory(mut self, directory: Option<Arc<DirectorySource>>) -> Self {
+        self.directory = directory;
+        self
     }
 
     /// Exchanges a refresh token for a fresh pair, rotating it (see [`crate::domain::decide`]).
@@ -33,8 +46,10 @@ impl Refresher {
     /// # Errors
     /// - [`AuthError::InvalidArgument`] for an empty token;
     /// - [`AuthError::InvalidRefreshToken`] for anything unknown, malformed, expired, revoked
-    ///   or reused (reuse also revokes the whole family);
-    /// - [`AuthError::Unavailable`] when storage fails; nothing is issued then.
+    ///   or reused (reuse also revokes the whole family), and for a directory user's session
+    ///   the recheck ended (gone, disabled or in no mapped group in the directory);
+    /// - [`AuthError::Unavailable`] when storage fails, or a due directory recheck cannot
+    ///   reach the directory; nothing is issued then.
     pub async fn refresh(
         &self,
         presented: &str,
@@ -51,6 +66,16 @@ impl Refresher {
             crate::metrics::refresh("malformed");
             return Err(AuthError::InvalidRefreshToken);
         };
+        if let Some(directory) = &self.directory {
+            directory
+                .recheck(&self.shared, &presented.hash(), ctx)
+                .await
+                .inspect_err(|e| {
+                    if matches!(e, AuthError::Unavailable(_)) {
+                        crate::metrics::refresh("error");
+                    }
+                })?;
+        }
         let now = self.shared.now();
         let successor = RefreshToken::generate(now)?;
         let stored_successor = Successor {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::crypto::password::{HashError, PasswordHasher};
 use crate::domain::{
-    AuditEvent, AuditKind, Clock, PasswordError, PasswordPolicy, Role, RoleError, User, UserId,
-    Username, UsernameError, normalise_roles,
+    AuditEvent, AuditKind, Clock, IdentitySource, PasswordError, PasswordPolicy, Role, RoleError,
+    User, UserId, Username, UsernameError, normalise_roles,
 };
 use crate::store::{NewUser, RoleChange, Store, StoreError, UserQuery};
 
@@ -27,6 +27,11 @@ pub enum AdminError {
     DuplicateUser(String),
     #[error("no user named {0:?}")]
     UnknownUser(String),
+    /// The user's password is checked by the directory (issue 19): it is changed there.
+    #[error(
+        "user {0:?} comes from the directory (ldap): its password is changed in the directory, not here"
+    )]
+    DirectoryUser(String),
     #[error("{0}")]
     RoleNotHeld(#[from] crate::domain::RoleNotHeld),
     #[error("invalid api key name: {0}")]
@@ -281,22 +286,32 @@ impl UserAdmin {
             .map_err(AdminError::Store)
     }
 
+    /// Whether `username` is a user whose password authd keeps (not a directory user's).
+    ///
+    /// # Errors
+    /// Unknown user; [`AdminError::DirectoryUser`]; storage failure.
+    pub async fn password_settable(&self, username: &Username) -> Result<(), AdminError> {
+        match self
+            .store
+            .user_source(username)
+            .await
+            .map_err(AdminError::Store)?
+        {
+            None => Err(AdminError::UnknownUser(username.to_string())),
+            Some(IdentitySource::Ldap) => Err(AdminError::DirectoryUser(username.to_string())),
+            Some(IdentitySource::Local) => Ok(()),
+        }
+    }
+
     /// Sets a new password and ends every session (refresh family) of the user.
     ///
     /// # Errors
-    /// Invalid username or password; unknown user; storage failure.
+    /// Invalid username or password; unknown user; a directory user
+    /// ([`AdminError::DirectoryUser`]: their password is the directory's); storage failure.
     pub async fn set_password(&self, username: &str, password: &str) -> Result<User, AdminError> {
         let username = Username::parse(username)?;
+        self.password_settable(&username).await?;
         let password = self.password_policy.accept(password)?;
-        if self
-            .store
-            .find_user(&username)
-            .await
-            .map_err(AdminError::Store)?
-            .is_none()
-        {
-            return Err(AdminError::UnknownUser(username.to_string()));
-        }
         let hash = self.hasher.hash(password).await?;
         let user = self
             .store

@@ -31,9 +31,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AccessStanding, ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, Charge, FailureCount, FamilyId,
-    NewFamily, NewToken, Origin, PresentedToken, RefreshPolicy, Role, Rotation, Session, Successor,
-    ThrottlePolicy, Timestamp, TokenHash, User, UserCredentials, UserId, Username,
+    AccessStanding, ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, Charge, DirectoryAccount,
+    DirectorySession, FailureCount, FamilyId, IdentitySource, NewFamily, NewToken, Origin,
+    PresentedToken, RefreshPolicy, Role, Rotation, Session, Successor, ThrottlePolicy, Timestamp,
+    TokenHash, User, UserCredentials, UserId, Username,
 };
 pub use crate::domain::{ApiKeySecretHash, StoredKey};
 pub use listing::{AuditQuery, AuditRecord, SessionCursor, UserQuery, UserRow};
@@ -208,6 +209,36 @@ pub trait UserStore: Send + Sync {
     /// One page of the users `query` selects, in username order, each with whether it is
     /// locked: filtered, ordered and cut in SQL (keyset on the username).
     async fn list_users_page(&self, query: &UserQuery) -> Result<Vec<UserRow>, StoreError>;
+
+    // --- directory users (issue 19)
+
+    /// Makes (just in time) or updates the local row of a directory user after the directory
+    /// accepted their password: the directory's name and roles, checked `now`, no usable
+    /// password hash. An existing row keeps its id, creation time and enabled flag (an
+    /// administrator's `disable` stands).
+    ///
+    /// # Errors
+    /// [`StoreError::DuplicateUser`] when the name is held by a local user or another entry.
+    async fn upsert_directory_user(
+        &self,
+        account: &DirectoryAccount,
+        now: Timestamp,
+    ) -> Result<User, StoreError>;
+    /// The directory user and live family behind an unused refresh token, for the refresh's
+    /// recheck; `None` for a local user's token and for anything the rotation will refuse.
+    async fn directory_session(
+        &self,
+        presented: &TokenHash,
+    ) -> Result<Option<DirectorySession>, StoreError>;
+    /// Records a recheck that found directory user `user` still entitled, with `roles`.
+    async fn record_directory_check(
+        &self,
+        user: &UserId,
+        roles: &[Role],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Where `username`'s password is checked; `None` when there is no such user.
+    async fn user_source(&self, username: &Username) -> Result<Option<IdentitySource>, StoreError>;
 }
 
 /// Sessions: refresh families with their tokens (the atomic rotation), logout, and the

@@ -45,6 +45,7 @@ impl RotationQueue {
 
     /// Queues a rotation and waits until the batch holding it is committed (or failed).
     pub(crate) async fn rotate(&self, job: RotationJob) -> Result<Rotation, StoreError> {
+        let _waiting = Waiting::start();
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Unavailable("the rotation writer has stopped".into());
         self.requests
@@ -61,6 +62,23 @@ impl RotationQueue {
         if self.requests.send(Request::Close(done)).await.is_ok() {
             let _ = closed.await;
         }
+    }
+}
+
+/// Counts a caller in `authd_rotations_waiting` from the moment it queues until it has its
+/// answer or gives up (its future dropped), so the gauge shows how far the queue has grown.
+struct Waiting;
+
+impl Waiting {
+    fn start() -> Self {
+        crate::metrics::rotations_waiting(1.0);
+        Self
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        crate::metrics::rotations_waiting(-1.0);
     }
 }
 

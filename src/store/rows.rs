@@ -334,3 +334,21 @@ pub(crate) fn user_row(row: &impl Columns) -> Result<super::UserRow, StoreError>
         locked: row.flag("locked")?,
     })
 }
+
+/// A directory user's live session (`sql::directory_session!`).
+pub(crate) fn directory_session(
+    row: &impl Columns,
+) -> Result<crate::domain::DirectorySession, StoreError> {
+    Ok(crate::domain::DirectorySession {
+        user: user(row)?,
+        external_id: row.opt_text("external_id")?.unwrap_or_default(),
+        checked_at: row.opt_millis("directory_checked_at")?,
+        family_id: FamilyId::from_stored(row.text("family_id")?),
+    })
+}
+
+/// A stored `users.source`.
+pub(crate) fn identity_source(stored: &str) -> Result<crate::domain::IdentitySource, StoreError> {
+    crate::domain::IdentitySource::parse(stored)
+        .ok_or_else(|| StoreError::Unavailable(format!("unknown user source {stored:?}").into()))
+}

@@ -623,3 +623,74 @@ macro_rules! latest_audit_id {
     };
 }
 pub(crate) use latest_audit_id;
+
+// --- directory users (issue 19)
+
+/// Creates or updates the row of directory user `$account` (a [`crate::domain::DirectoryAccount`])
+/// at `$now`, returning it (the columns [`super::rows::user`] reads): a new row has no usable
+/// password hash; an existing one takes the directory's name and roles and is marked checked.
+/// Its id is derived from the entry's, so concurrent first logins meet on the primary key. No
+/// row comes back when the id belongs to a local user; a name held by another row is a unique
+/// violation.
+macro_rules! upsert_directory_user {
+    ($account:expr, $now:expr) => {
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, roles, enabled, created_at, \
+                                updated_at, source, external_id, directory_checked_at) \
+             VALUES ($1, $2, '', $3, $4, $5, $5, 'ldap', $6, $5) \
+             ON CONFLICT (id) DO UPDATE SET username = excluded.username, \
+                 roles = excluded.roles, updated_at = excluded.updated_at, \
+                 directory_checked_at = excluded.directory_checked_at \
+             WHERE users.source = 'ldap' AND users.external_id = excluded.external_id \
+             RETURNING id, username, roles, enabled, created_at",
+        )
+        .bind($account.user_id.as_str())
+        .bind($account.username.as_str())
+        .bind($crate::store::rows::encode_roles(&$account.roles))
+        .bind(true)
+        .bind($now.unix_millis())
+        .bind($account.external_id.as_str())
+    };
+}
+pub(crate) use upsert_directory_user;
+
+/// The directory user, live family and last check behind presented refresh token `$hash`
+/// (bytes): no row for a local user, or a token already used or of an ended family (the
+/// rotation refuses those without asking the directory).
+macro_rules! directory_session {
+    ($hash:expr) => {
+        sqlx::query(
+            "SELECT u.id, u.username, u.roles, u.enabled, u.created_at, u.external_id, \
+                    u.directory_checked_at, t.family_id \
+             FROM refresh_tokens t \
+             JOIN refresh_families f ON f.id = t.family_id \
+             JOIN users u ON u.id = f.user_id \
+             WHERE t.hash = $1 AND t.used_at IS NULL AND f.revoked_at IS NULL \
+               AND u.source = 'ldap'",
+        )
+        .bind($hash)
+    };
+}
+pub(crate) use directory_session;
+
+/// Records that directory user `$id` was found again at `$now` with roles `$roles`.
+macro_rules! record_directory_check {
+    ($id:expr, $roles:expr, $now:expr) => {
+        sqlx::query(
+            "UPDATE users SET roles = $1, directory_checked_at = $2 \
+             WHERE id = $3 AND source = 'ldap'",
+        )
+        .bind($crate::store::rows::encode_roles($roles))
+        .bind($now.unix_millis())
+        .bind($id.as_str())
+    };
+}
+pub(crate) use record_directory_check;
+
+/// Where user `$username`'s password is checked (a text column `source`).
+macro_rules! user_source {
+    ($username:expr) => {
+        sqlx::query_scalar("SELECT source FROM users WHERE username = $1").bind($username.as_str())
+    };
+}
+pub(crate) use user_source;

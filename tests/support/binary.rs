@@ -75,9 +75,14 @@ impl Server {
             http_addr: String::new(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
+        // `AUTHD_TEST_SERVER_LOG=1` echoes the server's log, for debugging a test.
+        let echo = std::env::var_os("AUTHD_TEST_SERVER_LOG").is_some();
         std::thread::spawn(move || {
             for line in stderr.lines() {
                 let Ok(line) = line else { break };
+                if echo {
+                    eprintln!("[authd {}] {line}", std::process::id());
+                }
                 let logged = |key: &str| {
                     let rest = line.split(key).nth(1)?;
                     Some(rest.split_whitespace().next().unwrap_or("").to_owned())

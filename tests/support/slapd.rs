@@ -4,7 +4,8 @@
 //!
 //! The tree under `dc=example,dc=org`: users `alice` (in `dcpower-users`, a groupOfNames, and
 //! `rogroup`, a groupOfUniqueNames), `bob` (in `rogroup`), `carol` (in no group); the memberof
-//! overlay keeps each user's `memberOf` for groupOfNames. Every password is [`PASSWORD`].
+//! overlay keeps each user's `memberOf` for groupOfNames, and the ppolicy overlay lets a test
+//! lock an account (`pwdAccountLockedTime`). Every password is [`PASSWORD`].
 #![allow(dead_code)] // each test crate uses part of it
 
 use std::path::{Path, PathBuf};
@@ -78,6 +79,7 @@ impl Slapd {
              modulepath /usr/lib/ldap\n\
              moduleload back_mdb\n\
              moduleload memberof\n\
+             moduleload ppolicy\n\
              pidfile {dir}/slapd.pid\n\
              {tls}\
              database mdb\n\
@@ -86,7 +88,8 @@ impl Slapd {
              rootdn \"{ADMIN_DN}\"\n\
              rootpw \"{ADMIN_PASSWORD}\"\n\
              directory {dir}/data\n\
-             overlay memberof\n",
+             overlay memberof\n\
+             overlay ppolicy\n",
             dir = dir.display(),
         );
         std::fs::write(dir.join("slapd.conf"), config).unwrap();
@@ -223,6 +226,25 @@ impl Slapd {
             ("userPassword", [PASSWORD].into()),
         ];
         ldap.add(&dn, attrs).await.unwrap().success().unwrap();
+    }
+
+    /// Locks user `uid`'s account (`pwdAccountLockedTime`, the ppolicy overlay's lock).
+    pub async fn lock_user(&self, uid: &str) {
+        let mut ldap = self.admin().await;
+        ldap.modify(
+            &user_dn(uid),
+            vec![Mod::Add("pwdAccountLockedTime", ["000001010000Z"].into())],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    }
+
+    /// Deletes user `uid`'s entry.
+    pub async fn delete_user(&self, uid: &str) {
+        let mut ldap = self.admin().await;
+        ldap.delete(&user_dn(uid)).await.unwrap().success().unwrap();
     }
 
     /// Takes `uid` out of the groupOfNames `group`.

@@ -6,7 +6,10 @@ use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
 
 use super::SqliteStore;
-use crate::domain::{Timestamp, User, UserCredentials, UserId, Username};
+use crate::domain::{
+    DirectoryAccount, DirectorySession, IdentitySource, Role, Timestamp, TokenHash, User,
+    UserCredentials, UserId, Username,
+};
 use crate::store::rows::{self, credentials_sql, user_sql};
 use crate::store::{
     NewUser, RoleChange, StoreError, UserQuery, UserRow, UserStore, sql, unavailable,
@@ -40,7 +43,8 @@ impl UserStore for SqliteStore {
         &self,
         username: &Username,
     ) -> Result<Option<UserCredentials>, StoreError> {
-        let row = sqlx::query(credentials_sql!("WHERE username = $1"))
+        // A directory user's row has no usable hash: a local login never sees it.
+        let row = sqlx::query(credentials_sql!("WHERE username = $1 AND source = 'local'"))
             .bind(username.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -113,5 +117,53 @@ impl UserStore for SqliteStore {
             .await
             .map_err(unavailable)?;
         found.iter().map(rows::user_row).collect()
+    }
+
+    async fn upsert_directory_user(
+        &self,
+        account: &DirectoryAccount,
+        now: Timestamp,
+    ) -> Result<User, StoreError> {
+        let row = sql::upsert_directory_user!(account, now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(user_write_error)?;
+        // No row: the id is a local user's (the update's condition failed).
+        row.as_ref()
+            .map(rows::user)
+            .transpose()?
+            .ok_or(StoreError::DuplicateUser)
+    }
+
+    async fn directory_session(
+        &self,
+        presented: &TokenHash,
+    ) -> Result<Option<DirectorySession>, StoreError> {
+        let row = sql::directory_session!(&presented.0[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(rows::directory_session).transpose()
+    }
+
+    async fn record_directory_check(
+        &self,
+        user: &UserId,
+        roles: &[Role],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sql::record_directory_check!(user, roles, now)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn user_source(&self, username: &Username) -> Result<Option<IdentitySource>, StoreError> {
+        let source: Option<String> = sql::user_source!(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        source.as_deref().map(rows::identity_source).transpose()
     }
 }
