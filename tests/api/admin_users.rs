@@ -10,6 +10,20 @@ use tonic::Code;
 use crate::admin_authz::{access_token, admin_client, with_bearer};
 use crate::helpers::{PASSWORD, TestApp};
 
+/// A server on a fresh PostgreSQL database (see `tests/support/postgres.rs`), or `None` (after
+/// printing why) when `AUTHD_TEST_POSTGRES_URL` is unset. Keep the database until the app
+/// has stopped: drop the app first. (Here, not in `helpers.rs`, which other test crates
+/// include without the PostgreSQL support module.)
+pub(crate) async fn spawn_app_on_postgres(
+    test: &str,
+) -> Option<(TestApp, crate::pg::TestDatabase)> {
+    let db = crate::pg::TestDatabase::create(test).await?;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = crate::helpers::test_config(&dir);
+    config.database_url = db.url.clone();
+    Some((crate::helpers::spawn_on(dir, config).await, db))
+}
+
 /// Runs `$body` (an `async fn(TestApp)`) on SQLite and on PostgreSQL.
 macro_rules! on_both {
     ($body:ident, $sqlite:ident, $postgres:ident) => {
@@ -21,7 +35,7 @@ macro_rules! on_both {
         #[tokio::test(flavor = "multi_thread")]
         async fn $postgres() {
             if let Some((app, _db)) =
-                crate::helpers::spawn_app_on_postgres(stringify!($postgres)).await
+                crate::admin_users::spawn_app_on_postgres(stringify!($postgres)).await
             {
                 $body(app).await;
             }

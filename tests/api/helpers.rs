@@ -67,17 +67,6 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     spawn_on(dir, config).await
 }
 
-/// A server on a fresh PostgreSQL database (see `tests/support/postgres.rs`), or `None` (after
-/// printing why) when `AUTHD_TEST_POSTGRES_URL` is unset. Keep the database until the app
-/// has stopped: drop the app first.
-pub async fn spawn_app_on_postgres(test: &str) -> Option<(TestApp, crate::pg::TestDatabase)> {
-    let db = crate::pg::TestDatabase::create(test).await?;
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = test_config(&dir);
-    config.database_url = db.url.clone();
-    Some((spawn_on(dir, config).await, db))
-}
-
 /// Starts a server on an existing directory and configuration (e.g. after a restart).
 pub async fn spawn_on(dir: Arc<TempDir>, config: Config) -> TestApp {
     spawn_on_with_clock(dir, config, Arc::new(SystemClock)).await
