@@ -79,6 +79,8 @@ pub struct Application {
     account: Arc<crate::grpc::account::AccountApi>,
     /// The one shutdown signal (also ends `FollowAudit` streams, which hold their handler).
     stop: CancellationToken,
+    /// The admin web console, unless `console_enabled` is off.
+    console: Option<crate::console::ConsoleState>,
     http_state: HttpState,
     store: Arc<dyn Store>,
     /// TLS for the gRPC port (ALPN h2), when configured.
@@ -222,7 +224,7 @@ impl Application {
             ),
         );
         let stop = CancellationToken::new();
-        let (admin, account) = admin_apis(
+        let (admin, account, console) = admin_apis(
             &config,
             &service,
             &store,
@@ -271,6 +273,7 @@ impl Application {
             admin,
             account,
             stop,
+            console,
             http_state,
             store,
             tls,
@@ -413,6 +416,13 @@ impl Application {
         // The API routes' layer stack reads the peer from axum's connect info, which
         // `serve_http` adds to every request of a connection.
         let http_router = router(self.http_state);
+        let http_router = match self.console {
+            Some(console) => http_router.merge(crate::console::router(
+                console,
+                config.trusted_proxies.clone(),
+            )),
+            None => http_router,
+        };
         let http_stop = stop.clone();
         let header_read_timeout = config.header_read_timeout;
         let http = async move {
@@ -536,7 +546,7 @@ impl PeerAddr for crate::tls::TlsConnection {
 }
 
 /// `auth.v1.AdminService` and `auth.v1.AccountService`, over the same store, hasher, keys and
-/// clock as the token service.
+/// clock as the token service, and the web console over the same again (when enabled).
 fn admin_apis(
     config: &Config,
     service: &Arc<TokenService>,
@@ -547,6 +557,7 @@ fn admin_apis(
     (
         crate::grpc::admin::AdminApi,
         crate::grpc::account::AccountApi,
+        Option<crate::console::ConsoleState>,
     ),
     StartupError,
 > {
@@ -571,7 +582,22 @@ fn admin_apis(
         Arc::clone(service),
         deps.clone(),
     );
-    Ok((crate::grpc::admin::AdminApi::new(access, deps), account))
+    // Cookies are `Secure` except where the browser reaches the console over plain HTTP on
+    // loopback (a browser would not send them back there otherwise).
+    let secure_cookies = config.tls().is_some() || !config.http_addr.ip().is_loopback();
+    let console = config.console_enabled.then(|| {
+        crate::console::ConsoleState::new(
+            Arc::clone(service),
+            Arc::clone(&access),
+            deps.clone(),
+            secure_cookies,
+        )
+    });
+    Ok((
+        crate::grpc::admin::AdminApi::new(access, deps),
+        account,
+        console,
+    ))
 }
 
 /// Reloads keys every [`KEY_RELOAD_INTERVAL`] (so keys created by another replica or by

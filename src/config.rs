@@ -112,6 +112,9 @@ pub struct Config {
     /// default): no cross-origin access.
     #[serde(with = "list")]
     pub cors_allowed_origins: Vec<String>,
+    /// Whether the admin web console is served at `/admin/` on the HTTP port (on by default:
+    /// it admits only administrators, as the admin API does; `false` removes its routes).
+    pub console_enabled: bool,
 
     // --- server limits
     /// Largest gRPC message accepted, in bytes.
@@ -301,6 +304,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             oauth2_password_grant: false,
             cors_allowed_origins: Vec::new(),
+            console_enabled: true,
             max_message_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
             http2_keepalive_interval: Duration::from_secs(30),

@@ -43,7 +43,7 @@ pub struct AdminDeps {
 }
 
 impl AdminDeps {
-    pub(super) fn users(&self, actor: Actor) -> UserAdmin {
+    pub fn users(&self, actor: Actor) -> UserAdmin {
         UserAdmin::new(
             Arc::clone(&self.store),
             Arc::clone(&self.hasher),
@@ -53,11 +53,11 @@ impl AdminDeps {
         .acting_as(actor)
     }
 
-    pub(super) fn sessions(&self, actor: Actor) -> SessionAdmin {
+    pub fn sessions(&self, actor: Actor) -> SessionAdmin {
         SessionAdmin::new(Arc::clone(&self.store), Arc::clone(&self.clock)).acting_as(actor)
     }
 
-    pub(super) fn api_keys(&self, actor: Actor) -> ApiKeyAdmin {
+    pub fn api_keys(&self, actor: Actor) -> ApiKeyAdmin {
         ApiKeyAdmin::new(Arc::clone(&self.store), Arc::clone(&self.clock)).acting_as(actor)
     }
 }

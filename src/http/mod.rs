@@ -106,7 +106,7 @@ impl HttpState {
 }
 
 /// The TCP peer of a request on this port (axum's connect info).
-fn peer_address(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+pub(crate) fn peer_address(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
     extensions
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())

@@ -16,6 +16,7 @@ mod api_keys;
 mod audit;
 pub mod audit_query;
 mod auth;
+pub mod console_queries;
 mod context;
 mod directory;
 pub mod housekeeping;
