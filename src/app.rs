@@ -79,8 +79,11 @@ pub struct Application {
     /// The management listener (metrics, health), unless `management_addr = off`.
     management: Option<(Listener, SocketAddr)>,
     service: Arc<TokenService>,
-    admin: crate::grpc::admin::AdminApi,
-    account: crate::grpc::account::AccountApi,
+    /// Shared with the HTTP port's JSON routes.
+    admin: Arc<crate::grpc::admin::AdminApi>,
+    account: Arc<crate::grpc::account::AccountApi>,
+    /// The one shutdown signal (also ends `FollowAudit` streams, which hold their handler).
+    stop: CancellationToken,
     /// The admin web console, unless `console_enabled` is off.
     console: Option<crate::console::ConsoleState>,
     http_state: HttpState,
@@ -230,7 +233,15 @@ impl Application {
                     .map_err(ConfigError::Invalid)?,
             ),
         );
-        let (admin, account, console) = admin_apis(&config, &service, &store, hasher, keys, clock)?;
+        let stop = CancellationToken::new();
+        let (admin, account, console) = admin_apis(
+            &config,
+            &service,
+            &store,
+            (hasher, keys, clock),
+            stop.clone(),
+        )?;
+        let (admin, account) = (Arc::new(admin), Arc::new(account));
         let tls = config
             .tls()
             // HTTP/1.1 too: gRPC-Web clients (browsers) speak it.
@@ -269,7 +280,12 @@ impl Application {
             max_body_bytes: config.max_message_bytes,
             trusted_proxies: config.trusted_proxies.clone(),
             cors_allowed_origins: config.cors_allowed_origins.clone(),
-        });
+        })
+        .admin_api(crate::http::admin_json::AdminJsonApi::new(
+            Arc::clone(&admin),
+            Arc::clone(&account),
+            config.max_message_bytes,
+        ));
         Ok(Self {
             grpc_listener,
             grpc_addr,
@@ -279,6 +295,7 @@ impl Application {
             service,
             admin,
             account,
+            stop,
             console,
             http_state,
             store,
@@ -325,7 +342,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let config = self.config;
-        let stop = CancellationToken::new();
+        let stop = self.stop.clone();
         // The jobs stop on the same signal as the servers, even when a server fails.
         let _stop_jobs = stop.clone().drop_guard();
 
@@ -595,9 +612,8 @@ fn admin_apis(
     config: &Config,
     service: &Arc<TokenService>,
     store: &Arc<dyn Store>,
-    hasher: Arc<PasswordHasher>,
-    keys: Arc<KeyManager>,
-    clock: Arc<dyn Clock>,
+    (hasher, keys, clock): (Arc<PasswordHasher>, Arc<KeyManager>, Arc<dyn Clock>),
+    stop: CancellationToken,
 ) -> Result<
     (
         crate::grpc::admin::AdminApi,
@@ -619,6 +635,7 @@ fn admin_apis(
         password_policy: config.password_policy()?,
         keys,
         locked_at: config.throttle_max_failures,
+        stop,
     };
     let access = Arc::new(access);
     let account = crate::grpc::account::AccountApi::new(

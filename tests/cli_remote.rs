@@ -278,3 +278,86 @@ fn errors_read_as_a_person_wants_them() {
     let err = env.fails(cmd);
     assert!(err.contains("no user named"), "{err}");
 }
+
+#[test]
+fn audit_follow_session_list_of_everyone_and_key_retirement_work_over_the_network() {
+    let env = Env::new();
+    env.login("root");
+    // Every user's sessions: root's login is one; remote and direct print alike.
+    let everyone = env.remote_ok(&["session", "list"]);
+    assert_eq!(everyone, env.direct_ok(&["session", "list"]));
+    assert!(everyone.contains(" root "), "{everyone}");
+
+    // Follow new user_created events, over the network and on the database directly, while a
+    // user is added on the host.
+    let args = [
+        "audit",
+        "tail",
+        "--type",
+        "user_created",
+        "--limit",
+        "1",
+        "--follow",
+    ];
+    let followers = [env.remote(&args), direct(&env.dir, &args)].map(|mut cmd| {
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        // The tail part: the newest user_created event (bob's, from Env::new).
+        let first = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        assert!(first.contains("\"bob\""), "{first}");
+        (child, rx)
+    });
+    let out = binary::run_with_stdin(
+        direct(&env.dir, &["user", "add", "dora", "--password-stdin"]),
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    for (mut child, rx) in followers {
+        let followed = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        assert!(
+            followed.contains("user_created") && followed.contains("\"dora\""),
+            "{followed}"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    // The emergency retirement, remotely: the key that signed root's token goes at once, so
+    // root's cached token stops working too.
+    let listed = env.direct_ok(&["keys", "list"]);
+    let kid = listed
+        .lines()
+        .find(|l| l.contains(" active "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert!(
+        env.fails(env.remote(&["keys", "retire", &kid]))
+            .contains("needs --now")
+    );
+    let retired = env.remote_ok(&["keys", "retire", &kid, "--now"]);
+    assert!(
+        retired.starts_with(&format!("key {kid} retired and unpublished; new key ")),
+        "{retired}"
+    );
+    let refused = env.fails(env.remote(&["user", "list"]));
+    assert!(refused.contains("not authenticated"), "{refused}");
+    let audit = env.direct_ok(&["audit", "tail", "--type", "key_rotated", "--limit", "5"]);
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("reason=emergency") && l.contains("by=user:root")),
+        "{audit}"
+    );
+}

@@ -362,3 +362,61 @@ async fn network_partition_fails_unavailable_and_recovers_without_restart() {
     )
     .await;
 }
+
+/// `FollowAudit` polls the database: a follower on one replica sees the events the others
+/// write (a broadcast from its own process's audit writer would see only its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_audit_on_one_replica_streams_events_written_by_the_others() {
+    let Some((db, r)) = three_replicas(
+        "follow_audit_on_one_replica_streams_events_written_by_the_others",
+        &[],
+    )
+    .await
+    else {
+        return;
+    };
+    let out = authd(&db.url, &[])
+        .args(["user", "roles", "alice", "--add", "admin"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = r[0].login("alice").await.access_token;
+    let mut admin =
+        authd::grpc::admin::AdminServiceClient::connect(format!("http://{}", r[0].server.addr))
+            .await
+            .unwrap();
+    let mut request = tonic::Request::new(authd::grpc::pb::FollowAuditRequest {
+        event_type: "login_failed".into(),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut events = admin.follow_audit(request).await.unwrap().into_inner();
+    for replica in &r[1..] {
+        let wrong = TokenRequest {
+            credential: Some(token_request::Credential::PasswordCredential(
+                PasswordCredential {
+                    username: "alice".into(),
+                    password: "not the password, though long".into(),
+                },
+            )),
+        };
+        let refused = replica.client.clone().token(wrong).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated);
+    }
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let event = tokio::time::timeout(Duration::from_secs(15), events.message())
+            .await
+            .expect("an event within 15 s")
+            .unwrap()
+            .expect("the stream stays open");
+        assert_eq!(
+            (event.event_type.as_str(), event.username.as_str()),
+            ("login_failed", "alice")
+        );
+        ids.push(event.id);
+    }
+    assert!(ids[0] < ids[1], "in id order: {ids:?}");
+}

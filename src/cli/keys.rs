@@ -8,8 +8,8 @@ use clap::Subcommand;
 use crate::app::key_encryption;
 use crate::config::{Config, KeyEncryptionKey};
 use crate::crypto::key_encryption::KeyEncryption;
-use crate::domain::{AuditEvent, AuditKind, Clock, SystemClock, Timestamp};
-use crate::service::{Auditor, KeyInfo, KeyManager, RotateOutcome, list_keys};
+use crate::domain::{Clock, SystemClock, Timestamp};
+use crate::service::{Actor, EmergencyRetirement, KeyInfo, KeyManager, RotateOutcome, list_keys};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -65,11 +65,7 @@ pub async fn run(config: Config, command: KeysCommand) -> Result<(), String> {
                 print_keys(&keys);
             }
             KeysCommand::Retire { kid, now } => {
-                if !now {
-                    return Err(
-                        "keys retire needs --now (scheduled retirement is `keys rotate`)".into(),
-                    );
-                }
+                require_now(now)?;
                 let manager = KeyManager::start(
                     Arc::clone(&store),
                     Arc::clone(&clock),
@@ -79,16 +75,11 @@ pub async fn run(config: Config, command: KeysCommand) -> Result<(), String> {
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-                let done = manager.retire_now(&kid).await.map_err(|e| e.to_string())?;
-                let event = AuditEvent::new(AuditKind::KeyRotated, clock.now()).detail(format!(
-                    "kid={} retired={} reason=emergency",
-                    done.replacement, done.retired
-                ));
-                Auditor::new(store).record(event).await;
-                println!(
-                    "key {} retired and unpublished; new key {} signs from now",
-                    done.retired, done.replacement
-                );
+                let done = manager
+                    .retire_as(&kid, &Actor::cli())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                print_retirement(&done);
             }
             KeysCommand::Rewrap { new_key_file } => {
                 let new = read_key_file(&new_key_file)?;
@@ -142,6 +133,22 @@ fn print_keys(keys: &[KeyInfo]) {
     }
 }
 
+/// Retirement has only the emergency form here; the scheduled one is a rotation.
+fn require_now(now: bool) -> Result<(), String> {
+    if now {
+        Ok(())
+    } else {
+        Err("keys retire needs --now (scheduled retirement is `keys rotate`)".into())
+    }
+}
+
+fn print_retirement(done: &EmergencyRetirement) {
+    println!(
+        "key {} retired and unpublished; new key {} signs from now",
+        done.retired, done.replacement
+    );
+}
+
 fn print_rotation(outcome: &RotateOutcome, algorithm: &str) {
     match outcome {
         RotateOutcome::Scheduled { kid, activates_at } => {
@@ -168,11 +175,18 @@ pub(super) async fn run_remote(remote: &super::Remote, command: KeysCommand) -> 
     };
     match command {
         KeysCommand::List => print_keys(&list().await?),
-        KeysCommand::Retire { .. } => {
-            return Err(
-                "keys retire --now is not in the admin API yet: run it on the host, against the database"
-                    .into(),
-            );
+        KeysCommand::Retire { kid, now } => {
+            require_now(now)?;
+            let answer = api
+                .call(
+                    |mut c, r| async move { c.retire_signing_key(r).await },
+                    pb::RetireSigningKeyRequest { kid },
+                )
+                .await?;
+            print_retirement(&EmergencyRetirement {
+                retired: answer.retired,
+                replacement: answer.replacement,
+            });
         }
         KeysCommand::Rewrap { .. } => {
             return Err(

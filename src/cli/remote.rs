@@ -98,17 +98,22 @@ impl AdminRemote {
         rpc(self.client.clone(), request)
             .await
             .map(Response::into_inner)
-            .map_err(|s| match s.code() {
-                Code::PermissionDenied => "permission denied: this needs the admin role".to_owned(),
-                Code::Unauthenticated => format!(
-                    "not authenticated: {} (authd login --server URL, or set AUTHD_TOKEN)",
-                    s.message()
-                ),
-                Code::Unavailable | Code::DeadlineExceeded | Code::Unknown => {
-                    format!("the server could not do it: {}", s.message())
-                }
-                _ => s.message().to_owned(),
-            })
+            .map_err(explain)
+    }
+}
+
+/// A refusal of the admin API as a person wants to read it.
+pub fn explain(s: Status) -> String {
+    match s.code() {
+        Code::PermissionDenied => "permission denied: this needs the admin role".to_owned(),
+        Code::Unauthenticated => format!(
+            "not authenticated: {} (authd login --server URL, or set AUTHD_TOKEN)",
+            s.message()
+        ),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown => {
+            format!("the server could not do it: {}", s.message())
+        }
+        _ => s.message().to_owned(),
     }
 }
 

@@ -10,8 +10,8 @@ use crate::service::SessionAdmin;
 
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
-    /// List a user's live sessions, newest first
-    List { username: String },
+    /// List a user's live sessions, newest first; without USERNAME, every user's
+    List { username: Option<String> },
     /// End one session: its refresh tokens stop working at once
     Revoke { id: String },
     /// End every session of a user
@@ -23,8 +23,24 @@ pub async fn run(config: Config, command: SessionCommand) -> Result<(), String> 
         let admin = SessionAdmin::new(store, Arc::new(SystemClock));
         let err = |e: crate::service::AdminError| e.to_string();
         match command {
-            SessionCommand::List { username } => {
+            SessionCommand::List {
+                username: Some(username),
+            } => {
                 let sessions = admin.list(&username).await.map_err(err)?;
+                print_sessions(&sessions);
+            }
+            SessionCommand::List { username: None } => {
+                let mut sessions = Vec::new();
+                let mut token = String::new();
+                loop {
+                    let request = crate::service::paging::PageRequest::new(1000, token);
+                    let page = admin.list_all(&request).await.map_err(err)?;
+                    sessions.extend(page.items);
+                    match page.next_page_token {
+                        Some(next) => token = next,
+                        None => break,
+                    }
+                }
                 print_sessions(&sessions);
             }
             SessionCommand::Revoke { id } => {
@@ -64,7 +80,7 @@ pub(super) async fn run_remote(
             let mut page_token = String::new();
             loop {
                 let request = pb::ListSessionsRequest {
-                    username: username.clone(),
+                    username: username.clone().unwrap_or_default(),
                     page_size: 1000,
                     page_token,
                 };

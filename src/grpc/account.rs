@@ -37,8 +37,8 @@ impl AccountApi {
     }
 
     /// The tonic service, with the message-size limit applied.
-    pub fn into_server(self, max_message_bytes: usize) -> AccountServiceServer<Self> {
-        AccountServiceServer::new(self)
+    pub fn into_server(self: Arc<Self>, max_message_bytes: usize) -> AccountServiceServer<Self> {
+        AccountServiceServer::from_arc(self)
             .max_decoding_message_size(max_message_bytes)
             .max_encoding_message_size(max_message_bytes)
     }

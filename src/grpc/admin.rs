@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::pb;
@@ -16,9 +18,10 @@ use crate::crypto::password::PasswordHasher;
 use crate::domain::{ApiKeyListing, Clock, PasswordPolicy, Session, Timestamp, User};
 use crate::service::paging::{Page, PageRequest};
 use crate::service::{
-    Actor, AdminAccess, ApiKeyAdmin, AuthError, KeyInfo, KeyManager, RotateOutcome, SessionAdmin,
-    UserAdmin, UserFilter, list_keys,
+    Actor, AdminAccess, ApiKeyAdmin, AuditFilter, AuditReader, AuthError, KeyInfo, KeyManager,
+    RotateOutcome, SessionAdmin, UserAdmin, UserFilter, list_keys,
 };
+use crate::store::AuditRecord;
 use crate::store::Store;
 
 pub use pb::admin_service_client::AdminServiceClient;
@@ -34,6 +37,9 @@ pub struct AdminDeps {
     pub keys: Arc<KeyManager>,
     /// `throttle_max_failures`: a name with this many failures is locked.
     pub locked_at: u32,
+    /// Cancelled when the server shuts down: ends `FollowAudit` streams, which would
+    /// otherwise hold the graceful shutdown open.
+    pub stop: CancellationToken,
 }
 
 impl AdminDeps {
@@ -124,6 +130,25 @@ fn signing_key_pb(k: &KeyInfo) -> pb::SigningKey {
     }
 }
 
+fn audit_event_pb(record: AuditRecord) -> pb::AuditEvent {
+    let e = record.event;
+    pb::AuditEvent {
+        id: record.id,
+        time_ms: e.time.unix_millis(),
+        event_type: e.kind.as_str().to_owned(),
+        user_id: e.user_id.unwrap_or_default(),
+        username: e.username.unwrap_or_default(),
+        source: e.source.unwrap_or_default(),
+        request_id: e.request_id.unwrap_or_default(),
+        detail: e.detail.unwrap_or_default(),
+    }
+}
+
+/// The stream `FollowAudit` answers with.
+pub type AuditStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::AuditEvent, Status>> + Send + 'static>,
+>;
+
 pub(super) fn page_request(size: i32, token: String) -> PageRequest {
     PageRequest::new(usize::try_from(size).unwrap_or(0), token)
 }
@@ -153,8 +178,8 @@ impl AdminApi {
     }
 
     /// The tonic service, with the message-size limit applied.
-    pub fn into_server(self, max_message_bytes: usize) -> AdminServiceServer<Self> {
-        AdminServiceServer::new(self)
+    pub fn into_server(self: Arc<Self>, max_message_bytes: usize) -> AdminServiceServer<Self> {
+        AdminServiceServer::from_arc(self)
             .max_decoding_message_size(max_message_bytes)
             .max_encoding_message_size(max_message_bytes)
     }
@@ -316,6 +341,17 @@ impl pb::admin_service_server::AdminService for AdminApi {
         request: Request<pb::ListSessionsRequest>,
     ) -> Reply<pb::ListSessionsResponse> {
         let (actor, r) = self.admit(request).await?;
+        if r.username.is_empty() {
+            let page = self
+                .sessions(actor)
+                .list_all(&page_request(r.page_size, r.page_token))
+                .await
+                .map_err(error::admin_status)?;
+            return Ok(Response::new(pb::ListSessionsResponse {
+                next_page_token: next_token(&page),
+                sessions: page.items.iter().map(session_pb).collect(),
+            }));
+        }
         let sessions = self
             .sessions(actor)
             .list(&r.username)
@@ -444,11 +480,41 @@ impl pb::admin_service_server::AdminService for AdminApi {
         }))
     }
 
+    async fn retire_signing_key(
+        &self,
+        request: Request<pb::RetireSigningKeyRequest>,
+    ) -> Reply<pb::RetireSigningKeyResponse> {
+        let (actor, r) = self.admit(request).await?;
+        let done = self
+            .deps
+            .keys
+            .retire_as(&r.kid, &actor)
+            .await
+            .map_err(error::key_status)?;
+        Ok(Response::new(pb::RetireSigningKeyResponse {
+            retired: done.retired,
+            replacement: done.replacement,
+        }))
+    }
+
     async fn query_audit(
         &self,
         request: Request<pb::QueryAuditRequest>,
     ) -> Reply<pb::QueryAuditResponse> {
-        let (actor, r) = self.admit(request).await?;
+        let (_, r) = self.admit(request).await?;
+        let filter = AuditFilter::parse(&r.event_type, &r.username, r.from_ms, r.to_ms)
+            .map_err(error::admin_status)?;
+        let reader = AuditReader::new(Arc::clone(&self.deps.store));
+        if r.page_size != 0 || !r.page_token.is_empty() {
+            let page = reader
+                .page(&filter, &page_request(r.page_size, r.page_token))
+                .await
+                .map_err(error::admin_status)?;
+            return Ok(Response::new(pb::QueryAuditResponse {
+                next_page_token: next_token(&page),
+                events: page.items.into_iter().map(audit_event_pb).collect(),
+            }));
+        }
         let limit = match r.limit {
             0 => 50,
             n if n <= 100_000 => n,
@@ -458,25 +524,36 @@ impl pb::admin_service_server::AdminService for AdminApi {
                 ));
             }
         };
-        let username = or_empty(r.username);
-        let events = self
-            .users(actor)
-            .audit_tail(username.as_deref(), limit)
+        let events = reader
+            .tail(&filter, limit)
             .await
             .map_err(error::admin_status)?;
         Ok(Response::new(pb::QueryAuditResponse {
-            events: events
-                .into_iter()
-                .map(|e| pb::AuditEvent {
-                    time_ms: e.time.unix_millis(),
-                    event_type: e.kind.as_str().to_owned(),
-                    user_id: e.user_id.unwrap_or_default(),
-                    username: e.username.unwrap_or_default(),
-                    source: e.source.unwrap_or_default(),
-                    request_id: e.request_id.unwrap_or_default(),
-                    detail: e.detail.unwrap_or_default(),
-                })
-                .collect(),
+            events: events.into_iter().map(audit_event_pb).collect(),
+            next_page_token: String::new(),
         }))
+    }
+
+    type FollowAuditStream = AuditStream;
+
+    async fn follow_audit(
+        &self,
+        request: Request<pb::FollowAuditRequest>,
+    ) -> Reply<Self::FollowAuditStream> {
+        let (_, r) = self.admit(request).await?;
+        let filter =
+            AuditFilter::parse(&r.event_type, &r.username, 0, 0).map_err(error::admin_status)?;
+        if r.after_id < 0 {
+            return Err(Status::invalid_argument("after_id must not be negative"));
+        }
+        let reader = AuditReader::new(Arc::clone(&self.deps.store));
+        let cursor = reader
+            .cursor(r.after_id)
+            .await
+            .map_err(error::admin_status)?;
+        let events = reader
+            .follow(cursor, filter, self.deps.stop.clone())
+            .map(|item| item.map(audit_event_pb).map_err(error::admin_status));
+        Ok(Response::new(Box::pin(events)))
     }
 }

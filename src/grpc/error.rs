@@ -52,7 +52,8 @@ pub fn admin_status(e: AdminError) -> Status {
         | AdminError::InvalidRole(_)
         | AdminError::RoleNotHeld(_)
         | AdminError::InvalidKeyName(_)
-        | AdminError::InvalidPageToken => Status::invalid_argument(e.to_string()),
+        | AdminError::InvalidPageToken
+        | AdminError::InvalidQuery(_) => Status::invalid_argument(e.to_string()),
         AdminError::DuplicateUser(_) => Status::already_exists(e.to_string()),
         AdminError::DirectoryUser(_) => Status::failed_precondition(e.to_string()),
         AdminError::UnknownUser(_)
@@ -61,6 +62,15 @@ pub fn admin_status(e: AdminError) -> Status {
         AdminError::Store(e) => to_status(AuthError::from(e)),
         AdminError::Hash(e) => to_status(AuthError::from(e)),
         AdminError::Randomness(e) => to_status(AuthError::from(e)),
+    }
+}
+
+/// A signing-key operation's failure: an unknown kid is NOT_FOUND, the rest (storage, a key
+/// that cannot be made or sealed) UNAVAILABLE, with no detail.
+pub fn key_status(e: crate::service::KeySetupError) -> Status {
+    match e {
+        crate::service::KeySetupError::UnknownKey(_) => Status::not_found(e.to_string()),
+        other => to_status(AuthError::Unavailable(Box::new(other))),
     }
 }
 

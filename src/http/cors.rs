@@ -22,7 +22,7 @@ pub fn layer(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::POST, Method::GET])
+            .allow_methods([Method::POST, Method::GET, Method::DELETE]) // DELETE: the admin and account JSON routes
             .allow_headers([
                 http::header::CONTENT_TYPE,
                 http::header::AUTHORIZATION,

@@ -103,11 +103,17 @@ where
     let Ok(message) = serde_json::from_slice::<Req>(bytes) else {
         return status_response(&Status::invalid_argument("malformed JSON request body"));
     };
-    match call(tonic::Request::from_http(http::Request::from_parts(
-        parts, message,
-    )))
-    .await
-    {
+    reply(
+        call(tonic::Request::from_http(http::Request::from_parts(
+            parts, message,
+        )))
+        .await,
+    )
+}
+
+/// A handler's answer as JSON (shared with the admin and account routes, [`super::admin_json`]).
+pub(super) fn reply<Res: Serialize>(result: Result<tonic::Response<Res>, Status>) -> Response {
+    match result {
         Ok(response) => (
             [
                 (header::CONTENT_TYPE, "application/json"),
@@ -122,7 +128,7 @@ where
 }
 
 /// `application/json`, with or without parameters.
-fn is_json(content_type: Option<&http::HeaderValue>) -> bool {
+pub(super) fn is_json(content_type: Option<&http::HeaderValue>) -> bool {
     content_type
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())

@@ -5,6 +5,8 @@
 //! - `POST /v1/auth/{token,refresh,logout,introspect}` — the JSON mapping of `auth.v1`
 //!   ([`json`]);
 //! - `POST /oauth2/{token,revoke,introspect}` — OAuth 2.0 ([`oauth2`]);
+//! - `/v1/admin/…`, `/v1/account/…` — the JSON mapping of the admin and account APIs
+//!   ([`admin_json`]), when the state carries them ([`HttpState::admin_api`]);
 //! - `GET /.well-known/jwks.json` — the published public keys, with `Cache-Control: max-age`
 //!   shorter than the pre-publication period (see [`crate::domain::KeyPolicy`]);
 //! - `GET /.well-known/openid-configuration`, `GET /.well-known/oauth-authorization-server` —
@@ -19,11 +21,13 @@
 //! request context, metrics and log, per-source limit), with [`errors::HttpRefusal`] answering
 //! refusals; errors are written by [`errors`] from what `grpc::error` decides.
 
+pub mod admin_json;
 pub mod cors;
 pub mod errors;
 pub mod json;
 pub mod management;
 pub mod oauth2;
+pub mod query;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +53,7 @@ pub struct HttpState {
     jwks_max_age: Duration,
     jwks_uri: String,
     api: ApiSettings,
+    admin_api: Option<admin_json::AdminJsonApi>,
 }
 
 /// How the API routes are served.
@@ -77,7 +82,7 @@ pub const API_ROUTES: &[&str] = &[
 
 /// The paths the per-source limit applies to on this port: every API route (keys, discovery
 /// and health stay free).
-pub const LIMITED_PATHS: &[&str] = &["/v1/auth/", "/oauth2/"];
+pub const LIMITED_PATHS: &[&str] = &["/v1/auth/", "/oauth2/", "/v1/admin/", "/v1/account/"];
 
 impl HttpState {
     pub fn new(
@@ -95,7 +100,15 @@ impl HttpState {
                 max_body_bytes: crate::grpc::MAX_MESSAGE_BYTES,
                 ..ApiSettings::default()
             },
+            admin_api: None,
         }
+    }
+
+    /// Serves the admin and account APIs' JSON routes too.
+    #[must_use]
+    pub fn admin_api(mut self, api: admin_json::AdminJsonApi) -> Self {
+        self.admin_api = Some(api);
+        self
     }
 
     /// Serves the API routes with these settings.
@@ -126,8 +139,11 @@ pub fn router(state: HttpState) -> Router {
         settings.password_grant,
         settings.max_body_bytes,
     );
-    let api = json::routes(json_api)
-        .merge(oauth2::routes(oauth_api))
+    let mut api = json::routes(json_api).merge(oauth2::routes(oauth_api));
+    if let Some(admin_api) = state.admin_api.clone() {
+        api = api.merge(admin_json::routes(admin_api));
+    }
+    let api = api
         .layer(RequestStack::new(
             service.source_limiter(),
             LIMITED_PATHS,

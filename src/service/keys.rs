@@ -284,6 +284,30 @@ impl KeyManager {
         })
     }
 
+    /// [`Self::retire_now`], with an audit event naming `actor` (the CLI's `keys retire --now`
+    /// and the admin API's `RetireSigningKey`).
+    ///
+    /// # Errors
+    /// As [`Self::retire_now`].
+    pub async fn retire_as(
+        &self,
+        kid: &str,
+        actor: &super::Actor,
+    ) -> Result<EmergencyRetirement, KeySetupError> {
+        let done = self.retire_now(kid).await?;
+        super::Auditor::new(Arc::clone(&self.store))
+            .record(actor.event(
+                crate::domain::AuditKind::KeyRotated,
+                self.clock.now(),
+                Some(format!(
+                    "kid={} retired={} reason=emergency",
+                    done.replacement, done.retired
+                )),
+            ))
+            .await;
+        Ok(done)
+    }
+
     /// The JWKS document to serve now.
     pub fn jwks(&self) -> serde_json::Value {
         self.ring().jwks(self.clock.now(), &self.policy)

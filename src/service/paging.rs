@@ -60,6 +60,12 @@ impl PageRequest {
             .map_err(|_| AdminError::InvalidPageToken)
     }
 
+    /// How many rows to ask the store for: one more than a page, so [`Self::take`] knows
+    /// whether another page follows.
+    pub fn fetch_limit(&self) -> u32 {
+        u32::try_from(self.size.saturating_add(1)).unwrap_or(u32::MAX)
+    }
+
     /// The page of `items` (already after the previous page's key, in key order).
     pub fn take<T>(&self, items: impl Iterator<Item = T>, key: impl Fn(&T) -> String) -> Page<T> {
         let mut items: Vec<T> = items.take(self.size.saturating_add(1)).collect();

@@ -1,12 +1,27 @@
-//! Sessions (refresh families) as an operator sees them: list a user's, end one, end all.
+//! Sessions (refresh families) as an operator sees them: list a user's or every user's live
+//! ones, end one, end all of a user's.
 //! Ending sessions is audited (`family_revoked`) with the acting [`Actor`].
 
 use std::sync::Arc;
 
+use super::paging::{Page, PageRequest};
 use super::users::AdminError;
 use super::{Actor, Auditor};
+use crate::domain::Timestamp;
 use crate::domain::{AuditKind, Clock, FamilyId, Session, User, Username};
-use crate::store::{Store, StoreError};
+use crate::store::{SessionCursor, Store, StoreError};
+
+/// The cursor a page token of [`SessionAdmin::list_all`] names: `<created ms>.<id>`.
+fn parse_cursor(key: &str) -> Result<SessionCursor, AdminError> {
+    let (created, id) = key.split_once('.').ok_or(AdminError::InvalidPageToken)?;
+    let created = created
+        .parse::<i64>()
+        .map_err(|_| AdminError::InvalidPageToken)?;
+    Ok(SessionCursor {
+        created_at: Timestamp::from_unix_millis(created),
+        id: FamilyId::from_stored(id.to_owned()),
+    })
+}
 
 /// Lists and ends sessions, as driven by the CLI and the admin API.
 pub struct SessionAdmin {
@@ -59,6 +74,24 @@ impl SessionAdmin {
             .list_sessions(&username, self.clock.now())
             .await
             .map_err(|e| Self::user_error(&username, e))
+    }
+
+    /// One page of every user's live sessions, newest first: a keyset page in SQL, whose
+    /// token names the last session shown (its creation time and id), so a walk shows each
+    /// session live throughout it once.
+    ///
+    /// # Errors
+    /// Invalid page token; storage.
+    pub async fn list_all(&self, page: &PageRequest) -> Result<Page<Session>, AdminError> {
+        let after = page.after()?.map(|key| parse_cursor(&key)).transpose()?;
+        let sessions = self
+            .store
+            .list_live_sessions(self.clock.now(), after.as_ref(), page.fetch_limit())
+            .await
+            .map_err(AdminError::Store)?;
+        Ok(page.take(sessions.into_iter(), |s| {
+            format!("{}.{}", s.created_at.unix_millis(), s.id)
+        }))
     }
 
     /// Ends one session: every refresh token of it stops working. Ending an ended session

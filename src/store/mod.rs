@@ -14,6 +14,7 @@
 //! alike is written once: row decoding and column lists (`rows`), the statements both send
 //! (`sql`), and the transactions both run step for step over their own locks (`procedures`).
 
+pub mod listing;
 mod postgres;
 mod procedures;
 mod retention;
@@ -36,6 +37,7 @@ use crate::domain::{
     TokenHash, User, UserCredentials, UserId, Username,
 };
 pub use crate::domain::{ApiKeySecretHash, StoredKey};
+pub use listing::{AuditQuery, AuditRecord, SessionCursor, UserQuery, UserRow};
 pub use postgres::PostgresStore;
 pub use retention::{Expired, Purged, RetentionStore, purge_all};
 pub use sqlite::SqliteStore;
@@ -214,6 +216,9 @@ pub trait UserStore: Send + Sync {
         username: &Username,
         change: &RoleChange,
     ) -> Result<User, StoreError>;
+    /// One page of the users `query` selects, in username order, each with whether it is
+    /// locked: filtered, ordered and cut in SQL (keyset on the username).
+    async fn list_users_page(&self, query: &UserQuery) -> Result<Vec<UserRow>, StoreError>;
 
     // --- directory users (issue 19)
 
@@ -335,6 +340,15 @@ pub trait SessionStore: Send + Sync {
         username: &Username,
         now: Timestamp,
     ) -> Result<(User, u64), StoreError>;
+
+    /// Every user's live sessions at `now` (as [`Self::list_sessions`] judges them), newest
+    /// first (ties by id), starting after `after`, at most `limit`: a keyset page in SQL.
+    async fn list_live_sessions(
+        &self,
+        now: Timestamp,
+        after: Option<&SessionCursor>,
+        limit: u32,
+    ) -> Result<Vec<Session>, StoreError>;
 }
 
 /// API keys: the record and the hash of the secret, never the secret.
@@ -456,6 +470,13 @@ pub trait AuditStore: Send + Sync {
         username: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, StoreError>;
+    /// A page of the events `query` selects, newest first (by id), with their ids.
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Up to `limit` events with an id above `after_id`, oldest first: what a follower has
+    /// not seen yet. Ids may have gaps (PostgreSQL: a transaction still open, or rolled back).
+    async fn audit_after(&self, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The id of the newest event (0 when there is none).
+    async fn latest_audit_id(&self) -> Result<i64, StoreError>;
 }
 
 /// Opens the store named by `url` with default [`StoreOptions`]; see [`open_with`].

@@ -355,6 +355,22 @@ pub(crate) fn access_standing(row: &impl Columns) -> Result<AccessStanding, Stor
     })
 }
 
+/// An audit event with its id (`id` and the columns [`audit_event`] reads).
+pub(crate) fn audit_record(row: &impl Columns) -> Result<super::AuditRecord, StoreError> {
+    Ok(super::AuditRecord {
+        id: row.int("id")?,
+        event: audit_event(row)?,
+    })
+}
+
+/// A user with whether it is locked (the columns [`user`] reads and `locked`).
+pub(crate) fn user_row(row: &impl Columns) -> Result<super::UserRow, StoreError> {
+    Ok(super::UserRow {
+        user: user(row)?,
+        locked: row.flag("locked")?,
+    })
+}
+
 /// A directory user's live session (`sql::directory_session!`).
 pub(crate) fn directory_session(
     row: &impl Columns,

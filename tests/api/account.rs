@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
+use authd::domain::{ManualClock, Timestamp};
 use authd::grpc::account::AccountServiceClient;
 use authd::grpc::pb;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::admin::{call_raw, methods_of, with_bearer};
-use crate::helpers::{PASSWORD, TestApp, spawn_app, spawn_app_with};
+use crate::admin_authz::{call_raw, methods_of, with_bearer};
+use crate::helpers::{PASSWORD, TestApp, spawn_app, spawn_app_with, spawn_on_with_clock, test_config};
 
 fn account_client(app: &TestApp) -> AccountServiceClient<Channel> {
     AccountServiceClient::new(
@@ -27,18 +28,23 @@ fn channel(app: &TestApp) -> Channel {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_account_rpc_needs_an_active_token_of_an_enabled_user() {
-    // No clock_skew leeway, so the 1 s token is expired after the 2 s sleep below.
-    let app = spawn_app_with(|c| {
-        c.access_token_ttl = Duration::from_secs(1);
-        c.clock_skew = Duration::ZERO;
-    })
-    .await;
+    // A clock the test moves: "expired" cannot depend on how busy the machine is.
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let config = test_config(&dir);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let clock = ManualClock::new(Timestamp::from_unix_millis(
+        i64::try_from(now.as_millis()).unwrap(),
+    ));
+    let app = spawn_on_with_clock(dir, config.clone(), std::sync::Arc::new(clock.clone())).await;
     app.add_user("alice", &[]).await;
     app.add_user("ghost", &[]).await;
     let expired = app.login("alice", PASSWORD).await.unwrap().access_token;
+    // Past exp and the clock_skew leeway (issue 16).
+    clock.advance(config.access_token_ttl + config.clock_skew + Duration::from_secs(1));
     let disabled = app.login("ghost", PASSWORD).await.unwrap().access_token;
     app.admin().await.set_enabled("ghost", false).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
     for method in methods_of("AccountService") {
         for (row, bearer) in [
             ("no token", None),

@@ -3,8 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
 
+// Shared with the other test crates; this one uses part of it.
+#[allow(dead_code)]
+#[path = "../support/postgres.rs"]
+mod pg;
+
 mod account;
-mod admin;
+mod admin_authz;
+mod admin_http;
+mod admin_keys_audit;
+mod admin_sessions;
+mod admin_users;
 mod api_keys;
 mod audit;
 mod clock_skew;

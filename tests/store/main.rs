@@ -83,6 +83,7 @@ macro_rules! conformance {
 mod api_keys;
 mod audit;
 mod directory_users;
+mod listing;
 mod migrations;
 mod postgres;
 mod retention;

@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use super::{PostgresStore, within_deadline};
 use crate::domain::AuditEvent;
 use crate::store::rows;
-use crate::store::{AuditStore, StoreError, sql, unavailable};
+use crate::store::{AuditQuery, AuditRecord, AuditStore, StoreError, sql, unavailable};
 
 /// Records `events` in one statement (none when there are none).
 pub(super) async fn insert_audit(
@@ -66,5 +66,37 @@ impl AuditStore for PostgresStore {
         })
         .await?;
         found.iter().map(rows::audit_event).collect()
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let found = within_deadline(async {
+            sql::audit_page!(query)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)
+        })
+        .await?;
+        found.iter().map(rows::audit_record).collect()
+    }
+
+    async fn audit_after(&self, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let found = within_deadline(async {
+            sql::audit_after!(after_id, limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)
+        })
+        .await?;
+        found.iter().map(rows::audit_record).collect()
+    }
+
+    async fn latest_audit_id(&self) -> Result<i64, StoreError> {
+        within_deadline(async {
+            sql::latest_audit_id!()
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unavailable)
+        })
+        .await
     }
 }

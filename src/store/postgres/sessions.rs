@@ -13,7 +13,8 @@ use crate::domain::{
 use crate::store::procedures::shared_revocations;
 use crate::store::rows::{self, presented_token_sql};
 use crate::store::{
-    InspectedToken, RotationJob, SessionStore, StoreError, UserStore, sql, unavailable,
+    InspectedToken, RotationJob, SessionCursor, SessionStore, StoreError, UserStore, sql,
+    unavailable,
 };
 
 /// The state of each presented refresh token (`$1`, an array of hashes), as
@@ -208,5 +209,21 @@ impl SessionStore for PostgresStore {
         now: Timestamp,
     ) -> Result<(User, u64), StoreError> {
         retrying!(self.revoke_sessions_of_once(username, now))
+    }
+
+    async fn list_live_sessions(
+        &self,
+        now: Timestamp,
+        after: Option<&SessionCursor>,
+        limit: u32,
+    ) -> Result<Vec<Session>, StoreError> {
+        within_deadline(async {
+            let found = sql::live_sessions_page!(now, after, limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            found.iter().map(rows::session).collect()
+        })
+        .await
     }
 }

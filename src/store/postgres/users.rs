@@ -12,7 +12,8 @@ use crate::domain::{
 };
 use crate::store::rows::{self, credentials_sql, user_sql};
 use crate::store::{
-    NewUser, RoleChange, StoreError, UserStore, sql, unavailable, user_write_error,
+    NewUser, RoleChange, StoreError, UserQuery, UserRow, UserStore, sql, unavailable,
+    user_write_error,
 };
 
 /// Loads a user and locks its row, so concurrent changes to one user serialise.
@@ -127,6 +128,17 @@ impl UserStore for PostgresStore {
         change: &RoleChange,
     ) -> Result<User, StoreError> {
         retrying!(self.change_roles_once(username, change))
+    }
+
+    async fn list_users_page(&self, query: &UserQuery) -> Result<Vec<UserRow>, StoreError> {
+        within_deadline(async {
+            let found = sql::users_page!(query)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            found.iter().map(rows::user_row).collect()
+        })
+        .await
     }
 
     async fn upsert_directory_user(

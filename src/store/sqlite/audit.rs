@@ -7,7 +7,7 @@ use sqlx::SqliteConnection;
 use super::SqliteStore;
 use crate::domain::AuditEvent;
 use crate::store::rows;
-use crate::store::{AuditStore, StoreError, sql, unavailable};
+use crate::store::{AuditQuery, AuditRecord, AuditStore, StoreError, sql, unavailable};
 
 pub(super) const INSERT_AUDIT_EVENT: &str = "INSERT INTO audit_events \
      (at, event_type, user_id, username, source, request_id, detail) \
@@ -51,5 +51,28 @@ impl AuditStore for SqliteStore {
             .await
             .map_err(unavailable)?;
         found.iter().map(rows::audit_event).collect()
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let found = sql::audit_page!(query)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        found.iter().map(rows::audit_record).collect()
+    }
+
+    async fn audit_after(&self, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let found = sql::audit_after!(after_id, limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        found.iter().map(rows::audit_record).collect()
+    }
+
+    async fn latest_audit_id(&self) -> Result<i64, StoreError> {
+        sql::latest_audit_id!()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)
     }
 }

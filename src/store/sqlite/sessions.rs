@@ -13,7 +13,8 @@ use crate::domain::{
 use crate::store::procedures::shared_revocations;
 use crate::store::rows::{self, presented_token_sql};
 use crate::store::{
-    InspectedToken, RotationJob, SessionStore, StoreError, UserStore, sql, unavailable,
+    InspectedToken, RotationJob, SessionCursor, SessionStore, StoreError, UserStore, sql,
+    unavailable,
 };
 
 /// A presented token (`?1`, its hash) with its family and user, as the rotation rules need them.
@@ -161,6 +162,19 @@ impl SessionStore for SqliteStore {
         now: Timestamp,
     ) -> Result<(User, u64), StoreError> {
         self.revoke_sessions_of_once(username, now).await
+    }
+
+    async fn list_live_sessions(
+        &self,
+        now: Timestamp,
+        after: Option<&SessionCursor>,
+        limit: u32,
+    ) -> Result<Vec<Session>, StoreError> {
+        let found = sql::live_sessions_page!(now, after, limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        found.iter().map(rows::session).collect()
     }
 }
 

@@ -12,7 +12,8 @@ use crate::domain::{
 };
 use crate::store::rows::{self, credentials_sql, user_sql};
 use crate::store::{
-    NewUser, RoleChange, StoreError, UserStore, sql, unavailable, user_write_error,
+    NewUser, RoleChange, StoreError, UserQuery, UserRow, UserStore, sql, unavailable,
+    user_write_error,
 };
 
 /// The user named `username`, read inside `tx` (under the write lock, it stays as read).
@@ -108,6 +109,14 @@ impl UserStore for SqliteStore {
         change: &RoleChange,
     ) -> Result<User, StoreError> {
         self.change_roles_once(username, change).await
+    }
+
+    async fn list_users_page(&self, query: &UserQuery) -> Result<Vec<UserRow>, StoreError> {
+        let found = sql::users_page!(query)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        found.iter().map(rows::user_row).collect()
     }
 
     async fn upsert_directory_user(
