@@ -13,11 +13,10 @@ use super::layout::{Nav, Notice, notice, time, user_href};
 use super::session::{Refused, admit};
 use super::{ConsoleState, refused, unavailable};
 use crate::domain::{AuditEvent, AuditKind, Timestamp, Username};
-use crate::service::console_queries::{AuditFilter, audit_events};
-use crate::service::{AuthError, RequestContext};
+use crate::service::{AdminError, AuditFilter, AuditReader, AuthError, RequestContext};
 
 /// Events one page shows.
-const PAGE_EVENTS: usize = 200;
+const PAGE_EVENTS: u32 = 200;
 
 /// The filter form's fields, as query parameters.
 #[derive(Debug, Default, Deserialize)]
@@ -40,13 +39,18 @@ impl AuditQuery {
         };
         let username = match self.user.trim() {
             "" => None,
-            u => Some(Username::parse(u).map_err(|e| format!("invalid username: {e}"))?),
+            u => Some(
+                Username::parse(u)
+                    .map_err(|e| format!("invalid username: {e}"))?
+                    .as_str()
+                    .to_owned(),
+            ),
         };
         Ok(AuditFilter {
             kind,
             username,
-            since: parse_time(&self.from, "from")?,
-            until: parse_time(&self.until, "until")?,
+            from: parse_time(&self.from, "from")?,
+            to: parse_time(&self.until, "until")?,
         })
     }
 
@@ -95,9 +99,9 @@ pub async fn show(
         Err(r) => return refused(&state, r),
     };
     let (status, events, error) = match query.filter() {
-        Ok(filter) => match audit_events(state.deps.store.as_ref(), &filter, PAGE_EVENTS).await {
+        Ok(filter) => match newest(&state, &filter).await {
             Ok(events) => (StatusCode::OK, events, None),
-            Err(e) => return unavailable(AuthError::from(e)),
+            Err(response) => return response,
         },
         Err(message) => (
             StatusCode::BAD_REQUEST,
@@ -159,9 +163,22 @@ pub async fn rows(
     let Ok(filter) = query.filter() else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    match audit_events(state.deps.store.as_ref(), &filter, PAGE_EVENTS).await {
+    match newest(&state, &filter).await {
         Ok(events) => admin.respond(Html(table(&events).into_string()).into_response()),
-        Err(e) => unavailable(AuthError::from(e)),
+        Err(response) => response,
+    }
+}
+
+/// The newest [`PAGE_EVENTS`] events `filter` selects, newest first: the admin API's audit
+/// query (`QueryAudit`), so the console and the API filter alike.
+async fn newest(state: &ConsoleState, filter: &AuditFilter) -> Result<Vec<AuditEvent>, Response> {
+    match AuditReader::new(std::sync::Arc::clone(&state.deps.store))
+        .tail(filter, PAGE_EVENTS)
+        .await
+    {
+        Ok(records) => Ok(records.into_iter().rev().map(|r| r.event).collect()),
+        Err(AdminError::Store(e)) => Err(unavailable(AuthError::from(e))),
+        Err(e) => Err(super::admin_failure(e).into_response()),
     }
 }
 

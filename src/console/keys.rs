@@ -15,7 +15,6 @@ use super::layout::{Nav, Notice, badge, csrf_field, notice, optional_time, segme
 use super::session::admit;
 use super::{ConsoleState, refused, unavailable};
 use crate::domain::KeyState;
-use crate::service::console_queries::retire_key_as;
 use crate::service::{AuthError, KeySetupError, RequestContext, RotateOutcome, list_keys};
 
 /// `?done=…` after a change (a fixed set).
@@ -158,14 +157,7 @@ pub async fn retire(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let retired = retire_key_as(
-        &state.deps.keys,
-        std::sync::Arc::clone(&state.deps.store),
-        state.deps.clock.as_ref(),
-        &admin.actor,
-        &kid,
-    )
-    .await;
+    let retired = state.deps.keys.retire_as(&kid, &admin.actor).await;
     match retired {
         Ok(_) => admin.redirect("/admin/keys?done=retired"),
         Err(e @ KeySetupError::UnknownKey(_)) => {

@@ -1,60 +1,15 @@
-//! Read-side questions the web console asks that no other use case answers yet: audit events
-//! filtered by type, user and time (newest first), the last hour's activity in buckets for the
-//! overview chart, and retiring a signing key at once on behalf of an [`Actor`].
-//!
-//! The audit queries read the newest [`AUDIT_SCAN`] events through the store's one audit
-//! query and filter them here, so they need no new storage method; a filter that matches
-//! only older events finds nothing. (The admin API's own audit query by type and time, when it
-//! lands, is the one to fold these into.)
+//! The one read-side question only the web console asks: the last hour's activity in buckets
+//! for the overview chart. (Its audit log and key retirement use the admin API's own use
+//! cases, `AuditReader` and `KeyManager::retire_as`.)
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Actor, Auditor, EmergencyRetirement, KeyManager, KeySetupError};
-use crate::domain::{AuditEvent, AuditKind, AuditRefresh, Clock, Timestamp, Username};
-use crate::store::{Store, StoreError};
+use crate::domain::{AuditKind, AuditRefresh, Timestamp};
+use crate::store::{AuditQuery, Store, StoreError};
 
-/// How many of the newest audit events a console query looks through.
-pub const AUDIT_SCAN: u32 = 10_000;
-
-/// Which audit events to show; every set condition must hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuditFilter {
-    pub kind: Option<AuditKind>,
-    pub username: Option<Username>,
-    /// At or after.
-    pub since: Option<Timestamp>,
-    /// Before.
-    pub until: Option<Timestamp>,
-}
-
-impl AuditFilter {
-    fn matches(&self, e: &AuditEvent) -> bool {
-        self.kind.is_none_or(|k| e.kind == k)
-            && self.since.is_none_or(|t| e.time >= t)
-            && self.until.is_none_or(|t| e.time < t)
-    }
-}
-
-/// The newest `limit` events `filter` selects, newest first.
-///
-/// # Errors
-/// When the store fails.
-pub async fn audit_events(
-    store: &dyn Store,
-    filter: &AuditFilter,
-    limit: usize,
-) -> Result<Vec<AuditEvent>, StoreError> {
-    let username = filter.username.as_ref().map(Username::as_str);
-    // The store answers oldest first.
-    let events = store.audit_events(username, AUDIT_SCAN).await?;
-    Ok(events
-        .into_iter()
-        .rev()
-        .filter(|e| filter.matches(e))
-        .take(limit)
-        .collect())
-}
+/// The most events the overview counts (the newest of the window): past this, a busy hour's
+/// oldest buckets read low rather than the page reading the whole trail.
+pub const ACTIVITY_SCAN: u32 = 100_000;
 
 /// What happened in one stretch of time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -114,14 +69,19 @@ pub async fn activity(
         AuditRefresh::Sample(n) => u64::from(n),
         _ => 1,
     };
-    let filter = AuditFilter {
-        since: Some(start),
-        ..AuditFilter::default()
-    };
-    let events = audit_events(store, &filter, usize::MAX).await?;
+    let records = store
+        .query_audit(&AuditQuery {
+            kind: None,
+            username: None,
+            from: Some(start),
+            to: None,
+            before_id: None,
+            limit: ACTIVITY_SCAN,
+        })
+        .await?;
     let mut counts = vec![ActivityCounts::default(); buckets as usize];
     let mut total = ActivityCounts::default();
-    for e in &events {
+    for e in records.iter().map(|r| &r.event) {
         let index = (e.time.unix_millis() - start.unix_millis()) / bucket_ms;
         let index = usize::try_from(index).unwrap_or(0).min(counts.len() - 1);
         counts[index].add(e.kind, refresh_weight);
@@ -136,50 +96,9 @@ pub async fn activity(
     })
 }
 
-/// [`KeyManager::retire_now`], audited as `authd keys retire --now` audits it, naming `actor`.
-///
-/// # Errors
-/// As [`KeyManager::retire_now`].
-pub async fn retire_key_as(
-    keys: &KeyManager,
-    store: Arc<dyn Store>,
-    clock: &dyn Clock,
-    actor: &Actor,
-    kid: &str,
-) -> Result<EmergencyRetirement, KeySetupError> {
-    let done = keys.retire_now(kid).await?;
-    let detail = format!(
-        "kid={} retired={} reason=emergency",
-        done.replacement, done.retired
-    );
-    Auditor::new(store)
-        .record(actor.event(AuditKind::KeyRotated, clock.now(), Some(detail)))
-        .await;
-    Ok(done)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn event(kind: AuditKind, ms: i64) -> AuditEvent {
-        AuditEvent::new(kind, Timestamp::from_unix_millis(ms))
-    }
-
-    #[test]
-    fn filter_applies_every_condition() {
-        let f = AuditFilter {
-            kind: Some(AuditKind::LoginFailed),
-            since: Some(Timestamp::from_unix_millis(10)),
-            until: Some(Timestamp::from_unix_millis(20)),
-            username: None,
-        };
-        assert!(f.matches(&event(AuditKind::LoginFailed, 10)));
-        assert!(!f.matches(&event(AuditKind::LoginFailed, 20)));
-        assert!(!f.matches(&event(AuditKind::LoginFailed, 9)));
-        assert!(!f.matches(&event(AuditKind::LoginSucceeded, 15)));
-        assert!(AuditFilter::default().matches(&event(AuditKind::KeyRotated, 0)));
-    }
 
     #[test]
     fn counts_weigh_sampled_refreshes() {

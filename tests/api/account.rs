@@ -10,7 +10,7 @@ use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::admin_authz::{call_raw, methods_of, with_bearer};
-use crate::helpers::{PASSWORD, TestApp, spawn_app, spawn_app_with, spawn_on_with_clock, test_config};
+use crate::helpers::{PASSWORD, TestApp, spawn_app, spawn_on_with_clock, test_config};
 
 fn account_client(app: &TestApp) -> AccountServiceClient<Channel> {
     AccountServiceClient::new(
