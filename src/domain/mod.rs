@@ -8,6 +8,7 @@ mod api_key;
 mod audit;
 mod key_schedule;
 mod password;
+mod precis;
 mod refresh;
 mod role;
 mod signing_key;

@@ -22,6 +22,7 @@ mod operations;
 mod persistence;
 mod purge;
 mod refresh;
+mod regressions;
 mod resource_server;
 mod sessions;
 mod throttling;
