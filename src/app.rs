@@ -675,3 +675,30 @@ async fn run_key_job(service: Arc<TokenService>, stop: CancellationToken) {
         }
     }
 }
+
+/// What answers requests, without the listeners and the background jobs: for driving the
+/// handlers in-process from the fuzz targets (`fuzz/`), which feed them bytes no client
+/// would send. Not a way to serve: use [`Application::run_until_stopped`].
+#[doc(hidden)]
+pub struct Handlers {
+    pub service: Arc<TokenService>,
+    pub admin: crate::grpc::admin::AdminApi,
+    pub account: crate::grpc::account::AccountApi,
+    /// The HTTP side port's router, as `run_until_stopped` serves it (without connect info).
+    pub http: axum::Router,
+    pub store: Arc<dyn Store>,
+}
+
+impl Application {
+    /// Gives up the listeners and returns the handlers (see [`Handlers`]).
+    #[doc(hidden)]
+    pub fn into_handlers(self) -> Handlers {
+        Handlers {
+            service: self.service,
+            admin: self.admin,
+            account: self.account,
+            http: router(self.http_state),
+            store: self.store,
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod directory;
 pub mod audit_retention;
 mod key_schedule;
 mod password;
+mod precis;
 mod refresh;
 mod role;
 mod signing_key;

@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
-use precis_core::profile::Profile;
 use precis_profiles::OpaqueString;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -37,7 +36,8 @@ impl Password {
     /// minimum length (a policy change must not lock out existing users before they log in).
     ///
     /// # Errors
-    /// When the input is empty, over [`MAX_PASSWORD_BYTES`], or outside the profile.
+    /// When the input is empty, over [`MAX_PASSWORD_BYTES`] (raw, and once normalised), or
+    /// outside the profile (before or after normalisation).
     pub fn presented(raw: &str) -> Result<Self, PasswordError> {
         if raw.is_empty() {
             return Err(PasswordError::Empty);
@@ -45,10 +45,15 @@ impl Password {
         if raw.len() > MAX_PASSWORD_BYTES {
             return Err(PasswordError::TooLong);
         }
-        let enforced = OpaqueString::new()
-            .enforce(raw)
-            .map_err(|_| PasswordError::Disallowed)?;
-        Ok(Self(SecretString::from(enforced.into_owned())))
+        let enforced = super::precis::enforce_stable(&OpaqueString::new(), raw)
+            .ok_or(PasswordError::Disallowed)?;
+        // Normalisation can lengthen (U+0344 is two code points in NFC): an accepted password's
+        // normalised form must itself be acceptable, or a client that normalises before
+        // sending could not present it (found by fuzzing, FUZZING.md).
+        if enforced.len() > MAX_PASSWORD_BYTES {
+            return Err(PasswordError::TooLong);
+        }
+        Ok(Self(SecretString::from(enforced)))
     }
 
     /// Accepts a new password being set: as [`Password::presented`], and at least
@@ -204,6 +209,25 @@ mod tests {
         assert!(Password::new_secret("fifteen chars!!", 15).is_ok());
         // Characters, not bytes: 15 two-byte letters pass.
         assert!(Password::new_secret(&"\u{e9}".repeat(15), 15).is_ok());
+    }
+
+    /// Issue 23, fuzz target `password`: 978 bytes, mostly U+0344, normalised to 1032.
+    #[test]
+    fn the_normalised_form_is_within_the_cap_too() {
+        let raw = format!("a{}", "\u{344}".repeat(300));
+        assert!(raw.len() <= MAX_PASSWORD_BYTES);
+        assert_eq!(
+            Password::presented(&raw).unwrap_err(),
+            PasswordError::TooLong
+        );
+        let fits = format!("a{}", "\u{344}".repeat(200));
+        let p = Password::presented(&fits).unwrap();
+        assert!(p.expose_bytes().len() > fits.len());
+        let again = std::str::from_utf8(p.expose_bytes()).unwrap();
+        assert_eq!(
+            Password::presented(again).unwrap().expose_bytes(),
+            p.expose_bytes()
+        );
     }
 
     #[test]

@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use precis_core::profile::Profile;
 use precis_profiles::UsernameCaseMapped;
 
 /// Longest username accepted, in characters after normalisation.
@@ -30,7 +29,8 @@ impl Username {
     ///
     /// # Errors
     /// When `raw` is empty, longer than 64 characters once normalised, or contains code points
-    /// the profile disallows (spaces, controls, symbols outside the identifier class).
+    /// the profile disallows (spaces, controls, symbols outside the identifier class), before
+    /// or after normalisation.
     pub fn parse(raw: &str) -> Result<Self, UsernameError> {
         if raw.is_empty() {
             return Err(UsernameError::Empty);
@@ -38,13 +38,12 @@ impl Username {
         if raw.len() > MAX_USERNAME_INPUT_BYTES {
             return Err(UsernameError::TooLong);
         }
-        let enforced = UsernameCaseMapped::new()
-            .enforce(raw)
-            .map_err(|_| UsernameError::Disallowed)?;
+        let enforced = super::precis::enforce_stable(&UsernameCaseMapped::new(), raw)
+            .ok_or(UsernameError::Disallowed)?;
         match enforced.chars().count() {
             0 => Err(UsernameError::Empty),
             n if n > MAX_USERNAME_CHARS => Err(UsernameError::TooLong),
-            _ => Ok(Self(enforced.into_owned())),
+            _ => Ok(Self(enforced)),
         }
     }
 

@@ -37,6 +37,7 @@ mod persistence;
 mod purge;
 mod readiness;
 mod refresh;
+mod regressions;
 mod resource_server;
 mod sessions;
 mod throttling;
