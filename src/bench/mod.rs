@@ -21,8 +21,8 @@ pub mod logout_flood;
 mod report;
 mod rss;
 mod startup;
-pub mod sweep;
 pub mod storage;
+pub mod sweep;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

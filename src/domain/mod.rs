@@ -6,8 +6,8 @@
 mod access;
 mod api_key;
 mod audit;
-mod directory;
 pub mod audit_retention;
+mod directory;
 mod key_schedule;
 mod password;
 mod precis;
@@ -25,11 +25,11 @@ pub use api_key::{
     RoleNotHeld, check_api_key, roles_for_new_key,
 };
 pub use audit::{AuditEvent, AuditKind, AuditRefresh, Origin};
+pub use audit_retention::AuditRetention;
 pub use directory::{
     DirectoryAccount, DirectorySession, DirectoryVerdict, IdentitySource, directory_user_id,
     recheck_due,
 };
-pub use audit_retention::AuditRetention;
 pub use key_schedule::{KeyPolicy, KeyState, KeyTimes, PlannedRotation, TOKEN_CLOCK_SKEW};
 pub use password::{
     MAX_PASSWORD_BYTES, Password, PasswordBlocklist, PasswordError, PasswordPolicy,
