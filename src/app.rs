@@ -682,8 +682,8 @@ async fn run_key_job(service: Arc<TokenService>, stop: CancellationToken) {
 #[doc(hidden)]
 pub struct Handlers {
     pub service: Arc<TokenService>,
-    pub admin: crate::grpc::admin::AdminApi,
-    pub account: crate::grpc::account::AccountApi,
+    pub admin: Arc<crate::grpc::admin::AdminApi>,
+    pub account: Arc<crate::grpc::account::AccountApi>,
     /// The HTTP side port's router, as `run_until_stopped` serves it (without connect info).
     pub http: axum::Router,
     pub store: Arc<dyn Store>,
