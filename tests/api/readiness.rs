@@ -16,8 +16,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::test_config;
 
-#[path = "../support/postgres.rs"]
-mod pg;
+use crate::pg;
 
 async fn a_dead_rotation_writer_stops_the_server(config: Config) {
     let app = Application::build(config).await.unwrap();

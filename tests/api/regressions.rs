@@ -5,7 +5,7 @@ use authd::grpc::pb;
 use tonic::Code;
 use tonic::transport::Endpoint;
 
-use crate::admin::with_bearer;
+use crate::admin_authz::with_bearer;
 use crate::helpers::{PASSWORD, spawn_app};
 
 /// Issue 23, `grpc_requests`: ChangePassword with the right current password and a new one
