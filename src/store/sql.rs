@@ -22,6 +22,11 @@ pub(crate) const INSERT_USED_TOKEN: &str = "INSERT INTO used_refresh_tokens (has
      VALUES ($1, $2) ON CONFLICT (hash) DO UPDATE SET family = NULL";
 
 /// The id of the family of token `$1` (its whole key), or of used token `$2` (its prefix).
+/// Whether a presented refresh token was ever issued: the family's newest token, or a used one
+/// (kept by its 16-byte prefix). Logout reads this first, outside any transaction (issue 16).
+pub(crate) const TOKEN_KNOWN: &str = "SELECT CAST(1 AS BIGINT) FROM refresh_tokens WHERE hash = $1 \
+     UNION ALL SELECT CAST(1 AS BIGINT) FROM used_refresh_tokens WHERE hash = $2 LIMIT 1";
+
 pub(crate) const FAMILY_OF_TOKEN: &str = "SELECT id FROM refresh_families WHERE seq IN ( \
      SELECT family FROM refresh_tokens WHERE hash = $1 \
      UNION ALL SELECT family FROM used_refresh_tokens WHERE hash = $2)";
@@ -590,8 +595,8 @@ macro_rules! live_sessions_page {
     ($now:expr, $after:expr, $limit:expr) => {
         sqlx::query($crate::store::rows::session_sql!(
             "WHERE f.revoked_at IS NULL AND f.expires_at > $1 \
-               AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id \
-                           AND t.used_at IS NULL AND t.expires_at > $1) \
+               AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family = f.seq \
+                           AND t.expires_at > $1) \
                AND (CAST($2 AS BIGINT) IS NULL OR f.created_at < $2 \
                     OR (f.created_at = $2 AND f.id > $3)) \
              ORDER BY f.created_at DESC, f.id LIMIT $4"
@@ -681,17 +686,18 @@ macro_rules! upsert_directory_user {
 pub(crate) use upsert_directory_user;
 
 /// The directory user, live family and last check behind presented refresh token `$hash`
-/// (bytes): no row for a local user, or a token already used or of an ended family (the
-/// rotation refuses those without asking the directory).
+/// (bytes): no row for a local user, or a token already used (only a family's newest token
+/// is in `refresh_tokens`) or of an ended family (the rotation answers those — refusal,
+/// reuse detection, a grace replay — without asking the directory).
 macro_rules! directory_session {
     ($hash:expr) => {
         sqlx::query(
             "SELECT u.id, u.username, u.roles, u.enabled, u.created_at, u.external_id, \
-                    u.directory_checked_at, t.family_id \
+                    u.directory_checked_at, f.id AS family_id \
              FROM refresh_tokens t \
-             JOIN refresh_families f ON f.id = t.family_id \
+             JOIN refresh_families f ON f.seq = t.family \
              JOIN users u ON u.id = f.user_id \
-             WHERE t.hash = $1 AND t.used_at IS NULL AND f.revoked_at IS NULL \
+             WHERE t.hash = $1 AND f.revoked_at IS NULL \
                AND u.source = 'ldap'",
         )
         .bind($hash)

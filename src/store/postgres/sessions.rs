@@ -47,8 +47,9 @@ impl PostgresStore {
     ) -> Result<Option<FamilyId>, StoreError> {
         // Read first (issue 16): a token that exists nowhere costs one indexed read, not a
         // transaction. A token a client holds was committed before it got it: never missed.
-        let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM refresh_tokens WHERE hash = $1")
+        let known: Option<i64> = sqlx::query_scalar(crate::store::sql::TOKEN_KNOWN)
             .bind(&presented.0[..])
+            .bind(rows::used_key(presented))
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;

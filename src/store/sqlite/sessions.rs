@@ -180,8 +180,9 @@ impl SessionStore for SqliteStore {
 
 /// Whether a refresh token with hash `presented` is stored (any state), read without a lock.
 async fn token_exists(pool: &sqlx::SqlitePool, presented: &TokenHash) -> Result<bool, StoreError> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM refresh_tokens WHERE hash = ?")
+    let found: Option<i64> = sqlx::query_scalar(sql::TOKEN_KNOWN)
         .bind(&presented.0[..])
+        .bind(rows::used_key(presented))
         .fetch_optional(pool)
         .await
         .map_err(unavailable)?;
