@@ -1,18 +1,18 @@
 //! The invariant check every scenario ends with, over a snapshot of the database (SQLite or
 //! PostgreSQL, read directly, not through authd):
 //!
-//! - no refresh family has two live heads (two unused tokens);
-//! - no half-written rows: every family has its first token, every used token names a stored
-//!   successor in its family, each token has at most one predecessor, and a revoked family
-//!   records its reason;
+//! - no refresh family has two live heads (two rows in `refresh_tokens`: a family keeps only its
+//!   newest token there; a used one keeps its 16-byte key prefix in `used_refresh_tokens`);
+//! - no half-written rows: every family has its head, a head's predecessor link names a used
+//!   token of its own family, and a revoked family records its reason;
 //! - every refresh token a client received is stored, in the client's session;
 //! - audit events match rotations: with `audit_refresh = all`, one `token_refreshed` event per
 //!   rotation of the family, one `login_succeeded` per session, and a family revoked for reuse
 //!   has its `refresh_reuse_detected` and `family_revoked` events;
 //! - a session whose client was refused is revoked for a recorded reason;
 //! - token and session lifetimes: `expires_at - issued_at` is the idle timeout, the family's
-//!   `expires_at - created_at` its absolute lifetime, and no token was rotated at or after its
-//!   own or its family's end (by the server's clock);
+//!   `expires_at - created_at` its absolute lifetime, and no rotation happened at or after the
+//!   family's end (by the server's clock: a rotated head's `issued_at` is its rotation time);
 //! - SQLite: `PRAGMA integrity_check` is `ok` and `PRAGMA foreign_key_check` finds nothing.
 
 use std::collections::{HashMap, HashSet};
@@ -34,14 +34,22 @@ pub struct Family {
     pub revoked_reason: Option<String>,
 }
 
+/// A family's newest token (a row of `refresh_tokens`).
 #[derive(Debug, Clone)]
 pub struct Token {
     pub hash: Vec<u8>,
     pub family_id: String,
     pub issued_at: i64,
     pub expires_at: i64,
-    pub used_at: Option<i64>,
-    pub successor_hash: Option<Vec<u8>>,
+    /// The previous token's 16-byte key prefix, while its grace window lasts.
+    pub predecessor: Option<Vec<u8>>,
+}
+
+/// A used token: its key prefix and its family (none when two used tokens share a prefix).
+#[derive(Debug, Clone)]
+pub struct Used {
+    pub prefix: Vec<u8>,
+    pub family_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,19 +64,23 @@ pub struct Event {
 pub struct Snapshot {
     pub families: Vec<Family>,
     pub tokens: Vec<Token>,
+    pub used: Vec<Used>,
     pub events: Vec<Event>,
     /// SQLite's `integrity_check` and `foreign_key_check` findings (empty: none).
     pub corruption: Vec<String>,
 }
 
 type FamilyRow = (String, String, i64, i64, Option<i64>, Option<String>);
-type TokenRow = (Vec<u8>, String, i64, i64, Option<i64>, Option<Vec<u8>>);
+type TokenRow = (Vec<u8>, String, i64, i64, Option<Vec<u8>>);
+type UsedRow = (Vec<u8>, Option<String>);
 type EventRow = (String, Option<String>, Option<String>);
 
 const FAMILIES: &str = "SELECT id, user_id, created_at, expires_at, revoked_at, revoked_reason \
      FROM refresh_families";
-const TOKENS: &str = "SELECT hash, family_id, issued_at, expires_at, used_at, successor_hash \
-     FROM refresh_tokens";
+const TOKENS: &str = "SELECT t.hash, f.id, t.issued_at, t.expires_at, t.predecessor \
+     FROM refresh_tokens t JOIN refresh_families f ON f.seq = t.family";
+const USED: &str = "SELECT u.hash, f.id FROM used_refresh_tokens u \
+     LEFT JOIN refresh_families f ON f.seq = u.family";
 const EVENTS: &str = "SELECT event_type, user_id, detail FROM audit_events ORDER BY id";
 
 /// The same three queries on either backend's connection.
@@ -79,6 +91,7 @@ macro_rules! load {
             .await
             .unwrap();
         let tokens: Vec<TokenRow> = sqlx::query_as(TOKENS).fetch_all(&mut *$conn).await.unwrap();
+        let used: Vec<UsedRow> = sqlx::query_as(USED).fetch_all(&mut *$conn).await.unwrap();
         let events: Vec<EventRow> = sqlx::query_as(EVENTS).fetch_all(&mut *$conn).await.unwrap();
         Snapshot {
             families: families
@@ -99,8 +112,14 @@ macro_rules! load {
                     family_id: t.1,
                     issued_at: t.2,
                     expires_at: t.3,
-                    used_at: t.4,
-                    successor_hash: t.5,
+                    predecessor: t.4,
+                })
+                .collect(),
+            used: used
+                .into_iter()
+                .map(|u| Used {
+                    prefix: u.0,
+                    family_id: u.1,
                 })
                 .collect(),
             events: events
@@ -232,9 +251,20 @@ pub fn violations(
         .iter()
         .map(|t| (t.hash.as_slice(), t))
         .collect();
+    let used: HashMap<&[u8], Option<&str>> = snapshot
+        .used
+        .iter()
+        .map(|u| (u.prefix.as_slice(), u.family_id.as_deref()))
+        .collect();
     let mut by_family: HashMap<&str, Vec<&Token>> = HashMap::new();
     for token in &snapshot.tokens {
         by_family.entry(&token.family_id).or_default().push(token);
+    }
+    let mut used_by_family: HashMap<&str, usize> = HashMap::new();
+    for u in &snapshot.used {
+        if let Some(family) = u.family_id.as_deref() {
+            *used_by_family.entry(family).or_default() += 1;
+        }
     }
     let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap();
     let mut verdict = Verdict {
@@ -274,13 +304,11 @@ pub fn violations(
     for family in &snapshot.families {
         *sessions_of.entry(&family.user_id).or_default() += 1;
         let id = family.id.as_str();
-        let chain = by_family.get(id).map(Vec::as_slice).unwrap_or(&[]);
-        if chain.is_empty() {
-            bad.push(format!("family {id} has no token"));
-        }
-        let heads = chain.iter().filter(|t| t.used_at.is_none()).count();
-        if heads > 1 {
-            bad.push(format!("family {id} has {heads} live heads"));
+        let heads = by_family.get(id).map(Vec::as_slice).unwrap_or(&[]);
+        match heads.len() {
+            0 => bad.push(format!("family {id} has no token")),
+            1 => {}
+            n => bad.push(format!("family {id} has {n} live heads")),
         }
         if family.revoked_at.is_some() != family.revoked_reason.is_some() {
             bad.push(format!(
@@ -297,48 +325,32 @@ pub fn violations(
                 limits.max_lifetime
             ));
         }
-        let mut predecessors: HashMap<&[u8], usize> = HashMap::new();
-        let mut rotations = 0;
-        for token in chain {
-            if token.expires_at - token.issued_at != ms(limits.refresh_ttl) {
+        // Every rotation left its presented token behind as a used one.
+        let rotations = used_by_family.get(id).copied().unwrap_or(0);
+        for head in heads {
+            if head.expires_at - head.issued_at != ms(limits.refresh_ttl) {
                 bad.push(format!(
                     "a token of family {id} lives {} ms, not {:?}",
-                    token.expires_at - token.issued_at,
+                    head.expires_at - head.issued_at,
                     limits.refresh_ttl
                 ));
             }
-            match (token.used_at, &token.successor_hash) {
-                (None, None) => {}
-                (Some(used_at), Some(next)) => {
-                    rotations += 1;
-                    *predecessors.entry(next.as_slice()).or_default() += 1;
-                    match tokens.get(next.as_slice()) {
-                        Some(s) if s.family_id == family.id => {}
-                        Some(_) => bad.push(format!("family {id}: successor in another family")),
-                        None => bad.push(format!("family {id}: a successor is missing")),
+            if let Some(prefix) = &head.predecessor {
+                match used.get(prefix.as_slice()) {
+                    Some(Some(f)) if *f == id => {}
+                    // Two used tokens share the prefix: neither names a family.
+                    Some(None) => {}
+                    Some(Some(_)) => {
+                        bad.push(format!("family {id}: predecessor in another family"))
                     }
-                    if used_at >= token.expires_at {
-                        bad.push(format!(
-                            "family {id}: a token was rotated after its idle end"
-                        ));
-                    }
-                    if used_at >= family.expires_at {
-                        bad.push(format!(
-                            "family {id}: a token was rotated after the session ended"
-                        ));
-                    }
+                    None => bad.push(format!("family {id}: the predecessor is not stored")),
                 }
-                _ => bad.push(format!("family {id}: a token is half rotated")),
             }
-        }
-        if predecessors.values().any(|n| *n > 1) {
-            bad.push(format!(
-                "family {id}: a token has two predecessors (a branch)"
-            ));
-        }
-        let roots = chain.len() - predecessors.len();
-        if !chain.is_empty() && roots != 1 {
-            bad.push(format!("family {id}: {roots} first tokens"));
+            if rotations > 0 && head.issued_at >= family.expires_at {
+                bad.push(format!(
+                    "family {id}: a token was rotated after the session ended"
+                ));
+            }
         }
         verdict.rotations += rotations;
         let audited = refreshed.get(id).copied().unwrap_or(0);
@@ -381,9 +393,14 @@ pub fn violations(
         };
         for (n, token) in chain.received.iter().enumerate() {
             let hash = RefreshToken::parse(token).unwrap().hash();
-            match tokens.get(&hash.0[..]) {
-                Some(t) if t.family_id == chain.family => {}
-                Some(_) => bad.push(format!(
+            let stored_in = match tokens.get(&hash.0[..]) {
+                Some(t) => Some(Some(t.family_id.as_str())),
+                None => used.get(&hash.0[..16]).copied(),
+            };
+            match stored_in {
+                Some(Some(f)) if f == chain.family => {}
+                Some(None) => {} // a used token whose prefix another shares
+                Some(Some(_)) => bad.push(format!(
                     "session {}: token {n} in another family",
                     chain.family
                 )),
