@@ -3,7 +3,7 @@
 //! request gets.
 //!
 //! The first byte picks the TCP peer and the trusted networks from small palettes (so the
-//! fuzzer spends its time on the header); the rest is the header. Properties: an untrusted
+//! fuzzer spends its time on the header); the rest is the header's lines (split at `\n`). Properties: an untrusted
 //! peer is the client whatever it sends; the answer is the peer or an address the header
 //! names; every entry right of the chosen one parsed and was a trusted proxy (an address a
 //! client wrote to the left of an untrusted hop is never believed).
@@ -58,8 +58,11 @@ fuzz_target!(|data: &[u8]| {
         .map(|(_, n)| n.parse().expect("palette"))
         .collect();
 
-    assert_eq!(client_address(None, Some(header), &trusted), None);
-    let client = client_address(Some(peer), Some(header), &trusted).expect("a peer gives a client");
+    // A newline separates header lines: a request may carry several x-forwarded-for lines,
+    // read as one list, the last line rightmost.
+    let lines: Vec<&str> = header.split('\n').collect();
+    assert_eq!(client_address(None, &lines, &trusted), None);
+    let client = client_address(Some(peer), &lines, &trusted).expect("a peer gives a client");
     if !is_trusted(peer, &trusted) {
         assert_eq!(client, peer, "an untrusted peer chose its own address");
         return;
@@ -69,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // The first (rightmost) entry naming the client: every entry right of it was a trusted
     // proxy's.
-    let entries: Vec<&str> = header.rsplit(',').collect();
+    let entries: Vec<&str> = lines.iter().rev().flat_map(|l| l.rsplit(',')).collect();
     let at = entries
         .iter()
         .position(|e| entry_address(e) == Some(client))
