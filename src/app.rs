@@ -20,15 +20,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt as _;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
@@ -44,6 +37,13 @@ use crate::listener::{ConnectionLimits, Listener, Timeouts};
 use crate::service::{KeyManager, TokenService, housekeeping};
 use crate::store::{self, Store, StoreError};
 use crate::tls::{ReloadingTls, TlsError};
+
+mod handlers;
+mod serve_http;
+
+#[doc(hidden)]
+pub use handlers::Handlers;
+use serve_http::serve_listener;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -520,92 +520,6 @@ impl Application {
     }
 }
 
-/// Serves `router` on `listener` (the HTTP port or the management listener), over TLS when
-/// `tls` is given, until `stop`.
-async fn serve_listener(
-    listener: Listener,
-    tls: Option<Arc<ReloadingTls>>,
-    router: axum::Router,
-    header_read_timeout: Duration,
-    handshake_timeout: Duration,
-    stop: CancellationToken,
-) {
-    match tls {
-        Some(tls) => {
-            let incoming = crate::tls::incoming(listener, tls, handshake_timeout, stop.clone());
-            serve_http(incoming, router, header_read_timeout, stop).await;
-        }
-        None => {
-            let incoming = listener.incoming(stop.clone());
-            serve_http(incoming, router, header_read_timeout, stop).await;
-        }
-    }
-}
-
-/// Serves the HTTP side port's `router` over HTTP/1.1 on each connection of `connections`
-/// until `stop`, then lets the requests in flight finish. A client gets `header_read_timeout`
-/// for each request's headers, the wait between kept-alive requests included, so a
-/// half-sent request or an idle connection does not hold its connection longer.
-async fn serve_http<IO>(
-    mut connections: ReceiverStream<std::io::Result<IO>>,
-    router: axum::Router,
-    header_read_timeout: Duration,
-    stop: CancellationToken,
-) where
-    IO: AsyncRead + AsyncWrite + PeerAddr + Unpin + Send + 'static,
-{
-    let mut http1 = hyper::server::conn::http1::Builder::new();
-    http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .keep_alive(true);
-    let graceful = GracefulShutdown::new();
-    loop {
-        let io = tokio::select! {
-            () = stop.cancelled() => break,
-            next = connections.next() => match next {
-                Some(Ok(io)) => io,
-                Some(Err(_)) => continue,
-                None => break,
-            },
-        };
-        let router = match io.peer_addr() {
-            Some(peer) => router
-                .clone()
-                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
-            None => router.clone(),
-        };
-        let service = TowerToHyperService::new(router);
-        let connection = graceful.watch(http1.serve_connection(TokioIo::new(io), service));
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "HTTP connection ended with an error");
-            }
-        });
-    }
-    // Stop accepting before waiting for the connections to finish.
-    drop(connections);
-    graceful.shutdown().await;
-}
-
-/// The client's address of an accepted connection, plain or TLS, for the HTTP routes' connect
-/// info (the per-source limit and the audit trail's source).
-trait PeerAddr {
-    fn peer_addr(&self) -> Option<SocketAddr>;
-}
-
-impl PeerAddr for crate::listener::Connection<tokio::net::TcpStream> {
-    fn peer_addr(&self) -> Option<SocketAddr> {
-        self.get_ref().peer_addr().ok()
-    }
-}
-
-impl PeerAddr for crate::tls::TlsConnection {
-    fn peer_addr(&self) -> Option<SocketAddr> {
-        self.get_ref().0.get_ref().peer_addr().ok()
-    }
-}
-
 /// `auth.v1.AdminService` and `auth.v1.AccountService`, over the same store, hasher, keys and
 /// clock as the token service, and the web console over the same again (when enabled).
 fn admin_apis(
@@ -672,33 +586,6 @@ async fn run_key_job(service: Arc<TokenService>, stop: CancellationToken) {
         if let Err(e) = service.key_manager().maintain().await {
             crate::metrics::database_error();
             tracing::warn!(error = %e, "key maintenance failed; keeping the loaded keys");
-        }
-    }
-}
-
-/// What answers requests, without the listeners and the background jobs: for driving the
-/// handlers in-process from the fuzz targets (`fuzz/`), which feed them bytes no client
-/// would send. Not a way to serve: use [`Application::run_until_stopped`].
-#[doc(hidden)]
-pub struct Handlers {
-    pub service: Arc<TokenService>,
-    pub admin: Arc<crate::grpc::admin::AdminApi>,
-    pub account: Arc<crate::grpc::account::AccountApi>,
-    /// The HTTP side port's router, as `run_until_stopped` serves it (without connect info).
-    pub http: axum::Router,
-    pub store: Arc<dyn Store>,
-}
-
-impl Application {
-    /// Gives up the listeners and returns the handlers (see [`Handlers`]).
-    #[doc(hidden)]
-    pub fn into_handlers(self) -> Handlers {
-        Handlers {
-            service: self.service,
-            admin: self.admin,
-            account: self.account,
-            http: router(self.http_state),
-            store: self.store,
         }
     }
 }
