@@ -4,8 +4,6 @@
 //! See ARCHITECTURE.md for the map of the code and its invariants.
 
 pub mod app;
-pub mod bench;
-pub mod cli;
 pub mod config;
 pub mod console;
 pub mod crypto;

@@ -11,8 +11,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::crypto::password::{Argon2Params, HashError, PasswordHasher};
-use crate::domain::Password;
+use authd::crypto::password::{Argon2Params, HashError, PasswordHasher};
+use authd::domain::Password;
 
 /// Verifications timed, at least; more while less than [`MIN_TIME`] has passed.
 const MIN_VERIFICATIONS: u32 = 10;

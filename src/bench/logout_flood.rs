@@ -18,10 +18,10 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::{BenchConfig, BenchError, Operation, Report, connect};
-use crate::crypto::refresh_token::RefreshToken;
-use crate::domain::{Clock, SystemClock};
-use crate::grpc::AuthServiceClient;
-use crate::grpc::pb;
+use authd::crypto::refresh_token::RefreshToken;
+use authd::domain::{Clock, SystemClock};
+use authd::grpc::AuthServiceClient;
+use authd::grpc::pb;
 
 /// Garbage Logouts per second when `--garbage-rate` is not given.
 pub const DEFAULT_GARBAGE_RATE: u32 = 1000;

@@ -36,14 +36,14 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::grpc::AuthServiceClient;
-use crate::grpc::pb::{self, token_request::Credential};
+use authd::grpc::AuthServiceClient;
+use authd::grpc::pb::{self, token_request::Credential};
 
 pub use http::HttpApi;
 pub use limit::{LoginLimit, measure_login_limit};
-pub use report::{OpStats, Report};
+pub use report::Report;
 pub use rss::{RssSample, Sampled, read_rss};
-pub use startup::{ServerSetup, StartupReport, measure_startup};
+pub use startup::{ServerSetup, measure_startup};
 
 /// Refreshes per login in the `mixed` scenario.
 pub const MIXED_REFRESHES_PER_LOGIN: u32 = 50;

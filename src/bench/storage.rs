@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::domain::Timestamp;
-use crate::service::housekeeping::{PURGE_BATCH, drop_expired_sealed_copies, purge_ended_sessions};
-use crate::store::{Purged, Store, StoreError, StoreStats};
+use authd::domain::Timestamp;
+use authd::service::housekeeping::{PURGE_BATCH, drop_expired_sealed_copies, purge_ended_sessions};
+use authd::store::{Purged, Store, StoreError, StoreStats};
 
 /// The database before a run and after it (purged), and the refreshes the run answered.
 #[derive(Debug, Clone)]

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
-use crate::config::Config;
-use crate::domain::{ApiKeyListing, Clock, SystemClock, Timestamp};
-use crate::service::ApiKeyAdmin;
+use authd::config::Config;
+use authd::domain::{ApiKeyListing, Clock, SystemClock, Timestamp};
+use authd::service::ApiKeyAdmin;
 
 #[derive(Debug, Subcommand)]
 pub enum ApiKeyCommand {
@@ -42,7 +42,7 @@ fn parse_lifetime(raw: &str) -> Result<Duration, String> {
 pub async fn run(config: Config, command: ApiKeyCommand) -> Result<(), String> {
     super::with_store(&config, async |store| {
         let admin = ApiKeyAdmin::new(store, Arc::new(SystemClock));
-        let err = |e: crate::service::AdminError| e.to_string();
+        let err = |e: authd::service::AdminError| e.to_string();
         match command {
             ApiKeyCommand::Create {
                 username,
@@ -89,7 +89,7 @@ pub(super) async fn run_remote(
     remote: &super::Remote,
     command: ApiKeyCommand,
 ) -> Result<(), String> {
-    use crate::grpc::pb;
+    use authd::grpc::pb;
     // Refuse a bad lifetime before connecting, as the direct mode does.
     let expires = match &command {
         ApiKeyCommand::Create { expires, .. } => {

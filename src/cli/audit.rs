@@ -6,8 +6,8 @@ use std::sync::Arc;
 use clap::Subcommand;
 use tokio_stream::StreamExt;
 
-use crate::config::Config;
-use crate::service::{AuditFilter, AuditReader, audit_json};
+use authd::config::Config;
+use authd::service::{AuditFilter, AuditReader, audit_json};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -42,7 +42,7 @@ pub(super) async fn run_remote(
     remote: &super::Remote,
     command: AuditCommand,
 ) -> Result<(), String> {
-    use crate::grpc::pb;
+    use authd::grpc::pb;
     check(&command)?;
     let AuditCommand::Tail {
         user,

@@ -8,8 +8,8 @@ use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 
 use crate::bench::{self, BenchConfig, Credentials, Protocol, Scenario};
-use crate::config::Config;
-use crate::domain::{Clock, SystemClock};
+use authd::config::Config;
+use authd::domain::{Clock, SystemClock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BenchScenario {
@@ -254,8 +254,8 @@ pub async fn run(
 }
 
 async fn storage_snapshot(
-    store: std::sync::Arc<dyn crate::store::Store>,
-) -> Result<crate::store::StoreStats, String> {
+    store: std::sync::Arc<dyn authd::store::Store>,
+) -> Result<authd::store::StoreStats, String> {
     bench::storage::snapshot(store.as_ref(), SystemClock.now())
         .await
         .map_err(|e| e.to_string())
@@ -265,7 +265,7 @@ async fn storage_snapshot(
 async fn storage_after(
     settings: &Config,
     report: &bench::Report,
-    before: crate::store::StoreStats,
+    before: authd::store::StoreStats,
 ) -> Result<bench::storage::StorageUse, String> {
     let grace = settings.refresh_reuse_grace;
     let refreshes = report
@@ -305,7 +305,7 @@ async fn create_users(
 }
 
 async fn create_users_in(
-    store: std::sync::Arc<dyn crate::store::Store>,
+    store: std::sync::Arc<dyn authd::store::Store>,
     config: &Config,
     name: &str,
     n: usize,
@@ -321,7 +321,7 @@ async fn create_users_in(
             for username in usernames.iter().skip(first).step_by(2) {
                 match admin.add(username, password, &[]).await {
                     Ok(_) => created += 1,
-                    Err(crate::service::AdminError::DuplicateUser(_)) => {}
+                    Err(authd::service::AdminError::DuplicateUser(_)) => {}
                     Err(e) => return Err(format!("cannot create bench user {username}: {e}")),
                 }
             }

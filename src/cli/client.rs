@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::config::Config;
-use crate::grpc::AuthServiceClient;
-use crate::grpc::pb::{self, token_request::Credential};
+use authd::config::Config;
+use authd::grpc::AuthServiceClient;
+use authd::grpc::pb::{self, token_request::Credential};
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {

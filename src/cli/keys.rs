@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 
-use crate::app::key_encryption;
-use crate::config::{Config, KeyEncryptionKey};
-use crate::crypto::key_encryption::KeyEncryption;
-use crate::domain::{Clock, SystemClock, Timestamp};
-use crate::service::{Actor, EmergencyRetirement, KeyInfo, KeyManager, RotateOutcome, list_keys};
+use authd::app::key_encryption;
+use authd::config::{Config, KeyEncryptionKey};
+use authd::crypto::key_encryption::KeyEncryption;
+use authd::domain::{Clock, SystemClock, Timestamp};
+use authd::service::{Actor, EmergencyRetirement, KeyInfo, KeyManager, RotateOutcome, list_keys};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -84,7 +84,7 @@ pub async fn run(config: Config, command: KeysCommand) -> Result<(), String> {
             KeysCommand::Rewrap { new_key_file } => {
                 let new = read_key_file(&new_key_file)?;
                 let current = key_encryption(&config).map_err(|e| e.to_string())?;
-                let count = crate::service::rewrap_keys(store.as_ref(), current.as_ref(), &new)
+                let count = authd::service::rewrap_keys(store.as_ref(), current.as_ref(), &new)
                     .await
                     .map_err(|e| e.to_string())?;
                 println!(
@@ -162,7 +162,7 @@ fn print_rotation(outcome: &RotateOutcome, algorithm: &str) {
 
 /// The same commands through the admin API of `remote`.
 pub(super) async fn run_remote(remote: &super::Remote, command: KeysCommand) -> Result<(), String> {
-    use crate::grpc::pb;
+    use authd::grpc::pb;
     let api = remote.connect().await?;
     let list = async || -> Result<Vec<KeyInfo>, String> {
         let answer = api

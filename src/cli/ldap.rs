@@ -4,8 +4,8 @@
 
 use clap::Subcommand;
 
-use crate::config::Config;
-use crate::ldap::{Directory, DirectoryError};
+use authd::config::Config;
+use authd::ldap::{Directory, DirectoryError};
 
 #[derive(Debug, Subcommand)]
 pub enum LdapCommand {

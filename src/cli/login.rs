@@ -15,9 +15,9 @@ use clap::Args;
 use tonic::Code;
 
 use super::credentials::{Credentials, Locked, Profile, default_path};
-use crate::config::Config;
-use crate::grpc::AuthServiceClient;
-use crate::grpc::pb::{self, token_request::Credential};
+use authd::config::Config;
+use authd::grpc::AuthServiceClient;
+use authd::grpc::pb::{self, token_request::Credential};
 
 /// Which server, profile and credentials file a command is about. The server and the CA file
 /// are the global `--server` and `--ca-file` ([`super::Cli`]), filled in by [`Target::at`].

@@ -3,8 +3,8 @@
 //! `authd serve` applies them too, under the same lock; this command lets an operator migrate
 //! once before rolling out new replicas.
 
-use crate::config::Config;
-use crate::store;
+use authd::config::Config;
+use authd::store;
 
 pub async fn run(config: Config) -> Result<(), String> {
     let store = store::open_with(&config.database_url, &config.store_options())

@@ -27,7 +27,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, Overrides};
+use authd::config::{Config, Overrides};
 
 #[derive(Parser)]
 #[command(name = "authd", version, about = "A small, fast token service")]
@@ -57,7 +57,7 @@ impl std::fmt::Debug for Cli {
             .field("config", &self.config)
             .field(
                 "database_url",
-                &self.database_url.as_deref().map(crate::config::redact_url),
+                &self.database_url.as_deref().map(authd::config::redact_url),
             )
             .field("server", &self.server)
             .field("command", &self.command)
@@ -229,9 +229,9 @@ impl Remote {
 /// so a command leaves no `-wal` file behind).
 async fn with_store<T>(
     config: &Config,
-    command: impl AsyncFnOnce(std::sync::Arc<dyn crate::store::Store>) -> Result<T, String>,
+    command: impl AsyncFnOnce(std::sync::Arc<dyn authd::store::Store>) -> Result<T, String>,
 ) -> Result<T, String> {
-    let store = crate::store::open_with(&config.database_url, &config.store_options())
+    let store = authd::store::open_with(&config.database_url, &config.store_options())
         .await
         .map_err(|e| e.to_string())?;
     let result = command(std::sync::Arc::clone(&store)).await;

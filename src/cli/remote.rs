@@ -10,13 +10,13 @@ use std::path::Path;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
-use crate::domain::{
+use authd::domain::{
     ApiKey, ApiKeyId, ApiKeyListing, AuditEvent, AuditKind, FamilyId, KeyState, Role, Session,
     SessionOrigin, Timestamp, User, UserId, Username,
 };
-use crate::grpc::admin::AdminServiceClient;
-use crate::grpc::pb;
-use crate::service::KeyInfo;
+use authd::grpc::admin::AdminServiceClient;
+use authd::grpc::pb;
+use authd::service::KeyInfo;
 
 /// A channel to `url` (`http://HOST:PORT` or `https://HOST:PORT`; a bare `HOST:PORT` means
 /// `http://`).

@@ -1,10 +1,10 @@
 //! `authd serve`: build the application and run it until SIGINT or SIGTERM.
 
-use crate::app::Application;
-use crate::config::Config;
+use authd::app::Application;
+use authd::config::Config;
 
 pub async fn run(config: Config) -> Result<(), String> {
-    crate::telemetry::init("info");
+    authd::telemetry::init("info");
     if config.key_encryption_key.is_none() {
         tracing::warn!(
             "AUTHD_KEY_ENCRYPTION_KEY is not set: private signing keys are stored UNENCRYPTED \

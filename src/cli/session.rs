@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 
-use crate::config::Config;
-use crate::domain::{Session, SystemClock};
-use crate::service::SessionAdmin;
+use authd::config::Config;
+use authd::domain::{Session, SystemClock};
+use authd::service::SessionAdmin;
 
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
@@ -21,7 +21,7 @@ pub enum SessionCommand {
 pub async fn run(config: Config, command: SessionCommand) -> Result<(), String> {
     super::with_store(&config, async |store| {
         let admin = SessionAdmin::new(store, Arc::new(SystemClock));
-        let err = |e: crate::service::AdminError| e.to_string();
+        let err = |e: authd::service::AdminError| e.to_string();
         match command {
             SessionCommand::List {
                 username: Some(username),
@@ -33,7 +33,7 @@ pub async fn run(config: Config, command: SessionCommand) -> Result<(), String> 
                 let mut sessions = Vec::new();
                 let mut token = String::new();
                 loop {
-                    let request = crate::service::paging::PageRequest::new(1000, token);
+                    let request = authd::service::paging::PageRequest::new(1000, token);
                     let page = admin.list_all(&request).await.map_err(err)?;
                     sessions.extend(page.items);
                     match page.next_page_token {
@@ -72,7 +72,7 @@ pub(super) async fn run_remote(
     remote: &super::Remote,
     command: SessionCommand,
 ) -> Result<(), String> {
-    use crate::grpc::pb;
+    use authd::grpc::pb;
     let api = remote.connect().await?;
     match command {
         SessionCommand::List { username } => {
@@ -116,7 +116,7 @@ pub(super) async fn run_remote(
                 .await?;
             // The direct mode names the user as stored (normalised).
             let name =
-                crate::domain::Username::parse(&username).map_or(username, |u| u.to_string());
+                authd::domain::Username::parse(&username).map_or(username, |u| u.to_string());
             revoked_all(answer.revoked, &name);
         }
     }

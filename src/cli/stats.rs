@@ -3,8 +3,8 @@
 
 use clap::Args;
 
-use crate::config::Config;
-use crate::domain::{Clock, SystemClock};
+use authd::config::Config;
+use authd::domain::{Clock, SystemClock};
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {

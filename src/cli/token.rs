@@ -4,10 +4,10 @@
 
 use clap::{Args, Subcommand};
 
-use crate::app::key_encryption;
-use crate::config::Config;
-use crate::crypto::keys::KeyRing;
-use crate::domain::{Clock, SystemClock};
+use authd::app::key_encryption;
+use authd::config::Config;
+use authd::crypto::keys::KeyRing;
+use authd::domain::{Clock, SystemClock};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 
-use crate::config::Config;
-use crate::crypto::password::PasswordHasher;
-use crate::domain::{SystemClock, User};
-use crate::service::UserAdmin;
-use crate::store::Store;
+use authd::config::Config;
+use authd::crypto::password::PasswordHasher;
+use authd::domain::{SystemClock, User};
+use authd::service::UserAdmin;
+use authd::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -117,7 +117,7 @@ pub async fn run(config: Config, command: UserCommand) -> Result<(), String> {
     check(&command)?;
     let done = super::with_store(&config, async |store| {
         let admin = admin(store, &config, 1)?;
-        let err = |e: crate::service::AdminError| e.to_string();
+        let err = |e: authd::service::AdminError| e.to_string();
         Ok(match command {
             UserCommand::Add {
                 username,
@@ -180,7 +180,7 @@ pub async fn run(config: Config, command: UserCommand) -> Result<(), String> {
 /// The same commands through the admin API of `remote`.
 pub(super) async fn run_remote(remote: &super::Remote, command: UserCommand) -> Result<(), String> {
     use super::remote::user;
-    use crate::grpc::pb;
+    use authd::grpc::pb;
     check(&command)?;
     // Ask for a password before connecting, as the direct mode does.
     let password = match &command {
