@@ -89,10 +89,11 @@ load login 1000 120s --requests 1000 --users 1000
 SWEEP=${SWEEP:-1,4,16,64,256}
 SWEEP_DURATION=${SWEEP_DURATION:-5s}
 mkdir -p benchmarks
+db=${AUTHD_DATABASE_URL%%:*}
 for scenario in noop refresh; do
     printf '%s\n' "$PASSWORD" | "$authd" bench "$scenario" --addr "$addr" --sweep "$SWEEP" \
         --duration "$SWEEP_DURATION" --pid "$server" --user bench --password-stdin --json \
-        --svg "benchmarks/sweep-$scenario.svg"
+        --svg "benchmarks/sweep-$scenario-$db.svg"
 done
 
 stop_server

@@ -33,7 +33,9 @@ pub struct Schedule {
     /// Ended refresh tokens and sessions, expired access-token revocations (the first run one
     /// interval after start).
     pub purge_interval: Duration,
-    /// Rate-limit buckets, throttle counters and audit events (the first run at start).
+    /// Rate-limit buckets, throttle counters and audit events (the first run one interval
+    /// after start, so start-up's first requests do not wait behind a purge for the
+    /// database: on PostgreSQL that costs a second connection, BENCHMARKS.md "start-up").
     pub maintenance_interval: Duration,
     /// How long audit events are kept, per event class.
     pub audit_retention: AuditRetention,
@@ -44,7 +46,10 @@ pub struct Schedule {
 pub async fn run(service: Arc<TokenService>, schedule: Schedule, stop: CancellationToken) {
     let start = Instant::now();
     let mut sessions = interval_at(start + schedule.purge_interval, schedule.purge_interval);
-    let mut records = interval_at(start, schedule.maintenance_interval);
+    let mut records = interval_at(
+        start + schedule.maintenance_interval,
+        schedule.maintenance_interval,
+    );
     sessions.set_missed_tick_behavior(MissedTickBehavior::Delay);
     records.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {

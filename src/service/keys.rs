@@ -112,8 +112,10 @@ impl KeyManager {
         algorithm: SigningAlgorithm,
         kek: Option<KeyEncryption>,
     ) -> Result<Self, KeySetupError> {
-        let stored = store.signing_keys().await?;
-        if let Some(kek) = &kek {
+        let mut stored = store.signing_keys().await?;
+        if let Some(kek) = &kek
+            && stored.iter().any(|k| !k.encrypted)
+        {
             for key in stored.iter().filter(|k| !k.encrypted) {
                 let sealed = kek
                     .seal(&key.kid, &key.private_key)
@@ -121,8 +123,11 @@ impl KeyManager {
                 store.reseal_signing_key(&key.kid, &sealed, true).await?;
                 tracing::info!(kid = %key.kid, "encrypted a signing key stored in the clear");
             }
+            // Read again only when something changed: each read at start-up may cost
+            // PostgreSQL a connection of its own (BENCHMARKS.md, start-up).
+            stored = store.signing_keys().await?;
         }
-        let ring = KeyRing::from_stored(&store.signing_keys().await?, kek.as_ref())?;
+        let ring = KeyRing::from_stored(&stored, kek.as_ref())?;
         let manager = Self {
             store,
             clock,

@@ -124,13 +124,22 @@ impl PostgresStore {
     /// Applies pending migrations. sqlx's PostgreSQL migrator holds a session-level advisory
     /// lock for the whole run, so concurrent callers wait for each other and each migration is
     /// applied once.
+    ///
+    /// The connection is handed back to the pool before this returns, so the start-up reads
+    /// that follow (the signing keys) reuse it: a dropped pool connection goes back from a
+    /// task of its own, too late for them, and a second connection costs a PostgreSQL backend
+    /// and a TLS handshake (about half of start-up; BENCHMARKS.md).
     async fn migrate(&self) -> Result<(), StoreError> {
         // The lock wait has no deadline of its own: a replica waits here while another one
         // migrates, up to MIGRATION_TIMEOUT.
-        tokio::time::timeout(MIGRATION_TIMEOUT, MIGRATOR.run(&self.pool))
-            .await
-            .map_err(|_| StoreError::Unavailable("migrations timed out".into()))?
-            .map_err(unavailable)
+        tokio::time::timeout(MIGRATION_TIMEOUT, async {
+            let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+            let migrated = MIGRATOR.run(&mut *conn).await.map_err(unavailable);
+            conn.return_to_pool().await;
+            migrated
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable("migrations timed out".into()))?
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
