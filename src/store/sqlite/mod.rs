@@ -57,11 +57,16 @@ const ROTATION_QUEUE: usize = 4096;
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 16 * 1024;
 /// How long a statement waits for another connection's write lock (the CLI's, say).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The retention job's page cache, in KiB: its deletes walk an index once per batch, so a
+/// small cache does (see `retention`).
+const RETENTION_CACHE_SIZE: i32 = -256;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     rotations: RotationQueue,
+    /// The retention job's one connection, kept open (see `retention`).
+    retention: SqlitePool,
 }
 
 impl SqliteStore {
@@ -85,8 +90,13 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         MIGRATOR.run(&pool).await.map_err(unavailable)?;
+        let retention = retention::pool(&options, RETENTION_CACHE_SIZE).await?;
         let rotations = writer::spawn(options.get_filename().to_path_buf())?;
-        Ok(Self { pool, rotations })
+        Ok(Self {
+            pool,
+            rotations,
+            retention,
+        })
     }
 
     /// A write transaction: `BEGIN IMMEDIATE` takes the database's write lock up front.
@@ -148,6 +158,7 @@ impl_columns!(rusqlite::Row<'_>, rusqlite::Row::get);
 impl Store for SqliteStore {
     async fn close(&self) {
         self.rotations.close().await;
+        self.retention.close().await;
         self.pool.close().await;
     }
 
