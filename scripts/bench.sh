@@ -73,7 +73,9 @@ load() { # scenario concurrency duration [extra args...]
 }
 
 load noop "$CONCURRENCY" "$DURATION"
-load refresh "$CONCURRENCY" "$DURATION"
+mkdir -p benchmarks
+db=${AUTHD_DATABASE_URL%%:*}
+load refresh "$CONCURRENCY" "$DURATION" --memory-svg "benchmarks/memory-refresh-$db.svg"
 # The same refresh chains over gRPC and then over the HTTP/JSON routes, and HTTP's share of
 # gRPC's requests/s (issue 17's target: at least 0.8).
 load refresh "$CONCURRENCY" "$DURATION" --protocol both --http-addr "$http_addr"
@@ -88,8 +90,6 @@ load login 1000 120s --requests 1000 --users 1000
 # benchmarks/ (next to BENCHMARKS.md, which shows them).
 SWEEP=${SWEEP:-1,4,16,64,256}
 SWEEP_DURATION=${SWEEP_DURATION:-5s}
-mkdir -p benchmarks
-db=${AUTHD_DATABASE_URL%%:*}
 for scenario in noop refresh; do
     printf '%s\n' "$PASSWORD" | "$authd" bench "$scenario" --addr "$addr" --sweep "$SWEEP" \
         --duration "$SWEEP_DURATION" --pid "$server" --user bench --password-stdin --json \

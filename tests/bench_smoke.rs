@@ -109,6 +109,22 @@ fn every_bench_scenario_runs_without_errors_and_prints_the_documented_json() {
         );
     }
 
+    // The server's memory over the run, drawn (issue 24).
+    let memory_svg = dir.path().join("memory.svg");
+    let report = bench(
+        &dir,
+        &addr,
+        "refresh",
+        pid,
+        &["--memory-svg", memory_svg.to_str().unwrap()],
+    );
+    assert_eq!(report["errors"], 0, "{report}");
+    let drawing = std::fs::read_to_string(&memory_svg).unwrap();
+    assert!(drawing.starts_with("<svg"), "{drawing}");
+    for text in ["refresh: server memory", "own memory (RssAnon)", "RSS"] {
+        assert!(drawing.contains(text), "{text} drawn");
+    }
+
     // Refresh alone, then beside a garbage-Logout flood (issue 16): both rates, the flood's
     // answers (Logout of an unknown token succeeds: RFC 7009), zero refresh errors.
     let report = bench(&dir, &addr, "logout-flood", pid, &["--garbage-rate", "200"]);

@@ -19,7 +19,7 @@ mod http;
 mod limit;
 pub mod logout_flood;
 mod report;
-mod rss;
+pub mod rss;
 mod startup;
 pub mod storage;
 pub mod sweep;
@@ -321,6 +321,7 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
             before: rss_before,
             max_sampled: sampled.max,
             timeline: sampled.timeline,
+            trace: sampled.trace,
             after: rss_after,
         },
     );

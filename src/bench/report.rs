@@ -72,6 +72,8 @@ pub struct ServerMemory {
     pub max_sampled: Option<RssSample>,
     /// RSS at the start of the run and every tenth of it: time since the start, and RSS.
     pub timeline: Vec<(Duration, RssSample)>,
+    /// The same, denser ([`super::rss::TRACE_POINTS`] over the run), for `--memory-svg`.
+    pub trace: Vec<(Duration, RssSample)>,
     /// After the last request.
     pub after: Option<RssSample>,
 }

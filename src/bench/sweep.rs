@@ -150,7 +150,7 @@ pub fn svg(reports: &[Report]) -> Result<String, String> {
             .y_desc("requests/s")
             .draw()
             .map_err(fail)?;
-        draw_line(&mut chart, &throughput, BLUE, "requests/s").map_err(fail)?;
+        draw_line(&mut chart, &throughput, BLUE, "requests/s", true).map_err(fail)?;
 
         let mut chart = ChartBuilder::on(&right)
             .caption(format!("{scenario}: latency"), ("sans-serif", 20))
@@ -172,26 +172,21 @@ pub fn svg(reports: &[Report]) -> Result<String, String> {
             .y_desc("milliseconds")
             .draw()
             .map_err(fail)?;
-        draw_line(&mut chart, &p50, GREEN, "p50").map_err(fail)?;
-        draw_line(&mut chart, &p99, RED, "p99").map_err(fail)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(fail)?;
+        draw_line(&mut chart, &p50, GREEN, "p50", true).map_err(fail)?;
+        draw_line(&mut chart, &p99, RED, "p99", true).map_err(fail)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft).map_err(fail)?;
         root.present().map_err(fail)?;
     }
     Ok(document)
 }
 
-/// A line through `points` with a dot at each, labelled for the legend.
-fn draw_line<'a, DB, CT>(
+/// A line through `points` (with a dot at each when `dots`), labelled for the legend.
+pub(super) fn draw_line<'a, DB, CT>(
     chart: &mut ChartContext<'a, DB, CT>,
     points: &[(f64, f64)],
     color: RGBColor,
     label: &str,
+    dots: bool,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>
 where
     DB: DrawingBackend + 'a,
@@ -204,12 +199,31 @@ where
         ))?
         .label(label)
         .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
-    chart.draw_series(
-        points
-            .iter()
-            .map(|&point| Circle::new(point, 3, color.filled())),
-    )?;
+    if dots {
+        chart.draw_series(
+            points
+                .iter()
+                .map(|&point| Circle::new(point, 3, color.filled())),
+        )?;
+    }
     Ok(())
+}
+
+/// The legend of the lines [`draw_line`] labelled, at `position`.
+pub(super) fn draw_legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate<From = (f64, f64)>,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
 }
 
 #[cfg(test)]

@@ -107,6 +107,9 @@ pub struct BenchArgs {
         default_value = "bench-sweep.svg"
     )]
     svg: std::path::PathBuf,
+    /// Draw the server's memory against time over the run as an SVG at FILE (needs --pid)
+    #[arg(long, value_name = "FILE", requires = "pid", conflicts_with = "sweep")]
+    memory_svg: Option<std::path::PathBuf>,
     /// Garbage Logouts per second (logout-flood only)
     #[arg(long, value_name = "N", default_value_t = bench::logout_flood::DEFAULT_GARBAGE_RATE)]
     garbage_rate: u32,
@@ -201,8 +204,10 @@ pub async fn run(
         }
         return Ok(());
     }
-    if args.storage && protocols.len() > 1 {
-        return Err("--storage measures one run: give --protocol grpc or http".into());
+    if (args.storage || args.memory_svg.is_some()) && protocols.len() > 1 {
+        return Err(
+            "--storage and --memory-svg measure one run: give --protocol grpc or http".into(),
+        );
     }
     let mut rps = Vec::new();
     for &protocol in protocols {
@@ -219,6 +224,13 @@ pub async fn run(
             Some(before) => Some(storage_after(&settings, &report, before).await?),
             None => None,
         };
+        if let Some(path) = &args.memory_svg {
+            let title = format!("{}: server memory", scenario.as_str());
+            let drawing = bench::rss::svg(&title, &report.server_memory.trace)?;
+            std::fs::write(path, drawing)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
         if args.json {
             let mut json = report.to_json();
             if let (Some(storage), Some(object)) = (&storage, json.as_object_mut()) {
