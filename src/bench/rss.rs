@@ -143,6 +143,7 @@ pub fn svg(title: &str, trace: &[(Duration, RssSample)]) -> Result<String, Strin
         chart
             .configure_mesh()
             .x_desc("seconds since the start of the run")
+            .x_label_formatter(&|s| format!("{s:.0}"))
             .y_desc("MiB")
             .y_label_formatter(&|mib| format!("{mib:.0}"))
             .draw()
